@@ -1,0 +1,16 @@
+//! Compilers, their arguments and cache keys.
+//!
+//! This crate knows what a compilation reads and writes and how to name it
+//! in the cache. It knows nothing of the daemon or of storage: it runs a
+//! compiler only to identify a toolchain, and reads files only through the
+//! caller's [`digest::FileDigester`] (plus `@argfile`s and the sysroot).
+
+pub mod depinfo;
+pub mod digest;
+pub mod key;
+pub mod paths;
+pub mod rust;
+pub mod toolchain;
+
+pub use digest::{Digest, FileDigester};
+pub use paths::BaseDirs;

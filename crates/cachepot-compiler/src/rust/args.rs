@@ -1,0 +1,447 @@
+//! Parsing rustc command lines into a [`RustCompile`] or the reason it
+//! cannot be cached.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Why a compile is not cached: a short stable category (a key in the
+/// stats map) and a detail for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uncacheable {
+    /// Stable category, such as `crate-type bin` or `incremental`.
+    pub reason: String,
+    /// Detail for logs.
+    pub detail: String,
+}
+
+impl Uncacheable {
+    fn new(reason: impl Into<String>, detail: impl Into<String>) -> Uncacheable {
+        Uncacheable {
+            reason: reason.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a rustc command line is.
+#[derive(Clone, Debug)]
+pub enum Parsed {
+    /// A query such as `-vV` or `--print`: run the compiler; it is not a compile.
+    NotACompile,
+    /// A compile cachepot does not cache.
+    Uncacheable(Uncacheable),
+    /// A compile cachepot can cache.
+    Cacheable(Box<RustCompile>),
+}
+
+/// One `--emit` kind, with its explicit path if one was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emit {
+    /// `link`, `metadata` or `dep-info`.
+    pub kind: String,
+    /// `--emit kind=path`.
+    pub path: Option<String>,
+}
+
+/// One `--extern` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extern {
+    /// Everything before `=`: options and the crate name (`noprelude:foo`).
+    pub spec: String,
+    /// The file, if one was given.
+    pub path: Option<String>,
+}
+
+/// One `-l` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkLib {
+    /// `static`, `dylib`, `framework`, … or `None` when not given.
+    pub kind: Option<String>,
+    /// The library name (after any `:rename`, the name searched for).
+    pub name: String,
+    /// `+verbatim` was given.
+    pub verbatim: bool,
+}
+
+/// A cacheable rustc compile.
+#[derive(Clone, Debug)]
+pub struct RustCompile {
+    /// `--crate-name`.
+    pub crate_name: String,
+    /// `--crate-type` values, in order.
+    pub crate_types: Vec<String>,
+    /// The source file as written on the command line.
+    pub input: String,
+    /// `--emit` kinds.
+    pub emits: Vec<Emit>,
+    /// `--out-dir`, as written.
+    pub out_dir: Option<String>,
+    /// `-C extra-filename`.
+    pub extra_filename: String,
+    /// `--extern` arguments.
+    pub externs: Vec<Extern>,
+    /// `-L` arguments: kind (`all` when none given) and path.
+    pub search_paths: Vec<(String, String)>,
+    /// `-l` arguments.
+    pub link_libs: Vec<LinkLib>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// The arguments that go into the key, in order, with output locations
+    /// left out and each `--extern` path replaced by `{extern:N}`, N being
+    /// its index in `externs`.
+    pub key_args: Vec<String>,
+}
+
+/// What an output file is for; restores write the role's current path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// `link`, `metadata`, `dep-info` or `staticlib`.
+    pub role: String,
+    /// Where this compile writes it (absolute).
+    pub path: PathBuf,
+}
+
+/// Flags that take a value, either as the next argument or after `=`
+/// (long) or attached (short).
+const VALUE_FLAGS: &[&str] = &[
+    "--crate-name",
+    "--edition",
+    "--crate-type",
+    "--emit",
+    "--out-dir",
+    "-o",
+    "--extern",
+    "--cfg",
+    "--check-cfg",
+    "--cap-lints",
+    "--error-format",
+    "--json",
+    "--color",
+    "--diagnostic-width",
+    "--target",
+    "--sysroot",
+    "--remap-path-prefix",
+    "--remap-path-scope",
+    "--print",
+    "--explain",
+    "--env-set",
+    "--crate-attr",
+    "--codegen",
+    "--allow",
+    "--warn",
+    "--deny",
+    "--forbid",
+    "--force-warn",
+    "--extern-location",
+    "-L",
+    "-l",
+    "-C",
+    "-Z",
+    "-A",
+    "-W",
+    "-D",
+    "-F",
+];
+
+/// Flags without a value that do not change what is cached beyond being in the key.
+const PLAIN_FLAGS: &[&str] = &["-g", "-O", "--test", "-v", "--verbose"];
+
+/// Crate types whose outputs are plain files written by rustc alone.
+const CACHEABLE_CRATE_TYPES: &[&str] = &["lib", "rlib", "staticlib"];
+
+/// `-C` options that make rustc write files other than the known outputs.
+const UNCACHEABLE_CODEGEN: &[&str] = &["save-temps", "profile-generate", "incremental"];
+
+/// Parses a rustc command line (without the compiler itself).
+pub fn parse(args: &[OsString], cwd: &Path) -> Parsed {
+    let mut strings = Vec::with_capacity(args.len());
+    for a in args {
+        match a.to_str() {
+            Some(s) => strings.push(s.to_string()),
+            None => {
+                return Parsed::Uncacheable(Uncacheable::new(
+                    "non-utf8 argument",
+                    a.to_string_lossy(),
+                ))
+            }
+        }
+    }
+    let strings = match expand_argfiles(strings, cwd) {
+        Ok(s) => s,
+        Err(u) => return Parsed::Uncacheable(u),
+    };
+    match parse_strings(&strings) {
+        Ok(Some(c)) => Parsed::Cacheable(Box::new(c)),
+        Ok(None) => Parsed::NotACompile,
+        Err(u) => Parsed::Uncacheable(u),
+    }
+}
+
+/// Replaces `@path` arguments by the file's lines, as rustc does.
+fn expand_argfiles(args: Vec<String>, cwd: &Path) -> Result<Vec<String>, Uncacheable> {
+    let mut out = Vec::with_capacity(args.len());
+    for a in args {
+        match a.strip_prefix('@') {
+            Some(file) if !file.is_empty() => {
+                let text = std::fs::read_to_string(cwd.join(file))
+                    .map_err(|e| Uncacheable::new("unreadable @argfile", format!("{file}: {e}")))?;
+                out.extend(text.lines().map(str::to_string));
+            }
+            _ => out.push(a),
+        }
+    }
+    Ok(out)
+}
+
+/// Splits `arg` into a known flag and its inline value, if it has one.
+fn split_flag(arg: &str) -> Option<(&'static str, Option<&str>)> {
+    for flag in VALUE_FLAGS {
+        if arg == *flag {
+            return Some((flag, None));
+        }
+        if let Some(rest) = arg.strip_prefix(flag) {
+            if flag.starts_with("--") {
+                if let Some(v) = rest.strip_prefix('=') {
+                    return Some((flag, Some(v)));
+                }
+            } else if !rest.is_empty() && flag.len() == 2 {
+                return Some((flag, Some(rest)));
+            }
+        }
+    }
+    None
+}
+
+fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
+    let mut c = RustCompile {
+        crate_name: String::new(),
+        crate_types: Vec::new(),
+        input: String::new(),
+        emits: Vec::new(),
+        out_dir: None,
+        extra_filename: String::new(),
+        externs: Vec::new(),
+        search_paths: Vec::new(),
+        link_libs: Vec::new(),
+        target: None,
+        key_args: Vec::new(),
+    };
+    let query = |a: &String| {
+        matches!(
+            a.as_str(),
+            "-V" | "--version" | "-vV" | "-Vv" | "-h" | "--help" | "--print" | "--explain"
+        ) || a.starts_with("--print=")
+            || a.starts_with("--explain=")
+    };
+    if args.iter().any(query) {
+        return Ok(None);
+    }
+    let mut inputs: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        i += 1;
+        if PLAIN_FLAGS.contains(&arg) {
+            c.key_args.push(arg.to_string());
+            continue;
+        }
+        if arg == "-" {
+            return Err(Uncacheable::new(
+                "stdin input",
+                "source read from standard input",
+            ));
+        }
+        if !arg.starts_with('-') {
+            inputs.push(arg);
+            continue;
+        }
+        let Some((flag, inline)) = split_flag(arg) else {
+            return Err(Uncacheable::new("unknown flag", arg));
+        };
+        let value = match inline {
+            Some(v) => v.to_string(),
+            None => {
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| Uncacheable::new("missing flag value", flag))?;
+                i += 1;
+                v.clone()
+            }
+        };
+        match flag {
+            "--crate-name" => {
+                c.crate_name = value.clone();
+                push_pair(&mut c.key_args, flag, &value);
+            }
+            "--crate-type" => {
+                for t in value.split(',') {
+                    if !CACHEABLE_CRATE_TYPES.contains(&t) {
+                        return Err(Uncacheable::new(format!("crate-type {t}"), value.clone()));
+                    }
+                    c.crate_types.push(t.to_string());
+                }
+                push_pair(&mut c.key_args, flag, &value);
+            }
+            "--emit" => {
+                let mut kinds = Vec::new();
+                for e in value.split(',') {
+                    let (kind, path) = match e.split_once('=') {
+                        Some((k, p)) => (k, Some(p.to_string())),
+                        None => (e, None),
+                    };
+                    if !matches!(kind, "link" | "metadata" | "dep-info") {
+                        return Err(Uncacheable::new(format!("emit {kind}"), value.clone()));
+                    }
+                    kinds.push(kind);
+                    c.emits.push(Emit {
+                        kind: kind.to_string(),
+                        path,
+                    });
+                }
+                push_pair(&mut c.key_args, flag, &kinds.join(","));
+            }
+            "--out-dir" => c.out_dir = Some(value),
+            "-o" => return Err(Uncacheable::new("-o", value)),
+            "--extern" => {
+                let (spec, path) = match value.split_once('=') {
+                    Some((s, p)) => (s.to_string(), Some(p.to_string())),
+                    None => (value.clone(), None),
+                };
+                let n = c.externs.len();
+                let shown = match path {
+                    Some(_) => format!("{spec}={{extern:{n}}}"),
+                    None => spec.clone(),
+                };
+                push_pair(&mut c.key_args, flag, &shown);
+                c.externs.push(Extern { spec, path });
+            }
+            "-L" => {
+                let (kind, path) = match value.split_once('=') {
+                    Some((k, p))
+                        if matches!(k, "dependency" | "crate" | "native" | "framework" | "all") =>
+                    {
+                        (k.to_string(), p.to_string())
+                    }
+                    _ => ("all".to_string(), value.clone()),
+                };
+                c.search_paths.push((kind, path));
+                push_pair(&mut c.key_args, flag, &value);
+            }
+            "-l" => {
+                c.link_libs.push(parse_link_lib(&value));
+                push_pair(&mut c.key_args, flag, &value);
+            }
+            "-C" | "--codegen" => {
+                let (name, v) = value.split_once('=').unwrap_or((value.as_str(), ""));
+                let name = name.replace('_', "-");
+                if UNCACHEABLE_CODEGEN.contains(&name.as_str()) {
+                    return Err(Uncacheable::new(format!("-C {name}"), value.clone()));
+                }
+                if name == "split-debuginfo" && v != "off" {
+                    return Err(Uncacheable::new("-C split-debuginfo", value.clone()));
+                }
+                if name == "extra-filename" {
+                    c.extra_filename = v.to_string();
+                }
+                push_pair(&mut c.key_args, "-C", &value);
+            }
+            "--sysroot" => return Err(Uncacheable::new("--sysroot", value)),
+            "--target" => {
+                if value.ends_with(".json") {
+                    return Err(Uncacheable::new("custom target file", value));
+                }
+                c.target = Some(value.clone());
+                push_pair(&mut c.key_args, flag, &value);
+            }
+            _ => push_pair(&mut c.key_args, flag, &value),
+        }
+    }
+    match inputs.as_slice() {
+        [] => return Err(Uncacheable::new("no input file", "")),
+        [one] => c.input = one.to_string(),
+        _ => return Err(Uncacheable::new("several input files", inputs.join(" "))),
+    }
+    c.key_args.push(format!("input={}", c.input));
+    if c.crate_name.is_empty() {
+        return Err(Uncacheable::new("no --crate-name", ""));
+    }
+    if c.crate_types.is_empty() {
+        return Err(Uncacheable::new("crate-type bin", "no --crate-type (bin)"));
+    }
+    if !c.emits.iter().any(|e| e.kind == "dep-info") {
+        return Err(Uncacheable::new("no dep-info", "--emit without dep-info"));
+    }
+    if c.emits.is_empty() {
+        return Err(Uncacheable::new("no --emit", ""));
+    }
+    Ok(Some(c))
+}
+
+fn push_pair(key_args: &mut Vec<String>, flag: &str, value: &str) {
+    key_args.push(format!("{flag}={value}"));
+}
+
+/// Parses `-l [KIND[:MODIFIERS]=]NAME[:RENAME]`.
+fn parse_link_lib(value: &str) -> LinkLib {
+    let (kind_part, name_part) = match value.split_once('=') {
+        Some((k, n)) => (Some(k), n),
+        None => (None, value),
+    };
+    let (kind, modifiers) = match kind_part {
+        Some(k) => match k.split_once(':') {
+            Some((k, m)) => (Some(k.to_string()), m),
+            None => (Some(k.to_string()), ""),
+        },
+        None => (None, ""),
+    };
+    let name = name_part.split(':').next().unwrap_or(name_part).to_string();
+    LinkLib {
+        kind,
+        name,
+        verbatim: modifiers.split(',').any(|m| m == "+verbatim"),
+    }
+}
+
+impl RustCompile {
+    /// The files this compile writes, from the arguments alone.
+    pub fn outputs(&self, cwd: &Path) -> Vec<Output> {
+        let out_dir = match &self.out_dir {
+            Some(d) => cwd.join(d),
+            None => cwd.to_path_buf(),
+        };
+        let stem = format!("{}{}", self.crate_name, self.extra_filename);
+        let mut outputs = Vec::new();
+        for emit in &self.emits {
+            let mut push = |role: &str, default_name: String| {
+                let path = match &emit.path {
+                    Some(p) => cwd.join(p),
+                    None => out_dir.join(default_name),
+                };
+                if !outputs.iter().any(|o: &Output| o.path == path) {
+                    outputs.push(Output {
+                        role: role.to_string(),
+                        path,
+                    });
+                }
+            };
+            match emit.kind.as_str() {
+                "dep-info" => push("dep-info", format!("{stem}.d")),
+                "metadata" => push("metadata", format!("lib{stem}.rmeta")),
+                "link" => {
+                    for t in &self.crate_types {
+                        match t.as_str() {
+                            "staticlib" => push("staticlib", format!("lib{stem}.a")),
+                            _ => push("link", format!("lib{stem}.rlib")),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        outputs
+    }
+}
+
+#[cfg(test)]
+#[path = "args_tests.rs"]
+mod tests;

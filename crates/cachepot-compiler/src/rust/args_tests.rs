@@ -1,0 +1,229 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+fn words(s: &str) -> Vec<OsString> {
+    s.split_whitespace().map(OsString::from).collect()
+}
+
+fn cacheable(s: &str) -> RustCompile {
+    match parse(&words(s), Path::new("/ws")) {
+        Parsed::Cacheable(c) => *c,
+        other => panic!("expected cacheable, got {other:?}"),
+    }
+}
+
+fn reason(s: &str) -> String {
+    match parse(&words(s), Path::new("/ws")) {
+        Parsed::Uncacheable(u) => u.reason,
+        other => panic!("expected uncacheable, got {other:?}"),
+    }
+}
+
+/// `cargo build` of a registry crate, as cargo 1.95 runs it.
+const REGISTRY_LIB: &str = "--crate-name unicode_ident --edition=2021 /home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/unicode-ident-1.0.27/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type lib --emit=dep-info,metadata,link -C embed-bitcode=no --check-cfg cfg(docsrs,test) --check-cfg cfg(feature,values()) -C metadata=0414aaa79eb6a3c3 -C extra-filename=-49b462d488e72123 --out-dir /ws/target/debug/deps -L dependency=/ws/target/debug/deps --cap-lints allow";
+
+/// A workspace member with externs and native search paths.
+const MEMBER_LIB: &str = "--crate-name cachepot_storage --edition=2021 crates/cachepot-storage/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type lib --emit=dep-info,metadata,link -C embed-bitcode=no -C debuginfo=2 --warn=clippy::unwrap_used --deny=unsafe_code --check-cfg cfg(docsrs,test) -C metadata=5e1b5d85efcb23e7 -C extra-filename=-bc53dcb58ff532a8 --out-dir /ws/target/debug/deps -L dependency=/ws/target/debug/deps --extern blake3=/ws/target/debug/deps/libblake3-988a685b4271e55b.rmeta --extern noprelude:zstd=/ws/target/debug/deps/libzstd-68f668ebceca5e29.rmeta --extern proc_macro -L native=/ws/target/debug/build/zstd-sys-63bdffa00f02aff8/out -l static=zstd";
+
+#[test]
+fn registry_lib_outputs_follow_crate_name_and_extra_filename() {
+    let c = cacheable(REGISTRY_LIB);
+    assert_eq!(c.crate_name, "unicode_ident");
+    assert_eq!(c.crate_types, vec!["lib"]);
+    let outs: Vec<(String, String)> = c
+        .outputs(Path::new("/ws"))
+        .into_iter()
+        .map(|o| (o.role, o.path.display().to_string()))
+        .collect();
+    assert_eq!(
+        outs,
+        vec![
+            (
+                "dep-info".into(),
+                "/ws/target/debug/deps/unicode_ident-49b462d488e72123.d".into()
+            ),
+            (
+                "metadata".into(),
+                "/ws/target/debug/deps/libunicode_ident-49b462d488e72123.rmeta".into()
+            ),
+            (
+                "link".into(),
+                "/ws/target/debug/deps/libunicode_ident-49b462d488e72123.rlib".into()
+            ),
+        ]
+    );
+    assert!(!c.key_args.iter().any(|a| a.contains("--out-dir")));
+    assert!(c.key_args.contains(&"--cap-lints=allow".to_string()));
+}
+
+#[test]
+fn externs_are_kept_by_index_and_forms() {
+    let c = cacheable(MEMBER_LIB);
+    assert_eq!(c.externs.len(), 3);
+    assert_eq!(c.externs[1].spec, "noprelude:zstd");
+    assert_eq!(c.externs[2].path, None);
+    assert!(c
+        .key_args
+        .contains(&"--extern=blake3={extern:0}".to_string()));
+    assert!(c.key_args.contains(&"--extern=proc_macro".to_string()));
+    assert_eq!(c.link_libs[0].kind.as_deref(), Some("static"));
+    assert_eq!(c.link_libs[0].name, "zstd");
+    assert_eq!(c.search_paths[1].0, "native");
+}
+
+#[test]
+fn attached_and_separate_flag_forms_mean_the_same() {
+    let a = cacheable("--crate-name x --crate-type=rlib --emit dep-info,link -Copt-level=3 -Ldependency=/d -Awarnings --cfg feature=\"a\" src/lib.rs");
+    let b = cacheable("--crate-name=x --crate-type rlib --emit=dep-info,link -C opt-level=3 -L dependency=/d -A warnings --cfg=feature=\"a\" src/lib.rs");
+    assert_eq!(a.key_args, b.key_args);
+}
+
+#[test]
+fn flags_change_the_key_args() {
+    let base = cacheable("--crate-name x --crate-type lib --emit=dep-info,link src/lib.rs");
+    for extra in [
+        "--cfg feature=\"b\"",
+        "-C opt-level=1",
+        "-g",
+        "--edition=2024",
+        "-D warnings",
+        "--target x86_64-unknown-linux-musl",
+    ] {
+        let c = cacheable(&format!(
+            "--crate-name x --crate-type lib --emit=dep-info,link src/lib.rs {extra}"
+        ));
+        assert_ne!(c.key_args, base.key_args, "{extra}");
+    }
+}
+
+#[test]
+fn linked_crate_types_and_queries_are_not_cached_now() {
+    assert_eq!(
+        reason("--crate-name b --crate-type bin --emit=dep-info,link src/main.rs"),
+        "crate-type bin"
+    );
+    assert_eq!(
+        reason("--crate-name m --crate-type proc-macro --emit=dep-info,link src/lib.rs"),
+        "crate-type proc-macro"
+    );
+    assert_eq!(
+        reason("--crate-name b --emit=dep-info,link src/main.rs"),
+        "crate-type bin"
+    );
+    assert_eq!(
+        reason("--crate-name t --test --crate-type lib --emit=link src/lib.rs"),
+        "no dep-info"
+    );
+    assert!(matches!(
+        parse(&words("-vV"), Path::new("/")),
+        Parsed::NotACompile
+    ));
+    assert!(matches!(
+        parse(
+            &words("- --crate-name ___ --print=file-names --crate-type bin"),
+            Path::new("/")
+        ),
+        Parsed::NotACompile
+    ));
+}
+
+#[test]
+fn incremental_and_other_side_outputs_are_not_cached_now() {
+    let base = "--crate-name x --crate-type lib --emit=dep-info,link src/lib.rs";
+    assert_eq!(
+        reason(&format!(
+            "{base} -C incremental=/ws/target/debug/incremental"
+        )),
+        "-C incremental"
+    );
+    assert_eq!(reason(&format!("{base} -C save-temps")), "-C save-temps");
+    assert_eq!(
+        reason(&format!("{base} -C split-debuginfo=unpacked")),
+        "-C split-debuginfo"
+    );
+    assert_eq!(reason(&format!("{base} --emit=llvm-ir")), "emit llvm-ir");
+    assert_eq!(reason(&format!("{base} -o /x/y")), "-o");
+    assert_eq!(reason(&format!("{base} --frobnicate")), "unknown flag");
+    assert_eq!(reason(&format!("{base} other.rs")), "several input files");
+    assert_eq!(
+        reason("--crate-name x --crate-type lib --emit=dep-info,link -"),
+        "stdin input"
+    );
+}
+
+#[test]
+fn cargo_check_emits_metadata_only() {
+    let c = cacheable("--crate-name x --crate-type lib --emit=dep-info,metadata -C embed-bitcode=no --out-dir /ws/target/debug/deps src/lib.rs");
+    let roles: Vec<String> = c
+        .outputs(Path::new("/ws"))
+        .into_iter()
+        .map(|o| o.role)
+        .collect();
+    assert_eq!(roles, vec!["dep-info", "metadata"]);
+}
+
+#[test]
+fn staticlib_and_explicit_emit_paths() {
+    let c = cacheable("--crate-name s --crate-type staticlib --crate-type rlib --emit=dep-info=deps/s.d,link --out-dir out src/lib.rs");
+    let outs: Vec<(String, String)> = c
+        .outputs(Path::new("/ws"))
+        .into_iter()
+        .map(|o| (o.role, o.path.display().to_string()))
+        .collect();
+    assert_eq!(
+        outs,
+        vec![
+            ("dep-info".into(), "/ws/deps/s.d".into()),
+            ("staticlib".into(), "/ws/out/libs.a".into()),
+            ("link".into(), "/ws/out/libs.rlib".into()),
+        ]
+    );
+}
+
+#[test]
+fn argfiles_are_expanded_relative_to_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("args"),
+        "--crate-name\nx\n--crate-type\nlib\n--emit=dep-info,link\n",
+    )
+    .unwrap();
+    let args = vec![OsString::from("@args"), OsString::from("src/lib.rs")];
+    match parse(&args, dir.path()) {
+        Parsed::Cacheable(c) => assert_eq!(c.crate_name, "x"),
+        other => panic!("{other:?}"),
+    }
+    let missing = vec![OsString::from("@nope"), OsString::from("src/lib.rs")];
+    assert!(
+        matches!(parse(&missing, dir.path()), Parsed::Uncacheable(u) if u.reason == "unreadable @argfile")
+    );
+}
+
+#[test]
+fn link_lib_forms() {
+    assert_eq!(
+        parse_link_lib("static:+whole-archive,+verbatim=libfoo.a"),
+        LinkLib {
+            kind: Some("static".into()),
+            name: "libfoo.a".into(),
+            verbatim: true
+        }
+    );
+    assert_eq!(
+        parse_link_lib("dylib=ssl:ssl3"),
+        LinkLib {
+            kind: Some("dylib".into()),
+            name: "ssl".into(),
+            verbatim: false
+        }
+    );
+    assert_eq!(
+        parse_link_lib("m"),
+        LinkLib {
+            kind: None,
+            name: "m".into(),
+            verbatim: false
+        }
+    );
+}

@@ -1,0 +1,399 @@
+//! The cache key of a rustc compile.
+//!
+//! Lookups never run the compiler ("direct mode"). A compile's key has two
+//! parts:
+//!
+//! * **Part A** is computed from the command line and environment before
+//!   compiling. It names a list of manifests.
+//! * A **manifest** lists the source files (with digests) and `env-dep`
+//!   variables (with values) that an earlier compile with the same part A
+//!   read, as its dep-info file recorded them. When every recorded file still
+//!   has its digest and every variable its value, the manifest names the
+//!   entry: **part B** = hash(A, manifest).
+//!
+//! | input | in the key? | how, and why |
+//! |---|---|---|
+//! | key format version | A | bumped whenever an input changes meaning |
+//! | toolchain | A | `rustc -vV` (version, commit hash, host, LLVM) and the digest of every file in the target's `lib/rustlib/<target>/lib` (std and friends) |
+//! | crate name, types, edition, `--cfg`, `--check-cfg`, `-C` options, lints (`-A/-W/-D/-F`, `--cap-lints`), `--target`, `-Z`, `--remap-path-prefix`, `-g`, `-O`, `--test`, `-L` and `-l` | A | as written, in order, with base directories replaced by tokens |
+//! | `--error-format`, `--json`, `--color`, `--diagnostic-width` | A | they shape the stderr that a hit replays |
+//! | `--emit` kinds | A | which files are produced |
+//! | `--emit` paths, `--out-dir` | no | where outputs go, not what they are; a hit writes them where this compile asks |
+//! | `--extern` files | A | replaced by the digest of their content, so a rebuilt but identical dependency still hits |
+//! | static native libraries (`-l static=…`, found through `-L`) | A | by content, because rustc bundles them into the rlib |
+//! | the source file path | A | as written (cargo writes it relative to the workspace root for local crates) |
+//! | source files the compile read (`mod`, `include!`, `include_bytes!`, …) | B | path (base-relative) and content digest, from the dep-info of the compile that stored the entry |
+//! | `env-dep` variables (`env!`, `option_env!`) | B | name and exact value, never normalised: a value may be embedded in the output (`env!("CARGO_MANIFEST_DIR")`) |
+//! | `CARGO_*` variables that cargo sets for rustc (`CARGO_PKG_*`, `CARGO_CRATE_NAME`, `CARGO_MANIFEST_DIR`, …) and `OUT_DIR` | A | proc-macros may read them without rustc knowing; path values are base-relative |
+//! | `CARGO_MAKEFLAGS`, `CARGO` and cargo's own configuration variables (`CARGO_HOME`, `CARGO_TARGET_*`, `CARGO_BUILD_*`, `CARGO_TERM_*`, `CARGO_NET_*`, `CARGO_HTTP_*`, `CARGO_REGISTRIES_*`, `CARGO_REGISTRY_*`, `CARGO_PROFILE_*`, `CARGO_INCREMENTAL`, `CARGO_LOG`, `CARGO_ENCODED_RUSTFLAGS`, …) | no | jobserver file descriptors, the cargo binary's location, and settings cargo applies itself (their effect reaches rustc as arguments); some hold secrets |
+//! | `RUSTC_BOOTSTRAP`, `RUST_TARGET_PATH`, `RUSTC_FORCE_RUSTC_VERSION`, `*_DEPLOYMENT_TARGET` | A | rustc reads them itself |
+//! | other environment variables | no | rustc does not read them; anything the crate reads with `env!` is an `env-dep` |
+//! | absolute paths under base directories (working directory, `CARGO_HOME`, the target directory, `CACHEPOT_BASEDIRS`) | A, B | replaced by a token naming the base, so another checkout hits |
+//!
+//! Left out on purpose, and what it costs: the absolute paths that rustc
+//! embeds in debug info and in `file!()` for crates outside the working
+//! directory come from the build that stored the entry. This is what
+//! sccache's and ccache's base directories do too; `--remap-path-prefix`
+//! in `RUSTFLAGS` makes those paths identical everywhere. Crates found
+//! through `-L dependency=` without `--extern` (dependencies of
+//! dependencies) are not hashed: they are pinned by the metadata of the
+//! `--extern` crates, which is hashed.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::args::{RustCompile, Uncacheable};
+use crate::depinfo::{escape_env_value, DepInfo};
+use crate::digest::{Digest, FileDigester};
+use crate::key::{Key, KeyBuilder};
+use crate::paths::BaseDirs;
+
+/// Environment variables outside `CARGO_*` that rustc reads itself.
+const RUSTC_ENV: &[&str] = &[
+    "OUT_DIR",
+    "RUSTC_BOOTSTRAP",
+    "RUST_TARGET_PATH",
+    "RUSTC_FORCE_RUSTC_VERSION",
+];
+
+/// `CARGO_*` variables left out of the key (see the table above).
+const CARGO_ENV_LEFT_OUT: &[&str] = &[
+    "CARGO",
+    "CARGO_MAKEFLAGS",
+    "CARGO_HOME",
+    "CARGO_INCREMENTAL",
+    "CARGO_LOG",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+];
+
+/// Prefixes of cargo's own configuration variables, left out of the key.
+const CARGO_ENV_LEFT_OUT_PREFIXES: &[&str] = &[
+    "CARGO_BUILD_",
+    "CARGO_TERM_",
+    "CARGO_NET_",
+    "CARGO_HTTP_",
+    "CARGO_REGISTRIES_",
+    "CARGO_REGISTRY_",
+    "CARGO_PROFILE_",
+    "CARGO_CACHE_",
+    "CARGO_ALIAS_",
+    "CARGO_UNSTABLE_",
+    "CARGO_FUTURE_INCOMPAT_",
+    "CARGO_CARGO_NEW_",
+    "CARGO_INSTALL_",
+    "CARGO_SOURCE_",
+    "CARGO_LOG_",
+];
+
+/// Whether an environment variable goes into part A.
+pub fn env_in_key(name: &str) -> bool {
+    if RUSTC_ENV.contains(&name) || name.ends_with("_DEPLOYMENT_TARGET") {
+        return true;
+    }
+    if !name.starts_with("CARGO_") && name != "CARGO" {
+        return false;
+    }
+    if name == "CARGO_TARGET_TMPDIR" {
+        return true;
+    }
+    if name.starts_with("CARGO_TARGET_") || CARGO_ENV_LEFT_OUT.contains(&name) {
+        return false;
+    }
+    !CARGO_ENV_LEFT_OUT_PREFIXES
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// What the key needs besides the command line.
+pub struct KeyContext<'a> {
+    /// The compile's working directory.
+    pub cwd: &'a Path,
+    /// The compile's environment.
+    pub env: &'a [(OsString, OsString)],
+    /// Toolchain identity (see [`crate::toolchain`]).
+    pub toolchain: &'a Digest,
+    /// Base directories of this compile.
+    pub bases: &'a BaseDirs,
+    /// Where file digests come from.
+    pub digester: &'a dyn FileDigester,
+}
+
+/// The base directories of a rustc compile: the working directory,
+/// `CARGO_HOME`, the target directory (found from `--out-dir` by cargo's
+/// `CACHEDIR.TAG`) and the configured ones, named `base0`, `base1`, ….
+pub fn base_dirs(
+    c: &RustCompile,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    configured: &[PathBuf],
+) -> BaseDirs {
+    let cargo_home = env_value(env, "CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env_value(env, "HOME").map(|h| Path::new(&h).join(".cargo")));
+    let target_dir = c
+        .out_dir
+        .as_ref()
+        .and_then(|d| find_target_dir(&cwd.join(d)));
+    let mut pairs: Vec<(String, PathBuf)> = vec![("cwd".into(), cwd.to_path_buf())];
+    if let Some(t) = target_dir {
+        pairs.push(("target".into(), t));
+    }
+    if let Some(h) = cargo_home {
+        pairs.push(("cargo_home".into(), h));
+    }
+    for (i, b) in configured.iter().enumerate() {
+        pairs.push((format!("base{i}"), b.clone()));
+    }
+    BaseDirs::new(pairs.iter().map(|(n, p)| (n.as_str(), p.as_path())))
+}
+
+/// Walks up from an output directory to the directory holding cargo's
+/// `CACHEDIR.TAG` (the target or build directory).
+fn find_target_dir(out_dir: &Path) -> Option<PathBuf> {
+    out_dir
+        .ancestors()
+        .take(6)
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// Looks up a variable in an environment list.
+pub fn env_value(env: &[(OsString, OsString)], name: &str) -> Option<OsString> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Computes part A.
+pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> {
+    let bases = ctx.bases;
+    let mut b = KeyBuilder::new("rust-a");
+    b.add_digest("toolchain", ctx.toolchain);
+    for a in &c.key_args {
+        b.add("arg", &bases.normalize(a.as_bytes()));
+    }
+    for (i, e) in c.externs.iter().enumerate() {
+        let Some(p) = &e.path else { continue };
+        let d = ctx
+            .digester
+            .digest(&ctx.cwd.join(p))
+            .map_err(|err| Uncacheable {
+                reason: "unreadable --extern".into(),
+                detail: format!("{p}: {err}"),
+            })?;
+        b.add_digest(&format!("extern:{i}:{}", e.spec), &d);
+    }
+    for lib in c
+        .link_libs
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("static"))
+    {
+        let path =
+            find_static_lib(c, ctx.cwd, &lib.name, lib.verbatim).ok_or_else(|| Uncacheable {
+                reason: "static library not found".into(),
+                detail: lib.name.clone(),
+            })?;
+        let d = ctx.digester.digest(&path).map_err(|err| Uncacheable {
+            reason: "unreadable static library".into(),
+            detail: format!("{}: {err}", path.display()),
+        })?;
+        b.add_digest(&format!("static-lib:{}", lib.name), &d);
+    }
+    // Later definitions win, as in a process environment.
+    let mut env: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for (k, v) in ctx.env {
+        let Some(k) = k.to_str() else { continue };
+        if !env_in_key(k) {
+            continue;
+        }
+        let v = v.to_str().ok_or_else(|| Uncacheable {
+            reason: "non-utf8 environment".into(),
+            detail: k.to_string(),
+        })?;
+        env.insert(k, v);
+    }
+    for (k, v) in env {
+        b.add(&format!("env:{k}"), &bases.normalize(v.as_bytes()));
+    }
+    Ok(b.finish())
+}
+
+/// Finds `lib<name>.a` (or the verbatim name) in the native search paths.
+fn find_static_lib(c: &RustCompile, cwd: &Path, name: &str, verbatim: bool) -> Option<PathBuf> {
+    let file = if verbatim {
+        name.to_string()
+    } else {
+        format!("lib{name}.a")
+    };
+    c.search_paths
+        .iter()
+        .filter(|(kind, _)| kind == "native" || kind == "all")
+        .map(|(_, dir)| cwd.join(dir).join(&file))
+        .find(|p| p.is_file())
+}
+
+/// The inputs an earlier compile read, as its dep-info recorded them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// Normalised path (relative paths stay relative to the working
+    /// directory) and content digest.
+    pub files: Vec<(String, Digest)>,
+    /// `env-dep` name and value as rustc escaped it.
+    pub env: Vec<(String, Option<String>)>,
+}
+
+/// Why a manifest could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A listed file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A path holds a newline, which the manifest format cannot store.
+    #[error("path with a newline: {0:?}")]
+    Newline(String),
+    /// Stored text that is not a manifest.
+    #[error("malformed manifest")]
+    Malformed,
+}
+
+impl Manifest {
+    /// Builds a manifest from the dep-info a compile wrote.
+    pub fn from_depinfo(
+        info: &DepInfo,
+        cwd: &Path,
+        bases: &BaseDirs,
+        digester: &dyn FileDigester,
+    ) -> Result<Manifest, ManifestError> {
+        let mut files = Vec::with_capacity(info.files.len());
+        for f in &info.files {
+            if f.contains('\n') {
+                return Err(ManifestError::Newline(f.clone()));
+            }
+            let path = cwd.join(f);
+            let d = digester
+                .digest(&path)
+                .map_err(|source| ManifestError::Read { path, source })?;
+            files.push((bases.normalize_str(f), d));
+        }
+        Ok(Manifest {
+            files,
+            env: info.env.clone(),
+        })
+    }
+
+    /// The files this manifest names, as paths of this compile.
+    pub fn paths(&self, cwd: &Path, bases: &BaseDirs) -> Option<Vec<PathBuf>> {
+        self.files
+            .iter()
+            .map(|(p, _)| bases.restore_path(p, cwd))
+            .collect()
+    }
+
+    /// Whether this compile's files and environment are those recorded.
+    pub fn matches(
+        &self,
+        cwd: &Path,
+        bases: &BaseDirs,
+        env: &[(OsString, OsString)],
+        digester: &dyn FileDigester,
+    ) -> bool {
+        if !self.env_matches(env) {
+            return false;
+        }
+        for (p, d) in &self.files {
+            let Some(path) = bases.restore_path(p, cwd) else {
+                return false;
+            };
+            match digester.digest(&path) {
+                Ok(now) if now == *d => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Whether every recorded `env-dep` variable has its recorded value.
+    pub fn env_matches(&self, env: &[(OsString, OsString)]) -> bool {
+        self.env.iter().all(|(name, recorded)| {
+            env_value(env, name).map(|v| escape_env_value(&v.to_string_lossy())) == *recorded
+        })
+    }
+
+    /// Part B: the entry's key.
+    pub fn key_b(&self, a: &Digest) -> Key {
+        let mut b = KeyBuilder::new("rust-b");
+        b.add_digest("a", a);
+        for (p, d) in &self.files {
+            b.add_digest(&format!("file:{p}"), d);
+        }
+        for (n, v) in &self.env {
+            b.add(
+                &format!("env-dep:{n}"),
+                v.as_deref().unwrap_or("\0unset").as_bytes(),
+            );
+        }
+        b.finish()
+    }
+
+    /// Serialises a list of manifests (one text block each).
+    pub fn encode_list(list: &[Manifest]) -> String {
+        let mut s = String::new();
+        for m in list {
+            s.push_str("manifest\n");
+            for (p, d) in &m.files {
+                let _ = writeln!(s, "f {} {p}", d.to_hex());
+            }
+            for (n, v) in &m.env {
+                match v {
+                    Some(v) => {
+                        let _ = writeln!(s, "e {n}={v}");
+                    }
+                    None => {
+                        let _ = writeln!(s, "u {n}");
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Parses what [`Manifest::encode_list`] wrote.
+    pub fn decode_list(text: &str) -> Result<Vec<Manifest>, ManifestError> {
+        let mut out: Vec<Manifest> = Vec::new();
+        for line in text.lines() {
+            if line == "manifest" {
+                out.push(Manifest {
+                    files: Vec::new(),
+                    env: Vec::new(),
+                });
+                continue;
+            }
+            let m = out.last_mut().ok_or(ManifestError::Malformed)?;
+            if let Some(rest) = line.strip_prefix("f ") {
+                let (hex, path) = rest.split_once(' ').ok_or(ManifestError::Malformed)?;
+                let d = Digest::from_hex(hex).ok_or(ManifestError::Malformed)?;
+                m.files.push((path.to_string(), d));
+            } else if let Some(rest) = line.strip_prefix("e ") {
+                let (n, v) = rest.split_once('=').ok_or(ManifestError::Malformed)?;
+                m.env.push((n.to_string(), Some(v.to_string())));
+            } else if let Some(n) = line.strip_prefix("u ") {
+                m.env.push((n.to_string(), None));
+            } else {
+                return Err(ManifestError::Malformed);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "key_tests.rs"]
+mod tests;

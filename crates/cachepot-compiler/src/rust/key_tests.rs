@@ -1,0 +1,189 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::digest::PlainDigester;
+use crate::rust::args::{parse, Parsed};
+use std::fs;
+
+struct Checkout {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+}
+
+/// A checkout with a target dir, a dependency rlib and a source file.
+fn checkout(dep_content: &[u8]) -> Checkout {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("proj");
+    let home = dir.path().join("cargo-home");
+    fs::create_dir_all(root.join("target/debug/deps")).unwrap();
+    fs::create_dir_all(root.join("src")).unwrap();
+    fs::create_dir_all(&home).unwrap();
+    fs::write(
+        root.join("target/CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55",
+    )
+    .unwrap();
+    fs::write(root.join("target/debug/deps/libdep-1.rmeta"), dep_content).unwrap();
+    fs::write(root.join("src/lib.rs"), "pub fn f() {}").unwrap();
+    Checkout {
+        _dir: dir,
+        root,
+        home,
+    }
+}
+
+fn compile(co: &Checkout) -> (RustCompile, Vec<(OsString, OsString)>) {
+    let line = format!(
+        "--crate-name x --edition=2021 src/lib.rs --crate-type lib --emit=dep-info,metadata,link -C metadata=abc --out-dir {r}/target/debug/deps -L dependency={r}/target/debug/deps --extern dep={r}/target/debug/deps/libdep-1.rmeta",
+        r = co.root.display()
+    );
+    let args: Vec<OsString> = line.split(' ').map(OsString::from).collect();
+    let Parsed::Cacheable(c) = parse(&args, &co.root) else {
+        panic!()
+    };
+    let env = vec![
+        (
+            OsString::from("CARGO_HOME"),
+            co.home.clone().into_os_string(),
+        ),
+        (
+            OsString::from("CARGO_MANIFEST_DIR"),
+            co.root.clone().into_os_string(),
+        ),
+        (OsString::from("CARGO_PKG_NAME"), OsString::from("x")),
+        (
+            OsString::from("CARGO_MAKEFLAGS"),
+            OsString::from("-j --jobserver-fds=8,9"),
+        ),
+        (OsString::from("PATH"), OsString::from("/usr/bin")),
+    ];
+    (*c, env)
+}
+
+fn key_of(co: &Checkout, c: &RustCompile, env: &[(OsString, OsString)]) -> Key {
+    let bases = base_dirs(c, &co.root, env, &[]);
+    let tc = Digest::of(b"toolchain");
+    key_a(
+        c,
+        &KeyContext {
+            cwd: &co.root,
+            env,
+            toolchain: &tc,
+            bases: &bases,
+            digester: &PlainDigester,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn two_checkouts_share_part_a() {
+    let a = checkout(b"dep");
+    let b = checkout(b"dep");
+    let (ca, ea) = compile(&a);
+    let (cb, eb) = compile(&b);
+    assert_ne!(a.root, b.root);
+    assert_eq!(key_of(&a, &ca, &ea).digest, key_of(&b, &cb, &eb).digest);
+}
+
+#[test]
+fn extern_content_and_cargo_env_change_part_a_but_noise_does_not() {
+    let a = checkout(b"dep");
+    let (c, env) = compile(&a);
+    let k = key_of(&a, &c, &env).digest;
+    let b = checkout(b"dep changed");
+    let (cb, eb) = compile(&b);
+    assert_ne!(k, key_of(&b, &cb, &eb).digest);
+
+    let mut env2 = env.clone();
+    env2.push((OsString::from("CARGO_PKG_NAME"), OsString::from("y")));
+    assert_ne!(k, key_of(&a, &c, &env2).digest);
+
+    let mut env3 = env.clone();
+    env3[3].1 = OsString::from("-j --jobserver-fds=3,4");
+    env3.push((
+        OsString::from("CARGO_REGISTRIES_X_TOKEN"),
+        OsString::from("secret"),
+    ));
+    env3.push((OsString::from("HOME"), OsString::from("/elsewhere")));
+    let k3 = key_of(&a, &c, &env3);
+    assert_eq!(k, k3.digest);
+    assert!(!k3.inputs.iter().any(|i| i.value.contains("secret")));
+}
+
+#[test]
+fn env_selection() {
+    for yes in [
+        "CARGO_PKG_VERSION",
+        "CARGO_MANIFEST_DIR",
+        "OUT_DIR",
+        "RUSTC_BOOTSTRAP",
+        "CARGO_TARGET_TMPDIR",
+        "MACOSX_DEPLOYMENT_TARGET",
+        "CARGO_FEATURE_X",
+    ] {
+        assert!(env_in_key(yes), "{yes}");
+    }
+    for no in [
+        "CARGO",
+        "CARGO_MAKEFLAGS",
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "CARGO_TERM_COLOR",
+        "CARGO_REGISTRIES_CRATES_IO_PROTOCOL",
+        "PATH",
+        "HOME",
+        "RUSTFLAGS",
+    ] {
+        assert!(!env_in_key(no), "{no}");
+    }
+}
+
+#[test]
+fn manifest_matches_until_a_source_or_env_dep_changes() {
+    let a = checkout(b"dep");
+    let (c, env) = compile(&a);
+    let bases = base_dirs(&c, &a.root, &env, &[]);
+    let info = crate::depinfo::parse(&format!(
+        "{r}/target/debug/deps/x.d: src/lib.rs {h}/registry/m.rs\n\nsrc/lib.rs:\n{h}/registry/m.rs:\n\n# env-dep:CARGO_PKG_NAME=x\n# env-dep:UNSET_ONE\n",
+        r = a.root.display(),
+        h = a.home.display()
+    ));
+    fs::create_dir_all(a.home.join("registry")).unwrap();
+    fs::write(a.home.join("registry/m.rs"), "mod m;").unwrap();
+    let m = Manifest::from_depinfo(&info, &a.root, &bases, &PlainDigester).unwrap();
+    assert_eq!(m.files[1].0, "\0cargo_home\0/registry/m.rs");
+    assert!(m.matches(&a.root, &bases, &env, &PlainDigester));
+
+    let decoded = Manifest::decode_list(&Manifest::encode_list(std::slice::from_ref(&m))).unwrap();
+    assert_eq!(decoded, vec![m.clone()]);
+
+    let mut env2 = env.clone();
+    env2.push((OsString::from("UNSET_ONE"), OsString::from("now set")));
+    assert!(!m.matches(&a.root, &bases, &env2, &PlainDigester));
+
+    fs::write(a.home.join("registry/m.rs"), "mod m2;").unwrap();
+    assert!(!m.matches(&a.root, &bases, &env, &PlainDigester));
+}
+
+#[test]
+fn part_b_depends_on_file_digests() {
+    let m1 = Manifest {
+        files: vec![("src/lib.rs".into(), Digest::of(b"1"))],
+        env: vec![],
+    };
+    let m2 = Manifest {
+        files: vec![("src/lib.rs".into(), Digest::of(b"2"))],
+        env: vec![],
+    };
+    let a = Digest::of(b"a");
+    assert_ne!(m1.key_b(&a).digest, m2.key_b(&a).digest);
+    assert_eq!(m1.key_b(&a).digest, m1.clone().key_b(&a).digest);
+}
+
+#[test]
+fn malformed_manifest_text_is_an_error() {
+    assert!(Manifest::decode_list("f abc src").is_err());
+    assert!(Manifest::decode_list("manifest\nx y").is_err());
+}

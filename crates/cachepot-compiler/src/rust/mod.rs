@@ -1,0 +1,7 @@
+//! rustc: argument parsing, outputs and keys.
+
+pub mod args;
+pub mod key;
+
+pub use args::{parse, Extern, Output, Parsed, RustCompile, Uncacheable};
+pub use key::{base_dirs, env_in_key, key_a, KeyContext, Manifest, ManifestError};

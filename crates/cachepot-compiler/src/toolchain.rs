@@ -1,0 +1,170 @@
+//! Toolchain identity: what a rustc binary is, found by asking it once.
+//!
+//! The caller memoises the result (by the binary's path, size and mtime,
+//! and the rustup toolchain selection), so a build pays for this once.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::digest::{digest_file, Digest};
+
+/// Why a toolchain could not be identified.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    /// Running the compiler failed.
+    #[error("running {program} {args}: {source}")]
+    Spawn {
+        /// The compiler.
+        program: PathBuf,
+        /// Its arguments.
+        args: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The compiler ran but did not answer as rustc does.
+    #[error("{program} {args} answered unexpectedly: {output}")]
+    Unexpected {
+        /// The compiler.
+        program: PathBuf,
+        /// Its arguments.
+        args: String,
+        /// What it printed.
+        output: String,
+    },
+    /// A file of the sysroot could not be read.
+    #[error("reading the sysroot {path}: {source}")]
+    Sysroot {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A rustc toolchain, identified.
+#[derive(Clone, Debug)]
+pub struct RustToolchain {
+    /// `rustc -vV` output.
+    pub version: String,
+    /// The host triple.
+    pub host: String,
+    /// The sysroot.
+    pub sysroot: PathBuf,
+    /// The real compiler binary (rustc or clippy-driver) inside the sysroot
+    /// (rustup proxies resolve to it).
+    pub rustc: PathBuf,
+}
+
+fn run(
+    program: &Path,
+    args: &[&str],
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+) -> Result<String, ToolchainError> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|source| ToolchainError::Spawn {
+            program: program.to_path_buf(),
+            args: args.join(" "),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(ToolchainError::Unexpected {
+            program: program.to_path_buf(),
+            args: args.join(" "),
+            output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    Ok(text)
+}
+
+impl RustToolchain {
+    /// Asks `rustc` (or a rustup proxy for it) what it is, in the compile's
+    /// working directory and environment so rustup picks the same toolchain.
+    pub fn probe(
+        rustc: &Path,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> Result<RustToolchain, ToolchainError> {
+        let version = run(rustc, &["-vV"], cwd, env)?;
+        let host = version
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .map(str::to_string)
+            .ok_or_else(|| ToolchainError::Unexpected {
+                program: rustc.to_path_buf(),
+                args: "-vV".into(),
+                output: version.clone(),
+            })?;
+        let sysroot = PathBuf::from(run(rustc, &["--print", "sysroot"], cwd, env)?.trim());
+        // A rustup proxy named `rustc` or `clippy-driver` runs the binary
+        // of that name in the toolchain it selects.
+        let name = rustc.file_name().unwrap_or_default();
+        let real = sysroot.join("bin").join(name);
+        let rustc = if real.is_file() {
+            real
+        } else {
+            rustc.to_path_buf()
+        };
+        Ok(RustToolchain {
+            version,
+            host,
+            sysroot,
+            rustc,
+        })
+    }
+
+    /// The identity of this toolchain compiling for `target` (the host when
+    /// `None`): its `-vV` answer, the digest of the compiler binary itself
+    /// (clippy-driver answers `-vV` exactly as rustc does), and the digest
+    /// of every file in the target's library directory. A missing directory (a target not
+    /// installed) is hashed as missing; rustc will fail on its own.
+    pub fn identity(&self, target: Option<&str>) -> Result<Digest, ToolchainError> {
+        let target = target.unwrap_or(&self.host);
+        let dir = self
+            .sysroot
+            .join("lib")
+            .join("rustlib")
+            .join(target)
+            .join("lib");
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(self.version.as_bytes());
+        hasher.update(target.as_bytes());
+        let driver = digest_file(&self.rustc).map_err(|source| ToolchainError::Sysroot {
+            path: self.rustc.clone(),
+            source,
+        })?;
+        hasher.update(
+            self.rustc
+                .file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        hasher.update(&driver.0);
+        let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(ToolchainError::Sysroot { path: dir, source }),
+        };
+        names.sort();
+        for p in names.iter().filter(|p| p.is_file()) {
+            let d = digest_file(p).map_err(|source| ToolchainError::Sysroot {
+                path: p.clone(),
+                source,
+            })?;
+            hasher.update(
+                p.file_name()
+                    .map(|n| n.as_encoded_bytes())
+                    .unwrap_or_default(),
+            );
+            hasher.update(&d.0);
+        }
+        Ok(Digest(*hasher.finalize().as_bytes()))
+    }
+}

@@ -1,0 +1,47 @@
+//! The per-user cachepot daemon.
+//!
+//! It listens on a Unix socket in a private directory, looks compiles up,
+//! restores hits, stores misses in the background, memoises toolchain
+//! identities and file digests, and keeps the statistics. Compilers never
+//! run here on a miss: the wrapper runs them, so cargo's jobserver, file
+//! descriptors and environment reach the compiler untouched.
+
+mod cache;
+pub mod memo;
+pub mod protocol;
+mod server;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachepot_storage::Storage;
+
+pub use server::{run, DaemonError};
+
+/// How the daemon is set up.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// The socket to listen on; its directory must be private (0700).
+    pub socket: PathBuf,
+    /// The lock file held while the daemon lives.
+    pub lock: PathBuf,
+    /// Exit after this long without a request; `None` never.
+    pub idle_timeout: Option<Duration>,
+    /// Extra base directories for path-independent keys.
+    pub basedirs: Vec<PathBuf>,
+    /// This build's identity; a wrapper of another build replaces the daemon.
+    pub build_id: String,
+    /// Where the daemon logs, shown by `--show-stats`.
+    pub log_file: Option<PathBuf>,
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub(crate) config: DaemonConfig,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) stats: stats::Stats,
+    pub(crate) digests: Arc<memo::DigestMemo>,
+    pub(crate) toolchains: memo::ToolchainMemo,
+}

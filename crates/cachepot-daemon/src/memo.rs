@@ -1,0 +1,223 @@
+//! Memo caches: file digests by (path, size, mtime, inode), and toolchain
+//! identities by the compiler binary and rustup's toolchain choice.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use cachepot_compiler::digest::{digest_file, Digest, FileDigester};
+use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
+
+/// A file is not memoised while its mtime is this recent: a write within the
+/// filesystem's timestamp granularity could otherwise go unseen.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// What identifies a file's version without reading it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+    dev: u64,
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    Stamp {
+        len: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ino: meta.ino(),
+        dev: meta.dev(),
+    }
+}
+
+fn is_recent(meta: &std::fs::Metadata) -> bool {
+    match meta.modified() {
+        Ok(m) => SystemTime::now()
+            .duration_since(m)
+            .map(|age| age < RACY_WINDOW)
+            .unwrap_or(true),
+        Err(_) => true,
+    }
+}
+
+/// File digests memoised by path and stamp.
+#[derive(Default)]
+pub struct DigestMemo {
+    map: RwLock<HashMap<PathBuf, (Stamp, Digest)>>,
+}
+
+impl FileDigester for DigestMemo {
+    fn digest(&self, path: &Path) -> io::Result<Digest> {
+        let meta = std::fs::metadata(path)?;
+        let st = stamp(&meta);
+        if let Ok(map) = self.map.read() {
+            if let Some((s, d)) = map.get(path) {
+                if *s == st {
+                    return Ok(*d);
+                }
+            }
+        }
+        let d = digest_file(path)?;
+        // Re-check: a file changed while it was read must not be memoised.
+        let after = std::fs::metadata(path)?;
+        if stamp(&after) == st && !is_recent(&after) {
+            if let Ok(mut map) = self.map.write() {
+                map.insert(path.to_path_buf(), (st, d));
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// Toolchains memoised by what selects them.
+#[derive(Default)]
+pub struct ToolchainMemo {
+    probes: Mutex<HashMap<Vec<u8>, Arc<RustToolchain>>>,
+    identities: Mutex<HashMap<(PathBuf, Option<String>), Digest>>,
+}
+
+/// Finds a program the way a shell would, using the compile's `PATH`.
+pub fn resolve_program(program: &Path, cwd: &Path, path_var: Option<&OsString>) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return Some(cwd.join(program));
+    }
+    let path_var = path_var?;
+    std::env::split_paths(path_var)
+        .map(|d| cwd.join(d).join(program))
+        .find(|p| p.is_file())
+}
+
+/// The rust-toolchain file rustup would read for a compile in `cwd`.
+fn toolchain_file(cwd: &Path) -> Option<(PathBuf, i64)> {
+    cwd.ancestors().find_map(|d| {
+        ["rust-toolchain.toml", "rust-toolchain"]
+            .iter()
+            .find_map(|n| {
+                let p = d.join(n);
+                std::fs::metadata(&p).ok().map(|m| (p, m.mtime()))
+            })
+    })
+}
+
+impl ToolchainMemo {
+    /// Probes (once) the toolchain that `compiler` runs for this compile.
+    pub fn probe(
+        &self,
+        compiler: &Path,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> Result<Arc<RustToolchain>, ToolchainError> {
+        let meta = std::fs::metadata(compiler).map_err(|source| ToolchainError::Spawn {
+            program: compiler.to_path_buf(),
+            args: String::new(),
+            source,
+        })?;
+        let canonical = std::fs::canonicalize(compiler).unwrap_or_else(|_| compiler.to_path_buf());
+        let is_proxy = canonical.file_name().is_some_and(|n| n == "rustup");
+        let mut memo_key = format!("{}\0{:?}\0", compiler.display(), stamp(&meta)).into_bytes();
+        if is_proxy {
+            let selected = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "RUSTUP_TOOLCHAIN")
+                .map(|(_, v)| v.to_string_lossy().into_owned());
+            match selected {
+                Some(t) => memo_key.extend_from_slice(t.as_bytes()),
+                None => memo_key.extend_from_slice(format!("{:?}", toolchain_file(cwd)).as_bytes()),
+            }
+        }
+        if let Some(t) = self
+            .probes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&memo_key).cloned())
+        {
+            return Ok(t);
+        }
+        let t = Arc::new(RustToolchain::probe(compiler, cwd, env)?);
+        tracing::info!(compiler = %compiler.display(), rustc = %t.rustc.display(), "identified toolchain");
+        if let Ok(mut m) = self.probes.lock() {
+            m.insert(memo_key, t.clone());
+        }
+        Ok(t)
+    }
+
+    /// The identity digest of `toolchain` for `target`, computed once.
+    pub fn identity(
+        &self,
+        toolchain: &RustToolchain,
+        target: Option<&str>,
+    ) -> Result<Digest, ToolchainError> {
+        let key = (toolchain.rustc.clone(), target.map(str::to_string));
+        if let Some(d) = self
+            .identities
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied())
+        {
+            return Ok(d);
+        }
+        let d = toolchain.identity(target)?;
+        if let Ok(mut m) = self.identities.lock() {
+            m.insert(key, d);
+        }
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_follows_content_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "one").unwrap();
+        let memo = DigestMemo::default();
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"one"));
+        std::fs::write(&p, "two!").unwrap();
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two!"));
+        assert!(memo.digest(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn old_files_are_memoised_and_a_new_stamp_rereads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "one").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let memo = DigestMemo::default();
+        memo.digest(&p).unwrap();
+        assert_eq!(memo.map.read().unwrap().len(), 1);
+        // Same length, new content, new mtime: the stamp differs, so it is read again.
+        std::fs::write(&p, "two").unwrap();
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two"));
+    }
+
+    #[test]
+    fn programs_resolve_through_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rustc"), "").unwrap();
+        let path = OsString::from(format!("/nonexistent:{}", dir.path().display()));
+        assert_eq!(
+            resolve_program(Path::new("rustc"), Path::new("/"), Some(&path)),
+            Some(dir.path().join("rustc"))
+        );
+        assert_eq!(
+            resolve_program(Path::new("./x/rustc"), Path::new("/w"), None),
+            Some(PathBuf::from("/w/./x/rustc"))
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The socket server: accepting connections, the idle timer, background
+//! writes and orderly shutdown.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cachepot_storage::Storage;
+
+use crate::cache::{self, Compile, Lookup};
+use crate::protocol::{read_frame, write_frame, Request, Response};
+use crate::stats::Event;
+use crate::{DaemonConfig, Shared};
+
+/// How long a starting daemon waits for an old one to release the lock.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Background writes queued at most before a compile waits for a slot.
+const WRITE_QUEUE: usize = 64;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another daemon holds the lock.
+    #[error("another cachepot daemon holds {0}")]
+    Locked(PathBuf),
+    /// A file or socket operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DaemonError + 'a {
+    move |source| DaemonError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Everything the server loop and its threads share.
+struct Server {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<SyncSender<Job>>>,
+    stopping: AtomicBool,
+    active: AtomicUsize,
+    /// Milliseconds since `epoch` of the last request.
+    last_activity: AtomicU64,
+    epoch: Instant,
+}
+
+impl Server {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed();
+        now.saturating_sub(Duration::from_millis(
+            self.last_activity.load(Ordering::Relaxed),
+        ))
+    }
+
+    fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            // Wake the accept loop.
+            let _ = UnixStream::connect(&self.shared.config.socket);
+        }
+    }
+
+    fn queue_write(&self, job: Job) {
+        let sender = self.writer.lock().ok().and_then(|g| g.clone());
+        match sender {
+            Some(tx) => {
+                if tx.send(job).is_err() {
+                    tracing::warn!("write queue closed; entry not stored");
+                }
+            }
+            None => job(),
+        }
+    }
+}
+
+/// Takes the daemon lock, waiting a little for a daemon that is exiting.
+fn take_lock(path: &Path) -> Result<File, DaemonError> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(DaemonError::Locked(path.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("locking", path)(e)),
+        }
+    }
+}
+
+/// Runs the daemon until it is idle for the configured time or asked to
+/// stop. `on_ready` is called once the socket accepts connections.
+pub fn run(
+    config: DaemonConfig,
+    storage: Arc<dyn Storage>,
+    on_ready: impl FnOnce(),
+) -> Result<(), DaemonError> {
+    let _lock = take_lock(&config.lock)?;
+    let socket = config.socket.clone();
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("removing stale socket", &socket)(e)),
+    }
+    let listener = UnixListener::bind(&socket).map_err(io_err("binding", &socket))?;
+    let (tx, rx) = sync_channel::<Job>(WRITE_QUEUE);
+    let writer = thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || {
+            for job in rx {
+                job();
+            }
+        })
+        .map_err(io_err("starting writer thread", &socket))?;
+    let idle_timeout = config.idle_timeout;
+    let server = Arc::new(Server {
+        shared: Arc::new(Shared {
+            config,
+            storage,
+            stats: Default::default(),
+            digests: Default::default(),
+            toolchains: Default::default(),
+        }),
+        writer: Mutex::new(Some(tx)),
+        stopping: AtomicBool::new(false),
+        active: AtomicUsize::new(0),
+        last_activity: AtomicU64::new(0),
+        epoch: Instant::now(),
+    });
+    if let Some(timeout) = idle_timeout {
+        let s = server.clone();
+        thread::Builder::new()
+            .name("idle".into())
+            .spawn(move || loop {
+                thread::sleep(Duration::from_millis(250).min(timeout));
+                if s.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                if s.active.load(Ordering::SeqCst) == 0 && s.idle_for() >= timeout {
+                    tracing::info!(seconds = timeout.as_secs(), "idle; stopping");
+                    s.stop();
+                    return;
+                }
+            })
+            .map_err(io_err("starting idle timer", &socket))?;
+    }
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), "daemon ready");
+    on_ready();
+    for stream in listener.incoming() {
+        if server.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        server.touch();
+        server.active.fetch_add(1, Ordering::SeqCst);
+        let s = server.clone();
+        let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
+            if let Err(e) = handle(&s, stream) {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            s.touch();
+            s.active.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start a connection thread");
+            server.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    // Stop taking new connections, then finish the queued writes.
+    let _ = std::fs::remove_file(&socket);
+    if let Ok(mut w) = server.writer.lock() {
+        w.take();
+    }
+    if writer.join().is_err() {
+        tracing::warn!("writer thread panicked");
+    }
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
+    let shared = &server.shared;
+    while let Some(req) = read_frame::<Request>(&mut stream)? {
+        server.touch();
+        let resp = match req {
+            Request::Hello { build_id } => {
+                if build_id != shared.config.build_id {
+                    tracing::info!(client = %build_id, "wrapper of another build connected");
+                }
+                Response::Hello {
+                    build_id: shared.config.build_id.clone(),
+                    pid: std::process::id(),
+                }
+            }
+            Request::Compile(req) => {
+                let compile = Compile::from_request(req);
+                match cache::lookup(shared, &compile) {
+                    Lookup::NotACompile | Lookup::Uncacheable => Response::RunUncached,
+                    Lookup::Hit(stdout, stderr) => Response::Hit {
+                        exit_code: 0,
+                        stdout,
+                        stderr,
+                    },
+                    Lookup::Miss(pending) => {
+                        write_frame(&mut stream, &Response::Miss)?;
+                        finish_miss(server, &mut stream, *pending)?;
+                        continue;
+                    }
+                }
+            }
+            Request::Finished { .. } => Response::Error("Finished without a miss".into()),
+            Request::HitTime { micros } => {
+                shared.stats.hit_time(micros);
+                continue;
+            }
+            Request::Stats => {
+                let mut snap = shared.stats.snapshot();
+                let info = shared.storage.describe();
+                snap.cache_location = info.location;
+                snap.cache_size_bytes = info.size_bytes;
+                snap.cache_max_size_bytes = info.max_size_bytes;
+                snap.cache_entries = info.entries;
+                snap.log_file = shared
+                    .config
+                    .log_file
+                    .as_ref()
+                    .map(|p| p.display().to_string());
+                snap.daemon_pid = std::process::id();
+                Response::Stats(Box::new(snap))
+            }
+            Request::ZeroStats => {
+                shared.stats.zero();
+                Response::Ok
+            }
+            Request::Shutdown => {
+                write_frame(&mut stream, &Response::Ok)?;
+                server.stop();
+                return Ok(());
+            }
+        };
+        write_frame(&mut stream, &resp)?;
+    }
+    Ok(())
+}
+
+/// Waits for the wrapper's report of a missed compile and stores the result.
+fn finish_miss(
+    server: &Server,
+    stream: &mut UnixStream,
+    pending: cache::Pending,
+) -> io::Result<()> {
+    let shared = &server.shared;
+    let Some(Request::Finished {
+        exit_code,
+        stdout,
+        stderr,
+    }) = read_frame::<Request>(stream)?
+    else {
+        return Ok(());
+    };
+    if exit_code != Some(0) {
+        shared.stats.count(Event::CompileFailure);
+        return write_frame(stream, &Response::Ok);
+    }
+    match cache::prepare_store(shared, &pending, &stdout, &stderr) {
+        Ok(Some((key_a, manifest, entry))) => {
+            let s = shared.clone();
+            server.queue_write(Box::new(move || cache::store(&s, key_a, manifest, entry)));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the compile's outputs failed; not stored");
+            shared.stats.count(Event::Error);
+        }
+    }
+    write_frame(stream, &Response::Ok)
+}

@@ -1,0 +1,174 @@
+//! Counters kept by the daemon and reported by `--show-stats`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// How many hit times are kept for the median.
+const HIT_TIMES_KEPT: usize = 10_000;
+
+/// A copy of the statistics, as sent to `--show-stats`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    /// Compiles seen (queries such as `rustc -vV` are not compiles).
+    pub compile_requests: u64,
+    /// Compiles answered from the cache.
+    pub cache_hits: u64,
+    /// Cacheable compiles not found in the cache.
+    pub cache_misses: u64,
+    /// Compiles that cannot be cached (see `non_cacheable_reasons`).
+    pub non_cacheable: u64,
+    /// Storage read or write failures, corrupt entries and failed restores.
+    pub cache_errors: u64,
+    /// Corrupt entries found (and removed); also counted in `cache_errors`.
+    pub corrupt_entries: u64,
+    /// Compiles that failed (their result is never cached).
+    pub compile_failures: u64,
+    /// Entries written.
+    pub cache_writes: u64,
+    /// Entries not written because a source changed during the compile.
+    pub cache_writes_skipped: u64,
+    /// Why compiles were not cacheable, with counts.
+    pub non_cacheable_reasons: BTreeMap<String, u64>,
+    /// Median time of a hit, measured inside the wrapper, in microseconds.
+    pub hit_time_median_us: Option<u64>,
+    /// 90th percentile of the same.
+    pub hit_time_p90_us: Option<u64>,
+    /// Cache location.
+    pub cache_location: String,
+    /// Bytes stored.
+    pub cache_size_bytes: u64,
+    /// Size limit.
+    pub cache_max_size_bytes: u64,
+    /// Entries stored.
+    pub cache_entries: u64,
+    /// The daemon's log file, if it logs to one.
+    pub log_file: Option<String>,
+    /// The daemon's process id.
+    pub daemon_pid: u32,
+}
+
+/// What the daemon counts; the storage figures are filled in at snapshot time.
+#[derive(Default)]
+pub struct Stats {
+    inner: Mutex<(StatsSnapshot, Vec<u32>)>,
+}
+
+/// One countable event.
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    /// A compile was requested.
+    Request,
+    /// A hit.
+    Hit,
+    /// A miss.
+    Miss,
+    /// A storage or restore error.
+    Error,
+    /// A corrupt entry.
+    Corrupt,
+    /// A failed compile.
+    CompileFailure,
+    /// An entry written.
+    Write,
+    /// A write skipped because a source changed during the compile.
+    WriteSkipped,
+}
+
+impl Stats {
+    fn with<R>(&self, f: impl FnOnce(&mut (StatsSnapshot, Vec<u32>)) -> R) -> R {
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut g)
+    }
+
+    /// Counts an event.
+    pub fn count(&self, e: Event) {
+        self.with(|(s, _)| {
+            let c = match e {
+                Event::Request => &mut s.compile_requests,
+                Event::Hit => &mut s.cache_hits,
+                Event::Miss => &mut s.cache_misses,
+                Event::Error => &mut s.cache_errors,
+                Event::Corrupt => {
+                    s.cache_errors += 1;
+                    &mut s.corrupt_entries
+                }
+                Event::CompileFailure => &mut s.compile_failures,
+                Event::Write => &mut s.cache_writes,
+                Event::WriteSkipped => &mut s.cache_writes_skipped,
+            };
+            *c += 1;
+        });
+    }
+
+    /// Counts a non-cacheable compile with its reason.
+    pub fn non_cacheable(&self, reason: &str) {
+        self.with(|(s, _)| {
+            s.non_cacheable += 1;
+            *s.non_cacheable_reasons
+                .entry(reason.to_string())
+                .or_default() += 1;
+        });
+    }
+
+    /// Records the wrapper-measured time of a hit.
+    pub fn hit_time(&self, micros: u64) {
+        self.with(|(_, times)| {
+            if times.len() >= HIT_TIMES_KEPT {
+                times.remove(0);
+            }
+            times.push(u32::try_from(micros).unwrap_or(u32::MAX));
+        });
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.with(|(s, times)| {
+            let mut out = s.clone();
+            let mut sorted = times.clone();
+            sorted.sort_unstable();
+            if !sorted.is_empty() {
+                out.hit_time_median_us = Some(u64::from(sorted[sorted.len() / 2]));
+                out.hit_time_p90_us = Some(u64::from(sorted[sorted.len() * 9 / 10]));
+            }
+            out
+        })
+    }
+
+    /// Resets every counter.
+    pub fn zero(&self) {
+        self.with(|(s, times)| {
+            *s = StatsSnapshot::default();
+            times.clear();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_reasons_and_hit_time_percentiles() {
+        let s = Stats::default();
+        s.count(Event::Request);
+        s.count(Event::Corrupt);
+        s.non_cacheable("crate-type bin");
+        s.non_cacheable("crate-type bin");
+        for t in [5, 1, 3, 2, 4] {
+            s.hit_time(t);
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.compile_requests, 1);
+        assert_eq!((snap.cache_errors, snap.corrupt_entries), (1, 1));
+        assert_eq!(snap.non_cacheable_reasons["crate-type bin"], 2);
+        assert_eq!(snap.hit_time_median_us, Some(3));
+        s.zero();
+        assert_eq!(s.snapshot().non_cacheable, 0);
+        assert_eq!(s.snapshot().hit_time_median_us, None);
+    }
+}

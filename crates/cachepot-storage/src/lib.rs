@@ -1,0 +1,210 @@
+//! Cache storage for cachepot.
+//!
+//! This crate stores and retrieves opaque byte blobs under validated keys. It
+//! never knows about compilers, command lines or hashing policy: the daemon
+//! decides *what* a key means and *what* goes into an entry; this crate only
+//! decides *how* bytes are kept.
+//!
+//! It provides three things:
+//!
+//! - [`Storage`], a deliberately small, blocking trait (`get`, `put`,
+//!   `remove`, `describe`). Keeping it small makes backends easy to write and
+//!   makes behaviour such as read-only access, tiered caches (local disk in
+//!   front of a remote store) or per-operation timeouts composable: those are
+//!   meant to be added later as wrappers that implement [`Storage`] around
+//!   another [`Storage`], not as options inside every backend.
+//! - [`Entry`], the on-disk/on-wire format of one cached compilation (output
+//!   files plus small named metadata blobs), compressed with zstd and guarded
+//!   by a BLAKE3 checksum. It is shared by all backends.
+//! - [`DiskCache`], a local-disk LRU backend with atomic writes and a size
+//!   limit.
+
+pub mod disk;
+pub mod entry;
+
+pub use disk::DiskCache;
+pub use entry::{Entry, EntryError, EntryFile};
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Maximum length of a [`StorageKey`] in bytes.
+pub const MAX_KEY_LEN: usize = 100;
+
+/// A storage key.
+///
+/// Normally a lowercase hex string of 64 characters (a BLAKE3 digest),
+/// possibly with a short namespace prefix such as `"m-"` or `"e-"`.
+/// Validation is deliberately strict so that a key is always safe to use as a
+/// single file name or object name: only `[0-9a-z-]` is allowed, and the
+/// length must be `1..=100`. This rules out `/`, `..`, uppercase letters and
+/// the empty string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageKey(String);
+
+impl StorageKey {
+    /// Validates `s` and wraps it as a key.
+    ///
+    /// Returns [`StorageError::InvalidKey`] if `s` is empty, longer than
+    /// [`MAX_KEY_LEN`], or contains anything other than `[0-9a-z-]`.
+    pub fn new(s: impl Into<String>) -> Result<Self, StorageError> {
+        let s = s.into();
+        if is_valid_key(&s) {
+            Ok(StorageKey(s))
+        } else {
+            Err(StorageError::InvalidKey(s))
+        }
+    }
+
+    /// The key as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StorageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for StorageKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether `s` is acceptable as a [`StorageKey`].
+pub(crate) fn is_valid_key(s: &str) -> bool {
+    (1..=MAX_KEY_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-')
+}
+
+/// Errors returned by storage backends.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O operation failed.
+    #[error("storage I/O error: {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `"read"` or `"rename"`.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key failed validation (see [`StorageKey::new`]).
+    #[error("invalid storage key {0:?}: expected 1..=100 characters of [0-9a-z-]")]
+    InvalidKey(String),
+    /// A value is too large to be stored by this backend.
+    #[error("value of {size} bytes is too large for this cache (limit {limit} bytes)")]
+    TooLarge {
+        /// Size of the rejected value in bytes.
+        size: u64,
+        /// Largest value the backend accepts, in bytes.
+        limit: u64,
+    },
+}
+
+impl StorageError {
+    /// Builds a [`StorageError::Io`].
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// A summary of a storage backend, for status output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageInfo {
+    /// Backend kind, e.g. `"disk"`.
+    pub kind: String,
+    /// Where the data lives (a directory, a URL...).
+    pub location: String,
+    /// Bytes currently used, as far as the backend knows.
+    pub size_bytes: u64,
+    /// Configured size limit in bytes.
+    pub max_size_bytes: u64,
+    /// Number of stored entries, as far as the backend knows.
+    pub entries: u64,
+}
+
+/// The small storage trait.
+///
+/// Blocking; implementations are `Send + Sync` and are used from many
+/// threads at once. Values are opaque bytes (normally an encoded [`Entry`]).
+pub trait Storage: Send + Sync {
+    /// Fetches the value stored under `key`, or `None` if there is none.
+    fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Stores `value` under `key`, replacing any previous value atomically.
+    fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError>;
+    /// Removes the value stored under `key`. Removing a missing key is `Ok`.
+    fn remove(&self, key: &StorageKey) -> Result<(), StorageError>;
+    /// Describes the backend and its current usage.
+    fn describe(&self) -> StorageInfo;
+}
+
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).get(key)
+    }
+    fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        (**self).put(key, value)
+    }
+    fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+        (**self).remove(key)
+    }
+    fn describe(&self) -> StorageInfo {
+        (**self).describe()
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for Box<S> {
+    fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).get(key)
+    }
+    fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        (**self).put(key, value)
+    }
+    fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+        (**self).remove(key)
+    }
+    fn describe(&self) -> StorageInfo {
+        (**self).describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_digest_keys_with_and_without_prefix() {
+        let digest = "0123456789abcdef".repeat(4);
+        for k in [digest.clone(), format!("m-{digest}"), format!("e-{digest}")] {
+            let key = StorageKey::new(k.clone());
+            assert!(key.is_ok(), "{k} should be valid");
+            assert_eq!(key.map(|k| k.as_str().to_owned()).ok(), Some(k));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        let too_long = "a".repeat(MAX_KEY_LEN + 1);
+        for bad in [
+            "", "a/b", "..", "../x", "ABC", "abC", "a b", "a.b", "a_b", "é", &too_long,
+        ] {
+            match StorageKey::new(bad) {
+                Err(StorageError::InvalidKey(k)) => assert_eq!(k, bad),
+                other => panic!("{bad:?} should be rejected, got {other:?}"),
+            }
+        }
+        assert!(StorageKey::new("a".repeat(MAX_KEY_LEN)).is_ok());
+    }
+}

@@ -1,0 +1,97 @@
+//! Running as the daemon: in the foreground, or detached as started by a
+//! wrapper or `--start-server`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use cachepot_daemon::DaemonConfig;
+use cachepot_storage::DiskCache;
+
+use crate::config::Config;
+use crate::logging;
+use crate::runtime::{build_id, Paths};
+
+fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig {
+    DaemonConfig {
+        socket: paths.socket.clone(),
+        lock: paths.lock.clone(),
+        idle_timeout: config.idle_timeout,
+        basedirs: config.basedirs.clone(),
+        build_id: build_id(),
+        log_file: log_file.then(|| paths.log.clone()),
+    }
+}
+
+fn serve(config: &Config, paths: &Paths, log_file: bool, on_ready: impl FnOnce()) -> Result<()> {
+    let storage = DiskCache::open(&config.dir, config.cache_size)
+        .with_context(|| format!("opening the cache at {}", config.dir.display()))?;
+    tracing::info!(dir = %config.dir.display(), max = config.cache_size, "local disk cache");
+    cachepot_daemon::run(
+        daemon_config(config, paths, log_file),
+        Arc::new(storage),
+        on_ready,
+    )?;
+    Ok(())
+}
+
+/// `CACHEPOT_START_SERVER=1 CACHEPOT_NO_DAEMON=1 cachepot`: logs on the terminal.
+pub fn run_foreground() -> i32 {
+    logging::to_stderr("info");
+    let result = Config::load().and_then(|config| {
+        let paths = Paths::new(&config)?;
+        eprintln!("cachepot daemon listening on {}", paths.socket.display());
+        serve(&config, &paths, false, || {})
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cachepot: {e:#}");
+            1
+        }
+    }
+}
+
+/// The detached daemon: logs to its file and tells the starter on stdout.
+pub fn run_child() -> i32 {
+    close_inherited_fds();
+    let result = Config::load().and_then(|config| {
+        let paths = Paths::new(&config)?;
+        logging::to_file(&paths.log, "info");
+        serve(&config, &paths, true, || {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"ready\n").and_then(|()| out.flush());
+        })
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "daemon failed");
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Closes descriptors above stderr that the starting wrapper inherited from
+/// its parent (such as cargo's jobserver pipe), so the daemon never keeps a
+/// build's pipes open after the build ends.
+#[allow(unsafe_code)]
+fn close_inherited_fds() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: called first thing in the daemon, before this process opens
+        // any descriptor of its own (the read_dir handle above is closed), so
+        // no Rust object owns these descriptors.
+        unsafe {
+            libc::close(fd);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The compiler wrapper: `cachepot /path/to/rustc ARGS…`.
+//!
+//! The compiler always runs in this process on a miss, so cargo's
+//! jobserver, file descriptors, environment and working directory reach it
+//! untouched. Any daemon problem means: run the compiler, log, go on.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use cachepot_daemon::protocol::{CompileRequest, Request, Response};
+
+use crate::client;
+use crate::config::Config;
+use crate::runtime::Paths;
+
+/// Runs one compile through the cache and returns the exit code.
+pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
+    if is_query(&args) {
+        return exec_plain(&compiler, &args);
+    }
+    match through_daemon(&compiler, &args, start) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cache unavailable; compiling without it"
+            );
+            exec_plain(&compiler, &args)
+        }
+    }
+}
+
+/// Version and `--print` queries skip the daemon altogether.
+fn is_query(args: &[OsString]) -> bool {
+    args.iter().any(|a| {
+        let a = a.as_bytes();
+        matches!(a, b"-vV" | b"-V" | b"--version" | b"-Vv") || a.starts_with(b"--print")
+    })
+}
+
+/// Result of talking to the daemon: an exit code once the compile is done.
+fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Result<i32> {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            // Bad configuration: say what to fix, but never fail the build.
+            eprintln!("cachepot: {e:#}; compiling without the cache");
+            return Ok(exec_plain(compiler, args));
+        }
+    };
+    let paths = Paths::new(&config)?;
+    let mut conn = client::connect_or_start(&paths)?;
+    let cwd = std::env::current_dir()?;
+    let req = CompileRequest {
+        compiler: compiler.as_bytes().to_vec(),
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        cwd: cwd.as_os_str().as_bytes().to_vec(),
+        env: std::env::vars_os()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect(),
+    };
+    match conn.call(&Request::Compile(req))? {
+        Response::Hit {
+            exit_code,
+            stdout,
+            stderr,
+        } => {
+            io::stdout().write_all(&stdout)?;
+            io::stdout().flush()?;
+            io::stderr().write_all(&stderr)?;
+            let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let _ = conn.send(&Request::HitTime { micros });
+            Ok(exit_code)
+        }
+        Response::Miss => {
+            // From here on the compiler has run: never run it twice.
+            let (status, stdout, stderr) = match compile_captured(compiler, args) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not run the compiler with captured output");
+                    return Ok(exec_plain(compiler, args));
+                }
+            };
+            let report = Request::Finished {
+                exit_code: status.code(),
+                stdout,
+                stderr,
+            };
+            if let Err(e) = conn.call(&report) {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "could not report the compile to the daemon"
+                );
+            }
+            Ok(exit_code(status))
+        }
+        Response::RunUncached => Ok(exec_plain(compiler, args)),
+        Response::Error(e) => bail!("daemon error: {e}"),
+        other => bail!("unexpected daemon answer: {other:?}"),
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(1))
+}
+
+/// Replaces this process by the compiler; returns only if that fails.
+fn exec_plain(compiler: &OsString, args: &[OsString]) -> i32 {
+    let err = Command::new(compiler).args(args).exec();
+    eprintln!("cachepot: cannot run {}: {err}", compiler.to_string_lossy());
+    127
+}
+
+/// Runs the compiler, passing its output through as it comes (cargo reads
+/// artifact notifications from stderr while the compile runs) and keeping
+/// a copy for the cache.
+fn compile_captured(
+    compiler: &OsString,
+    args: &[OsString],
+) -> io::Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let mut child = Command::new(compiler)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let out = child
+        .stdout
+        .take()
+        .map(|s| std::thread::spawn(move || tee(s, io::stdout())));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| std::thread::spawn(move || tee(s, io::stderr())));
+    let status = child.wait()?;
+    let join = |h: Option<std::thread::JoinHandle<io::Result<Vec<u8>>>>| -> io::Result<Vec<u8>> {
+        match h {
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other("output thread panicked"))?,
+            None => Ok(Vec::new()),
+        }
+    };
+    Ok((status, join(out)?, join(err)?))
+}
+
+fn tee(mut from: impl Read, mut to: impl Write) -> io::Result<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(kept),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        kept.extend_from_slice(&buf[..n]);
+        // The build's output matters more than the copy: ignore a closed reader.
+        let _ = to.write_all(&buf[..n]).and_then(|()| to.flush());
+    }
+}

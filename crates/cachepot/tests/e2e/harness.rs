@@ -1,0 +1,236 @@
+//! Test harness: an isolated cachepot (own runtime dir, cache dir and
+//! daemon) and fixture checkouts built with the real cargo and rustc.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cachepot");
+
+/// The fixture workspace: a binary, a library with a build script that reads
+/// an env var at compile time and has a feature, and one registry crate.
+const FILES: &[(&str, &str)] = &[
+    ("Cargo.toml", "[workspace]\nmembers = [\"app\", \"util\"]\nresolver = \"2\"\n"),
+    ("app/Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nutil = { path = \"../util\" }\n\n[features]\nloud = [\"util/loud\"]\n"),
+    ("app/src/main.rs", "fn main() {\n    println!(\"{}\", util::greeting());\n}\n"),
+    ("util/Cargo.toml", "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"=1.0.11\"\n\n[features]\nloud = []\n"),
+    ("util/build.rs", "fn main() {\n    println!(\"cargo:rerun-if-env-changed=FIXTURE_KILL_PIDFILE\");\n    if let Ok(f) = std::env::var(\"FIXTURE_KILL_PIDFILE\") {\n        let pid = std::fs::read_to_string(f).unwrap();\n        let ok = std::process::Command::new(\"kill\").args([\"-9\", pid.trim()]).status().unwrap().success();\n        assert!(ok, \"could not kill {pid}\");\n    }\n}\n"),
+    ("util/src/lib.rs", "mod shout;\n\npub fn greeting() -> String {\n    let base = option_env!(\"FIXTURE_GREETING\").unwrap_or(\"hello\");\n    let mut buf = itoa::Buffer::new();\n    let n = buf.format(42);\n    shout::maybe(format!(\"{base} {n}\"))\n}\n"),
+    ("util/src/shout.rs", "#[cfg(feature = \"loud\")]\npub fn maybe(s: String) -> String {\n    s.to_uppercase() + \"!\"\n}\n\n#[cfg(not(feature = \"loud\"))]\npub fn maybe(s: String) -> String {\n    s\n}\n"),
+];
+
+/// A CARGO_HOME with the fixture's registry crate fetched and a lock file,
+/// made once per test run.
+fn template() -> &'static PathBuf {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-template");
+        let done = dir.join("done");
+        if done.exists() {
+            return dir;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let ws = dir.join("ws");
+        write_fixture(&ws);
+        let out = Command::new("cargo")
+            .args(["fetch", "--quiet"])
+            .current_dir(&ws)
+            .env("CARGO_HOME", dir.join("cargo-home"))
+            .env_remove("RUSTC_WRAPPER")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo fetch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&done, "").unwrap();
+        dir
+    })
+}
+
+fn write_fixture(ws: &Path) {
+    for (path, text) in FILES {
+        let p = ws.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// One isolated cachepot setup.
+pub struct Env {
+    pub root: tempfile::TempDir,
+    pub runtime: PathBuf,
+    pub cache: PathBuf,
+    pub extra: Vec<(String, String)>,
+}
+
+/// A checkout of the fixture with its own CARGO_HOME and target dir.
+pub struct Checkout {
+    pub ws: PathBuf,
+    pub home: PathBuf,
+    pub target: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let root = tempfile::tempdir().unwrap();
+        let runtime = root.path().join("run");
+        let cache = root.path().join("cache");
+        Env {
+            runtime,
+            cache,
+            root,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A fresh checkout under `name`, target dir inside it.
+    pub fn checkout(&self, name: &str) -> Checkout {
+        let base = self.root.path().join(name);
+        let t = template();
+        let ws = base.join("src").join("project");
+        write_fixture(&ws);
+        std::fs::copy(t.join("ws/Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+        std::fs::create_dir_all(&base).unwrap();
+        let home = base.join("cargo-home");
+        copy_dir(&t.join("cargo-home"), &home);
+        Checkout {
+            target: ws.join("target"),
+            ws,
+            home,
+        }
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("CACHEPOT_RUNTIME_DIR", &self.runtime)
+            .env("CACHEPOT_DIR", &self.cache)
+            .env("CACHEPOT_CONF", self.root.path().join("no-config.toml"))
+            .env_remove("CACHEPOT_LOG")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET_DIR")
+            .env_remove("RUSTFLAGS");
+        for (k, v) in &self.extra {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs cargo in a checkout, through cachepot when `cached`.
+    pub fn cargo_with(
+        &self,
+        co: &Checkout,
+        cached: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let mut c = self.command("cargo");
+        c.args(args)
+            .arg("--offline")
+            .current_dir(&co.ws)
+            .env("CARGO_HOME", &co.home)
+            .env("CARGO_TARGET_DIR", &co.target)
+            .env("CARGO_INCREMENTAL", "0");
+        if cached {
+            c.env("RUSTC_WRAPPER", BIN);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `cargo build` through cachepot.
+    pub fn build(&self, co: &Checkout, env: &[(&str, &str)]) -> Output {
+        self.cargo_with(co, true, &["build"], env)
+    }
+
+    /// Runs cachepot with arguments; asserts success.
+    pub fn cachepot(&self, args: &[&str]) -> String {
+        let out = self.command(BIN).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cachepot {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cachepot(&["--show-stats", "--stats-format", "json"])).unwrap()
+    }
+
+    pub fn zero(&self) {
+        self.cachepot(&["--zero-stats"]);
+    }
+
+    /// Stops the daemon; returns when its writes are done.
+    pub fn stop(&self) {
+        let _ = self.command(BIN).arg("--stop-server").output();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The counters of a stats JSON.
+pub fn count(stats: &serde_json::Value, name: &str) -> u64 {
+    stats[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+}
+
+/// The library outputs of the fixture's cacheable crates, by file name.
+pub fn lib_outputs(target: &Path) -> Vec<(String, Vec<u8>)> {
+    let deps = target.join("debug/deps");
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&deps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            (n.starts_with("libitoa")
+                || n.starts_with("libutil")
+                || n.starts_with("itoa-")
+                || n.starts_with("util-"))
+                && (n.ends_with(".rlib") || n.ends_with(".rmeta") || n.ends_with(".d"))
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs the fixture's binary.
+pub fn run_app(co: &Checkout) -> String {
+    let out = Command::new(co.target.join("debug/app")).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

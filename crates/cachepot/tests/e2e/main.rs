@@ -1,0 +1,5 @@
+//! End-to-end tests: the real binary wrapping the real cargo and rustc.
+
+mod daemon;
+mod harness;
+mod rust_builds;

@@ -1,0 +1,176 @@
+//! Caching real builds: identical outputs, other checkouts, and misses.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::harness::{count, lib_outputs, run_app, Env};
+
+/// Cacheable units in the fixture: `itoa` and `util` (the binary and the
+/// build script are linked, which is a later issue's job).
+const CACHEABLE: u64 = 2;
+
+#[test]
+fn a_cached_rebuild_is_byte_identical_to_an_uncached_build() {
+    let env = Env::new();
+    let co = env.checkout("a");
+    env.cargo_with(&co, false, &["build"], &[]);
+    let reference = lib_outputs(&co.target);
+    assert_eq!(
+        reference.len(),
+        6,
+        "{:?}",
+        reference.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&co.target).unwrap();
+
+    env.build(&co, &[]);
+    assert_eq!(
+        lib_outputs(&co.target),
+        reference,
+        "cold cached build differs"
+    );
+    let s = env.stats();
+    assert_eq!(count(&s, "cache_misses"), CACHEABLE);
+    env.stop();
+
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    env.build(&co, &[]);
+    let s = env.stats();
+    assert_eq!(count(&s, "cache_hits"), CACHEABLE, "{s}");
+    assert_eq!(count(&s, "cache_misses"), 0, "{s}");
+    assert_eq!(
+        lib_outputs(&co.target),
+        reference,
+        "restored outputs differ"
+    );
+    assert_eq!(run_app(&co), "hello 42");
+
+    // cargo accepts what was restored: a second build compiles nothing.
+    let out = env.build(&co, &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Compiling"));
+}
+
+#[test]
+fn another_checkout_with_another_cargo_home_hits_every_unit() {
+    let env = Env::new();
+    let a = env.checkout("first");
+    env.build(&a, &[]);
+    env.stop();
+
+    let b = env.checkout("second-checkout-elsewhere");
+    assert_ne!(a.home, b.home);
+    env.zero();
+    env.build(&b, &[]);
+    let s = env.stats();
+    assert_eq!(count(&s, "cache_hits"), CACHEABLE, "{s}");
+    assert_eq!(count(&s, "cache_misses"), 0, "{s}");
+    assert_eq!(run_app(&b), "hello 42");
+    // Restored dep-info names this checkout's files, not the first one's.
+    for (name, bytes) in lib_outputs(&b.target) {
+        if name.ends_with(".d") {
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(!text.contains(a.ws.to_str().unwrap()), "{name}: {text}");
+            assert!(!text.contains(a.home.to_str().unwrap()), "{name}: {text}");
+            assert!(text.contains(b.target.to_str().unwrap()), "{name}: {text}");
+        }
+    }
+    // cargo's freshness check accepts the restored dep-info.
+    let out = env.build(&b, &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Compiling"));
+}
+
+/// Builds once, changes one input, builds again, and returns (hits, misses).
+fn rebuild_after(
+    change: impl FnOnce(&crate::harness::Checkout),
+    env_vars: &[(&str, &str)],
+    features: bool,
+) -> (u64, u64, String) {
+    let env = Env::new();
+    let co = env.checkout("c");
+    env.build(&co, &[]);
+    env.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    change(&co);
+    env.zero();
+    let args: &[&str] = if features {
+        &["build", "--features", "loud"]
+    } else {
+        &["build"]
+    };
+    env.cargo_with(&co, true, args, env_vars);
+    let s = env.stats();
+    (
+        count(&s, "cache_hits"),
+        count(&s, "cache_misses"),
+        run_app(&co),
+    )
+}
+
+#[test]
+fn a_source_change_in_a_dependency_misses_that_crate_only() {
+    let (hits, misses, out) = rebuild_after(
+        |co| {
+            let p = co.ws.join("util/src/lib.rs");
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("\"hello\"", "\"howdy\"");
+            std::fs::write(p, text).unwrap();
+        },
+        &[],
+        false,
+    );
+    assert_eq!((hits, misses), (1, 1));
+    assert_eq!(out, "howdy 42");
+}
+
+#[test]
+fn a_change_to_a_module_file_misses() {
+    let (hits, misses, out) = rebuild_after(
+        |co| {
+            let p = co.ws.join("util/src/shout.rs");
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("    s\n}", "    s + \"?\"\n}");
+            std::fs::write(p, text).unwrap();
+        },
+        &[],
+        false,
+    );
+    assert_eq!((hits, misses), (1, 1));
+    assert_eq!(out, "hello 42?");
+}
+
+#[test]
+fn an_env_var_read_with_option_env_misses() {
+    let (hits, misses, out) = rebuild_after(|_| {}, &[("FIXTURE_GREETING", "bonjour")], false);
+    assert_eq!((hits, misses), (1, 1));
+    assert_eq!(out, "bonjour 42");
+}
+
+#[test]
+fn a_feature_change_misses() {
+    let (hits, misses, out) = rebuild_after(|_| {}, &[], true);
+    assert_eq!((hits, misses), (1, 1));
+    assert_eq!(out, "HELLO 42!");
+}
+
+#[test]
+fn a_rustflags_change_misses_everything() {
+    let (hits, misses, out) = rebuild_after(|_| {}, &[("RUSTFLAGS", "-C opt-level=1")], false);
+    assert_eq!((hits, misses), (0, CACHEABLE));
+    assert_eq!(out, "hello 42");
+}
+
+#[test]
+fn cargo_check_is_cached_too() {
+    let env = Env::new();
+    let co = env.checkout("chk");
+    env.cargo_with(&co, true, &["check"], &[]);
+    env.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    env.cargo_with(&co, true, &["check"], &[]);
+    let s = env.stats();
+    assert_eq!(count(&s, "cache_misses"), 0, "{s}");
+    assert_eq!(count(&s, "cache_hits"), CACHEABLE, "{s}");
+}
