@@ -86,7 +86,15 @@ fn is_rustc(compiler: &Path) -> bool {
     compiler
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("rustc") || n.starts_with("clippy-driver"))
+        .is_some_and(|n| n.starts_with("rustc"))
+        || is_clippy(compiler)
+}
+
+fn is_clippy(compiler: &Path) -> bool {
+    compiler
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("clippy-driver"))
 }
 
 /// Reads an entry, counting and removing corrupt ones.
@@ -145,7 +153,13 @@ pub fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         tracing::debug!(compiler = %c.compiler.display(), "not cacheable: unsupported compiler");
         return Lookup::Uncacheable;
     }
-    let compile = match rust::parse(&c.args, &c.cwd) {
+    // `cargo clippy` runs `clippy-driver /path/to/rustc ARGS…`; clippy-driver
+    // drops that first argument, and so does the parser.
+    let args = match c.args.split_first() {
+        Some((first, rest)) if is_clippy(&c.compiler) && is_rustc(Path::new(first)) => rest,
+        _ => &c.args[..],
+    };
+    let compile = match rust::parse(args, &c.cwd) {
         Parsed::NotACompile => return Lookup::NotACompile,
         Parsed::Uncacheable(u) => {
             shared.stats.count(Event::Request);
@@ -183,6 +197,7 @@ pub fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         toolchain: &identity,
         bases: &bases,
         digester: shared.digests.as_ref(),
+        clippy: is_clippy(&c.compiler),
     };
     let key_a = match rust::key_a(&compile, &ctx) {
         Ok(k) => k.digest,

@@ -27,6 +27,7 @@
 //! | `CARGO_*` variables that cargo sets for rustc (`CARGO_PKG_*`, `CARGO_CRATE_NAME`, `CARGO_MANIFEST_DIR`, …) and `OUT_DIR` | A | proc-macros may read them without rustc knowing; path values are base-relative |
 //! | `CARGO_MAKEFLAGS`, `CARGO` and cargo's own configuration variables (`CARGO_HOME`, `CARGO_TARGET_*`, `CARGO_BUILD_*`, `CARGO_TERM_*`, `CARGO_NET_*`, `CARGO_HTTP_*`, `CARGO_REGISTRIES_*`, `CARGO_REGISTRY_*`, `CARGO_PROFILE_*`, `CARGO_INCREMENTAL`, `CARGO_LOG`, `CARGO_ENCODED_RUSTFLAGS`, …) | no | jobserver file descriptors, the cargo binary's location, and settings cargo applies itself (their effect reaches rustc as arguments); some hold secrets |
 //! | `RUSTC_BOOTSTRAP`, `RUST_TARGET_PATH`, `RUSTC_FORCE_RUSTC_VERSION`, `*_DEPLOYMENT_TARGET` | A | rustc reads them itself |
+//! | `CLIPPY_ARGS`, `CLIPPY_CONF_DIR` | A, clippy-driver only | clippy-driver reads them (it also lists `clippy.toml` in the dep-info); rustc does not, so `cargo clippy` and `cargo check` share dependencies |
 //! | other environment variables | no | rustc does not read them; anything the crate reads with `env!` is an `env-dep` |
 //! | absolute paths under base directories (working directory, `CARGO_HOME`, the target directory, `CACHEPOT_BASEDIRS`) | A, B | replaced by a token naming the base, so another checkout hits |
 //!
@@ -56,6 +57,10 @@ const RUSTC_ENV: &[&str] = &[
     "RUST_TARGET_PATH",
     "RUSTC_FORCE_RUSTC_VERSION",
 ];
+
+/// Variables clippy-driver reads; in the key of clippy-driver compiles only,
+/// so that `cargo clippy` shares its dependencies' entries with `cargo check`.
+const CLIPPY_ENV: &[&str] = &["CLIPPY_ARGS", "CLIPPY_CONF_DIR"];
 
 /// `CARGO_*` variables left out of the key (see the table above).
 const CARGO_ENV_LEFT_OUT: &[&str] = &[
@@ -118,6 +123,8 @@ pub struct KeyContext<'a> {
     pub bases: &'a BaseDirs,
     /// Where file digests come from.
     pub digester: &'a dyn FileDigester,
+    /// The compiler is clippy-driver.
+    pub clippy: bool,
 }
 
 /// The base directories of a rustc compile: the working directory,
@@ -206,7 +213,7 @@ pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> 
     let mut env: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
     for (k, v) in ctx.env {
         let Some(k) = k.to_str() else { continue };
-        if !env_in_key(k) {
+        if !(env_in_key(k) || ctx.clippy && CLIPPY_ENV.contains(&k)) {
             continue;
         }
         let v = v.to_str().ok_or_else(|| Uncacheable {

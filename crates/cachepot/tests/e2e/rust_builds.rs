@@ -174,3 +174,48 @@ fn cargo_check_is_cached_too() {
     assert_eq!(count(&s, "cache_misses"), 0, "{s}");
     assert_eq!(count(&s, "cache_hits"), CACHEABLE, "{s}");
 }
+
+#[test]
+fn clippy_runs_are_cached_apart_from_rustc_runs() {
+    let env = Env::new();
+    let co = env.checkout("clippy");
+    // Lints from clippy must never come back from a plain rustc entry.
+    std::fs::write(
+        co.ws.join("util/src/extra.rs"),
+        "pub fn len(v: &Vec<u8>) -> usize {\n    v.len()\n}\n",
+    )
+    .unwrap();
+    let lib = co.ws.join("util/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("pub mod extra;\n{text}")).unwrap();
+    env.cargo_with(&co, true, &["check"], &[]);
+    env.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    let first = env.cargo_with(&co, true, &["clippy"], &[]);
+    let first_err = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(
+        first_err.contains("ptr_arg") || first_err.contains("&Vec"),
+        "{first_err}"
+    );
+    let s = env.stats();
+    // itoa is compiled by rustc as in `cargo check`; util by clippy-driver.
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "cache_misses")),
+        (1, 1),
+        "{s}"
+    );
+    env.stop();
+
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    let second = env.cargo_with(&co, true, &["clippy"], &[]);
+    let s = env.stats();
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "cache_misses")),
+        (2, 0),
+        "{s}"
+    );
+    // The replayed lint is the same warning cargo showed the first time.
+    assert!(String::from_utf8_lossy(&second.stderr).contains("ptr_arg"));
+}
