@@ -171,6 +171,7 @@ pub fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     };
     shared.stats.count(Event::Request);
     let started = SystemTime::now();
+    let timer = std::time::Instant::now();
     let uncacheable = |reason: &str, detail: String| {
         tracing::debug!(reason, detail, "not cacheable");
         shared.stats.non_cacheable(reason);
@@ -204,18 +205,29 @@ pub fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Err(u) => return uncacheable(&u.reason, u.detail),
     };
     let outputs = compile.outputs(&c.cwd);
+    let keyed = timer.elapsed();
     for m in read_manifests(shared, &key_a) {
         if !m.matches(&c.cwd, &bases, &c.env, shared.digests.as_ref()) {
             continue;
         }
         let key_b = m.key_b(&key_a).digest;
+        let matched = timer.elapsed();
         let Some(entry) = read_entry(shared, entry_key(&key_b)) else {
             continue;
         };
+        let found = timer.elapsed();
         match restore(&entry, &outputs, &bases) {
             Ok((stdout, stderr)) => {
                 shared.stats.count(Event::Hit);
-                tracing::debug!(crate_name = %compile.crate_name, key = %key_b, "hit");
+                tracing::debug!(
+                    crate_name = %compile.crate_name,
+                    key = %key_b,
+                    key_us = keyed.as_micros(),
+                    match_us = matched.as_micros(),
+                    lookup_us = found.as_micros(),
+                    total_us = timer.elapsed().as_micros(),
+                    "hit"
+                );
                 return Lookup::Hit(stdout, stderr);
             }
             Err(e) => {

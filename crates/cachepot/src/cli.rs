@@ -52,6 +52,9 @@ fn env_help() -> String {
     out
 }
 
+/// How long `--stop-server` waits for pending writes.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 enum Format {
     Text,
     Json,
@@ -149,7 +152,24 @@ fn stop_server() -> Result<i32> {
             conn.call(&Request::Shutdown)?;
             // The daemon holds its lock until its writes are done.
             let lock = std::fs::File::open(&paths.lock)?;
-            lock.lock()?;
+            let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+            loop {
+                match lock.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock)
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        bail!(
+                            "the daemon did not stop within {STOP_TIMEOUT:?}; see {}",
+                            paths.log.display()
+                        )
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+                }
+            }
             println!("cachepot daemon stopped.");
             Ok(0)
         }

@@ -72,6 +72,7 @@ fn key_of(co: &Checkout, c: &RustCompile, env: &[(OsString, OsString)]) -> Key {
             toolchain: &tc,
             bases: &bases,
             digester: &PlainDigester,
+            clippy: false,
         },
     )
     .unwrap()

@@ -1,0 +1,135 @@
+//! Compiles run directly through the wrapper (`cachepot rustc …`), the way
+//! cargo runs them, to check what the wrapper replays.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::harness::{count, Env, BIN};
+
+/// A directory that looks like a cargo project: a source and a target dir.
+fn project(env: &Env, name: &str, source: &str) -> PathBuf {
+    let dir = env.root.path().join(name);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("target/debug/deps")).unwrap();
+    std::fs::write(
+        dir.join("target/CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/lib.rs"), source).unwrap();
+    dir
+}
+
+fn rustc_through(env: &Env, dir: &Path, compiler: &str, extra_path: Option<&Path>) -> Output {
+    let out_dir = dir.join("target/debug/deps");
+    let mut cmd = env.command(BIN);
+    cmd.current_dir(dir).args([
+        compiler,
+        "--crate-name",
+        "direct",
+        "--edition=2021",
+        "src/lib.rs",
+        "--error-format=json",
+        "--json=diagnostic-rendered-ansi,artifacts,future-incompat",
+        "--crate-type",
+        "lib",
+        "--emit=dep-info,metadata,link",
+        "-C",
+        "metadata=0123456789abcdef",
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    if let Some(p) = extra_path {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![p.to_path_buf()];
+        dirs.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+    }
+    cmd.output().unwrap()
+}
+
+fn real_rustc() -> String {
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let sysroot = String::from_utf8(out.stdout).unwrap();
+    format!("{}/bin/rustc", sysroot.trim())
+}
+
+const WARNS: &str = "pub fn f() -> u32 {\n    let unused = 1;\n    2\n}\n";
+
+#[test]
+fn replayed_output_is_what_rustc_printed_with_this_checkouts_paths() {
+    let env = Env::new();
+    let rustc = real_rustc();
+    let a = project(&env, "one", WARNS);
+    let first = rustc_through(&env, &a, &rustc, None);
+    assert!(first.status.success());
+    let first_err = String::from_utf8(first.stderr).unwrap();
+    assert!(first_err.contains("unused_variables"), "{first_err}");
+    assert!(first_err.contains(a.join("target/debug/deps/libdirect.r").to_str().unwrap()));
+    env.stop();
+
+    // The same place again: the replay is byte for byte what rustc printed.
+    std::fs::remove_dir_all(a.join("target/debug/deps")).unwrap();
+    std::fs::create_dir_all(a.join("target/debug/deps")).unwrap();
+    let again = rustc_through(&env, &a, &rustc, None);
+    assert_eq!(String::from_utf8(again.stderr).unwrap(), first_err);
+    assert_eq!(again.stdout, first.stdout);
+    assert_eq!(count(&env.stats(), "cache_hits"), 1);
+
+    // Another checkout: the artifact notifications name its own files.
+    let b = project(&env, "two-somewhere-else", WARNS);
+    let other = rustc_through(&env, &b, &rustc, None);
+    let other_err = String::from_utf8(other.stderr).unwrap();
+    assert_eq!(count(&env.stats(), "cache_hits"), 2);
+    assert!(!other_err.contains(a.to_str().unwrap()), "{other_err}");
+    assert!(
+        other_err.contains(b.join("target/debug/deps/libdirect.r").to_str().unwrap()),
+        "{other_err}"
+    );
+    assert!(b.join("target/debug/deps/libdirect.rlib").is_file());
+}
+
+#[test]
+fn a_compile_error_is_replayed_by_rustc_itself_and_never_cached() {
+    let env = Env::new();
+    let rustc = real_rustc();
+    let dir = project(&env, "broken", "pub fn f() -> u32 { \"no\" }\n");
+    let first = rustc_through(&env, &dir, &rustc, None);
+    let second = rustc_through(&env, &dir, &rustc, None);
+    assert_eq!(first.status.code(), Some(1));
+    assert_eq!(second.status.code(), Some(1));
+    assert_eq!(first.stderr, second.stderr);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("mismatched types"));
+    let s = env.stats();
+    assert_eq!(count(&s, "compile_failures"), 2, "{s}");
+    assert_eq!(count(&s, "cache_hits"), 0, "{s}");
+}
+
+#[test]
+fn the_rustup_proxy_and_the_toolchain_rustc_share_entries() {
+    let Some(proxy_dir) = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin"))
+    else {
+        panic!("HOME is not set");
+    };
+    assert!(
+        proxy_dir.join("rustc").exists(),
+        "this machine's rustc comes from rustup"
+    );
+    let env = Env::new();
+    let dir = project(&env, "proxy", "pub fn f() -> u32 { 7 }\n");
+    let stored = rustc_through(&env, &dir, &real_rustc(), None);
+    assert!(stored.status.success());
+    env.stop();
+    let through_proxy = rustc_through(&env, &dir, "rustc", Some(&proxy_dir));
+    assert!(
+        through_proxy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&through_proxy.stderr)
+    );
+    assert_eq!(count(&env.stats(), "cache_hits"), 1);
+}
