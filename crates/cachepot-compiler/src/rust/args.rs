@@ -144,7 +144,7 @@ const VALUE_FLAGS: &[&str] = &[
 ];
 
 /// Flags without a value that do not change what is cached beyond being in the key.
-const PLAIN_FLAGS: &[&str] = &["-g", "-O", "--test", "-v", "--verbose"];
+const PLAIN_FLAGS: &[&str] = &["-g", "-O", "-v", "--verbose"];
 
 /// Crate types whose outputs are plain files written by rustc alone.
 const CACHEABLE_CRATE_TYPES: &[&str] = &["lib", "rlib", "staticlib"];
@@ -244,6 +244,9 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         if PLAIN_FLAGS.contains(&arg) {
             c.key_args.push(arg.to_string());
             continue;
+        }
+        if arg == "--test" {
+            return Err(Uncacheable::new("--test", "test harness (linked)"));
         }
         if arg == "-" {
             return Err(Uncacheable::new(

@@ -112,7 +112,7 @@ fn linked_crate_types_and_queries_are_not_cached_now() {
         "crate-type bin"
     );
     assert_eq!(
-        reason("--crate-name t --test --crate-type lib --emit=link src/lib.rs"),
+        reason("--crate-name t --crate-type lib --emit=link src/lib.rs"),
         "no dep-info"
     );
     assert!(matches!(
@@ -226,4 +226,37 @@ fn link_lib_forms() {
             verbatim: false
         }
     );
+}
+
+/// Command lines as cargo 1.95 writes them, and what becomes of each.
+#[test]
+fn real_cargo_command_lines() {
+    let cases: &[(&str, Option<&str>)] = &[
+        // A build script.
+        ("--crate-name build_script_build --edition=2021 /h/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/proc-macro2-1.0.107/build.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type bin --emit=dep-info,link -C embed-bitcode=no --cfg feature=\"default\" --cfg feature=\"proc-macro\" --check-cfg cfg(docsrs,test) -C metadata=927528e9e56015a5 -C extra-filename=-01fa69198b2170f5 --out-dir /w/target/debug/build/proc-macro2-01fa69198b2170f5 -L dependency=/w/target/debug/deps --cap-lints allow", Some("crate-type bin")),
+        // A proc-macro.
+        ("--crate-name serde_derive --edition=2021 /h/reg/serde_derive-1.0.228/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type proc-macro --emit=dep-info,link -C prefer-dynamic -C embed-bitcode=no --cfg feature=\"default\" -C metadata=1 -C extra-filename=-2 --out-dir /w/target/debug/deps -L dependency=/w/target/debug/deps --extern proc_macro2=/w/target/debug/deps/libproc_macro2-3.rlib --extern proc_macro --cap-lints allow", Some("crate-type proc-macro")),
+        // A unit test target.
+        ("--crate-name util --edition=2021 util/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --emit=dep-info,link -C embed-bitcode=no -C debuginfo=2 --test --check-cfg cfg(docsrs,test) -C metadata=4 -C extra-filename=-5 --out-dir /w/target/debug/deps -L dependency=/w/target/debug/deps", Some("--test")),
+        // A release library with a feature, LTO-ready bitcode and a native lib.
+        ("--crate-name ring --edition=2021 /h/reg/ring-0.17.8/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type lib --emit=dep-info,metadata,link -C opt-level=3 -C embed-bitcode=no -C strip=debuginfo --cfg feature=\"alloc\" -C metadata=6 -C extra-filename=-7 --out-dir /w/target/release/deps -L dependency=/w/target/release/deps --extern cfg_if=/w/target/release/deps/libcfg_if-8.rmeta --cap-lints allow -L native=/w/target/release/build/ring-9/out -l static=ring_core_0_17_8_", None),
+        // `cargo check` with a RUSTFLAGS-style -C target-cpu and a --cfg.
+        ("--crate-name app --edition=2024 src/main.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type lib --emit=dep-info,metadata -C embed-bitcode=no -C debuginfo=2 -C target-cpu=native --cfg tokio_unstable --out-dir /w/target/debug/deps", None),
+        // cargo's probe of the compiler.
+        ("- --crate-name ___ --print=file-names --crate-type bin --crate-type rlib -Wwarnings", None),
+        // An incremental workspace member.
+        ("--crate-name member --edition=2021 src/lib.rs --crate-type lib --emit=dep-info,metadata,link -C embed-bitcode=no -C debuginfo=2 -C metadata=a -C extra-filename=-b --out-dir /w/target/debug/deps -C incremental=/w/target/debug/incremental -L dependency=/w/target/debug/deps", Some("-C incremental")),
+        // A cross compile with a custom target file.
+        ("--crate-name k --crate-type lib --emit=dep-info,link --target /w/x86_64-kernel.json src/lib.rs", Some("custom target file")),
+        // An explicit sysroot.
+        ("--crate-name k --crate-type lib --emit=dep-info,link --sysroot /opt/sysroot src/lib.rs", Some("--sysroot")),
+    ];
+    for (line, want) in cases {
+        let got = match parse(&words(line), Path::new("/w")) {
+            Parsed::Cacheable(_) => None,
+            Parsed::NotACompile => None,
+            Parsed::Uncacheable(u) => Some(u.reason),
+        };
+        assert_eq!(got.as_deref(), *want, "{line}");
+    }
 }
