@@ -354,7 +354,7 @@ pub fn prepare_store(
         }
     }
     // Check the env-deps against this compile's environment too.
-    if !manifest.env_matches(&p.env) {
+    if !manifest.env_matches(&p.env, &p.bases) {
         return Ok(None);
     }
     let entry = Entry {

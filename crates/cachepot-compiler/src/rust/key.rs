@@ -23,7 +23,8 @@
 //! | static native libraries (`-l static=…`, found through `-L`) | A | by content, because rustc bundles them into the rlib |
 //! | the source file path | A | as written (cargo writes it relative to the workspace root for local crates) |
 //! | source files the compile read (`mod`, `include!`, `include_bytes!`, …) | B | path (base-relative) and content digest, from the dep-info of the compile that stored the entry |
-//! | `env-dep` variables (`env!`, `option_env!`) | B | name and exact value, never normalised: a value may be embedded in the output (`env!("CARGO_MANIFEST_DIR")`) |
+//! | `env-dep` variables (`env!`, `option_env!`) | B | name and exact value: a value may be embedded in the output and used at run time (`env!("CARGO_MANIFEST_DIR")` to find test data) |
+//! | the `env-dep` value of `OUT_DIR` | B | base-relative: crates such as serde and thiserror `include!(concat!(env!("OUT_DIR"), …))` build-script output, which only names a source file (whose content is in the manifest); compared exactly, every crate below them would miss in another checkout. Its string is then as embedded as a `file!()` path (see below) |
 //! | `CARGO_*` variables that cargo sets for rustc (`CARGO_PKG_*`, `CARGO_CRATE_NAME`, `CARGO_MANIFEST_DIR`, …) and `OUT_DIR` | A | proc-macros may read them without rustc knowing; path values are base-relative |
 //! | `CARGO_MAKEFLAGS`, `CARGO` and cargo's own configuration variables (`CARGO_HOME`, `CARGO_TARGET_*`, `CARGO_BUILD_*`, `CARGO_TERM_*`, `CARGO_NET_*`, `CARGO_HTTP_*`, `CARGO_REGISTRIES_*`, `CARGO_REGISTRY_*`, `CARGO_PROFILE_*`, `CARGO_INCREMENTAL`, `CARGO_LOG`, `CARGO_ENCODED_RUSTFLAGS`, …) | no | jobserver file descriptors, the cargo binary's location, and settings cargo applies itself (their effect reaches rustc as arguments); some hold secrets |
 //! | `RUSTC_BOOTSTRAP`, `RUST_TARGET_PATH`, `RUSTC_FORCE_RUSTC_VERSION`, `*_DEPLOYMENT_TARGET` | A | rustc reads them itself |
@@ -242,6 +243,20 @@ fn find_static_lib(c: &RustCompile, cwd: &Path, name: &str, verbatim: bool) -> O
         .find(|p| p.is_file())
 }
 
+/// `env-dep` variables whose value is compared relative to the base
+/// directories (see the table at the top).
+const BASE_RELATIVE_ENV_DEPS: &[&str] = &["OUT_DIR"];
+
+/// An `env-dep` value as the manifest keeps it: exact, except for
+/// [`BASE_RELATIVE_ENV_DEPS`].
+fn env_dep_value(name: &str, value: &str, bases: &BaseDirs) -> String {
+    if BASE_RELATIVE_ENV_DEPS.contains(&name) {
+        bases.normalize_str(value)
+    } else {
+        value.to_string()
+    }
+}
+
 /// The inputs an earlier compile read, as its dep-info recorded them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -292,7 +307,11 @@ impl Manifest {
         }
         Ok(Manifest {
             files,
-            env: info.env.clone(),
+            env: info
+                .env
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_ref().map(|v| env_dep_value(n, v, bases))))
+                .collect(),
         })
     }
 
@@ -312,7 +331,7 @@ impl Manifest {
         env: &[(OsString, OsString)],
         digester: &dyn FileDigester,
     ) -> bool {
-        if !self.env_matches(env) {
+        if !self.env_matches(env, bases) {
             return false;
         }
         for (p, d) in &self.files {
@@ -328,9 +347,11 @@ impl Manifest {
     }
 
     /// Whether every recorded `env-dep` variable has its recorded value.
-    pub fn env_matches(&self, env: &[(OsString, OsString)]) -> bool {
+    pub fn env_matches(&self, env: &[(OsString, OsString)], bases: &BaseDirs) -> bool {
         self.env.iter().all(|(name, recorded)| {
-            env_value(env, name).map(|v| escape_env_value(&v.to_string_lossy())) == *recorded
+            let now = env_value(env, name)
+                .map(|v| env_dep_value(name, &escape_env_value(&v.to_string_lossy()), bases));
+            now == *recorded
         })
     }
 

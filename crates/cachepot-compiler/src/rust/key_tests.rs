@@ -188,3 +188,37 @@ fn malformed_manifest_text_is_an_error() {
     assert!(Manifest::decode_list("f abc src").is_err());
     assert!(Manifest::decode_list("manifest\nx y").is_err());
 }
+
+#[test]
+fn out_dir_env_dep_is_base_relative_but_other_paths_are_exact() {
+    let a = checkout(b"dep");
+    let b = checkout(b"dep");
+    let (ca, ea) = compile(&a);
+    let (cb, eb) = compile(&b);
+    let ba = base_dirs(&ca, &a.root, &ea, &[]);
+    let bb = base_dirs(&cb, &b.root, &eb, &[]);
+    let depinfo = |co: &Checkout| {
+        crate::depinfo::parse(&format!(
+            "x.d: src/lib.rs\n\nsrc/lib.rs:\n\n# env-dep:OUT_DIR={r}/target/debug/build/x-1/out\n# env-dep:CARGO_MANIFEST_DIR={r}\n",
+            r = co.root.display()
+        ))
+    };
+    let with_env = |co: &Checkout, env: &[(OsString, OsString)]| {
+        let mut env = env.to_vec();
+        env.push((
+            "OUT_DIR".into(),
+            co.root.join("target/debug/build/x-1/out").into_os_string(),
+        ));
+        env
+    };
+    let m = Manifest::from_depinfo(&depinfo(&a), &a.root, &ba, &PlainDigester).unwrap();
+    assert!(m.matches(&a.root, &ba, &with_env(&a, &ea), &PlainDigester));
+    // In the other checkout OUT_DIR matches, but CARGO_MANIFEST_DIR differs.
+    assert!(m.env[0].1.as_deref().unwrap().starts_with("\0target\0"));
+    assert!(!m.env_matches(&with_env(&b, &eb), &bb));
+    let only_out_dir = Manifest {
+        files: m.files.clone(),
+        env: vec![m.env[0].clone()],
+    };
+    assert!(only_out_dir.env_matches(&with_env(&b, &eb), &bb));
+}
