@@ -165,21 +165,6 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
 }
 
-impl<S: Storage + ?Sized> Storage for Box<S> {
-    fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-        (**self).get(key)
-    }
-    fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        (**self).put(key, value)
-    }
-    fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
-        (**self).remove(key)
-    }
-    fn describe(&self) -> StorageInfo {
-        (**self).describe()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

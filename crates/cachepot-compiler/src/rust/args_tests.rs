@@ -20,6 +20,13 @@ fn reason(s: &str) -> String {
     }
 }
 
+fn roles_and_paths(c: &RustCompile) -> Vec<(String, String)> {
+    c.outputs(Path::new("/ws"))
+        .into_iter()
+        .map(|o| (o.role, o.path.display().to_string()))
+        .collect()
+}
+
 /// `cargo build` of a registry crate, as cargo 1.95 runs it.
 const REGISTRY_LIB: &str = "--crate-name unicode_ident --edition=2021 /home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/unicode-ident-1.0.27/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type lib --emit=dep-info,metadata,link -C embed-bitcode=no --check-cfg cfg(docsrs,test) --check-cfg cfg(feature,values()) -C metadata=0414aaa79eb6a3c3 -C extra-filename=-49b462d488e72123 --out-dir /ws/target/debug/deps -L dependency=/ws/target/debug/deps --cap-lints allow";
 
@@ -31,11 +38,7 @@ fn registry_lib_outputs_follow_crate_name_and_extra_filename() {
     let c = cacheable(REGISTRY_LIB);
     assert_eq!(c.crate_name, "unicode_ident");
     assert_eq!(c.crate_types, vec!["lib"]);
-    let outs: Vec<(String, String)> = c
-        .outputs(Path::new("/ws"))
-        .into_iter()
-        .map(|o| (o.role, o.path.display().to_string()))
-        .collect();
+    let outs = roles_and_paths(&c);
     assert_eq!(
         outs,
         vec![
@@ -166,11 +169,7 @@ fn cargo_check_emits_metadata_only() {
 #[test]
 fn staticlib_and_explicit_emit_paths() {
     let c = cacheable("--crate-name s --crate-type staticlib --crate-type rlib --emit=dep-info=deps/s.d,link --out-dir out src/lib.rs");
-    let outs: Vec<(String, String)> = c
-        .outputs(Path::new("/ws"))
-        .into_iter()
-        .map(|o| (o.role, o.path.display().to_string()))
-        .collect();
+    let outs = roles_and_paths(&c);
     assert_eq!(
         outs,
         vec![
