@@ -21,6 +21,9 @@ use crate::{DaemonConfig, Shared};
 /// How long a starting daemon waits for an old one to release the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a stopping daemon waits for open connections (compiles in flight).
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+
 /// Background writes queued at most before a compile waits for a slot.
 const WRITE_QUEUE: usize = 64;
 
@@ -203,8 +206,20 @@ pub fn run(
             server.active.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    // Stop taking new connections, then finish the queued writes.
+    // Stop taking new connections, let the open ones finish (a compile in
+    // flight still reports and stores), then finish the queued writes.
     let _ = std::fs::remove_file(&socket);
+    let deadline = Instant::now() + DRAIN_WAIT;
+    while server.active.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                open = server.active.load(Ordering::SeqCst),
+                "stopping with connections still open"
+            );
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
     if let Ok(mut w) = server.writer.lock() {
         w.take();
     }
@@ -299,7 +314,13 @@ fn finish_miss(
         shared.stats.count(Event::CompileFailure);
         return write_frame(stream, &Response::Ok);
     }
-    match cache::prepare_store(shared, &pending, &stdout, &stderr) {
+    // Stamp the outputs, let the wrapper go, then read them: the build does
+    // not wait, and an output rewritten meanwhile is not stored.
+    let stamps = cache::output_stamps(&pending);
+    write_frame(stream, &Response::Ok)?;
+    let prepared =
+        stamps.and_then(|s| cache::prepare_store(shared, &pending, &s, &stdout, &stderr));
+    match prepared {
         Ok(Some((key_a, manifest, entry))) => {
             let s = shared.clone();
             server.queue_write(Box::new(move || cache::store(&s, key_a, manifest, entry)));
@@ -310,5 +331,5 @@ fn finish_miss(
             shared.stats.count(Event::Error);
         }
     }
-    write_frame(stream, &Response::Ok)
+    Ok(())
 }
