@@ -1,0 +1,682 @@
+#!/usr/bin/env bash
+# Benchmark of cachepot against plain cargo and peer caches (sccache, kache).
+#
+#   bench/run.sh [--workload DIR] [--cachepot PATH] [--sccache PATH]
+#                [--kache PATH] [--out DIR] [--tools plain,cachepot,sccache,kache]
+#                [--scratch DIR] [--keep-scratch] [--cachepot-log FILTER]
+#
+# See bench/README.md for the phases and how to read the figures.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+usage() {
+    cat <<EOF
+Usage: bench/run.sh [options]
+
+Options:
+  --workload DIR    crate to build (default: ../shared/bench/workload-a from the repo root)
+  --cachepot PATH   cachepot binary (default: target/release/cachepot; built if missing)
+  --sccache PATH    sccache binary (default: /root/peers/sccache/bin/sccache, else PATH)
+  --kache PATH      kache binary (default: /root/peers/kache/bin/kache, else PATH)
+  --out DIR         results directory (default: bench/out/<timestamp>)
+  --tools LIST      comma-separated subset of plain,cachepot,sccache,kache (default: all)
+  --scratch DIR     where checkouts, CARGO_HOMEs, caches and target dirs go
+                    (default: a fresh directory under \${TMPDIR:-/tmp}; must not exist or be empty)
+  --keep-scratch    do not delete the scratch directory at the end
+  --cachepot-log F  diagnostics: CACHEPOT_LOG filter for cachepot's daemon, e.g.
+                    cachepot_daemon=debug to log each miss (slows it; not for figures)
+  -h, --help        this help
+
+A missing peer (sccache, kache) is skipped with a note. Any failed build stops
+the run with a non-zero exit status and names its log.
+EOF
+}
+
+die() {
+    echo "run.sh: error: $*" >&2
+    exit 1
+}
+note() { echo "== $*" >&2; }
+
+# ---------------------------------------------------------------- arguments
+
+WORKLOAD="$REPO_ROOT/../shared/bench/workload-a"
+CACHEPOT_BIN=""
+CACHEPOT_ORIG=""
+SCCACHE_BIN=""
+KACHE_BIN=""
+OUT=""
+TOOLS="plain,cachepot,sccache,kache"
+SCRATCH=""
+KEEP_SCRATCH=0
+CACHEPOT_LOG_FILTER=""
+
+while (($#)); do
+    opt=$1
+    val=""
+    case $opt in
+        --*=*)
+            val=${opt#*=}
+            opt=${opt%%=*}
+            ;;
+        --workload | --cachepot | --sccache | --kache | --out | --tools | --scratch | --cachepot-log)
+            (($# >= 2)) || die "$opt needs a value"
+            val=$2
+            shift
+            ;;
+    esac
+    case $opt in
+        --workload) WORKLOAD=$val ;;
+        --cachepot) CACHEPOT_BIN=$val ;;
+        --sccache) SCCACHE_BIN=$val ;;
+        --kache) KACHE_BIN=$val ;;
+        --out) OUT=$val ;;
+        --tools) TOOLS=$val ;;
+        --scratch) SCRATCH=$val ;;
+        --keep-scratch) KEEP_SCRATCH=1 ;;
+        --cachepot-log) CACHEPOT_LOG_FILTER=$val ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage >&2
+            die "unknown argument: $opt"
+            ;;
+    esac
+    shift
+done
+
+want=()
+IFS=, read -r -a requested <<<"$TOOLS"
+for t in "${requested[@]}"; do
+    case $t in
+        plain | cachepot | sccache | kache) want+=("$t") ;;
+        "") ;;
+        *) die "--tools: unknown tool '$t' (known: plain,cachepot,sccache,kache)" ;;
+    esac
+done
+((${#want[@]})) || die "--tools selects nothing"
+wants() {
+    local t
+    for t in "${want[@]}"; do [[ $t == "$1" ]] && return 0; done
+    return 1
+}
+
+for cmd in cargo python3 awk date timeout du cp; do
+    command -v "$cmd" >/dev/null || die "'$cmd' is needed but not found on PATH"
+done
+
+[[ -d $WORKLOAD ]] || die "workload directory not found: $WORKLOAD"
+WORKLOAD=$(cd "$WORKLOAD" && pwd)
+[[ -f $WORKLOAD/Cargo.toml ]] || die "no Cargo.toml in $WORKLOAD"
+[[ -f $WORKLOAD/Cargo.lock ]] || die "no Cargo.lock in $WORKLOAD (the lock pins the workload; it is never updated)"
+
+if [[ -z $OUT ]]; then
+    OUT="$BENCH_DIR/out/$(date +%Y%m%d-%H%M%S)"
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+: >"$OUT/notes.txt"
+add_note() {
+    note "$*"
+    echo "$*" >>"$OUT/notes.txt"
+}
+
+# ---------------------------------------------------------------- environment
+
+# Nothing from the caller's environment may change what is measured: no
+# wrapper, no target-dir redirection, no flags, no cache settings.
+for v in $(compgen -e); do
+    case $v in
+        SCCACHE_* | CACHEPOT_* | KACHE_*) unset "$v" ;;
+    esac
+done
+unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC_WRAPPER \
+    CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR \
+    CARGO_INCREMENTAL CARGO_BUILD_INCREMENTAL RUSTFLAGS CARGO_ENCODED_RUSTFLAGS \
+    CARGO_BUILD_RUSTFLAGS CARGO_PROFILE_DEV_INCREMENTAL CARGO_BUILD_JOBS CARGO_HOME
+
+# ---------------------------------------------------------------- tools
+
+resolve_peer() { # name explicit-path -> prints path or nothing
+    local name=$1 explicit=$2
+    if [[ -n $explicit ]]; then
+        [[ -x $explicit ]] || die "--$name: not an executable: $explicit"
+        echo "$explicit"
+    elif [[ -x /root/peers/$name/bin/$name ]]; then
+        echo "/root/peers/$name/bin/$name"
+    elif command -v "$name" >/dev/null 2>&1; then
+        command -v "$name"
+    fi
+}
+
+active=()
+if wants plain; then active+=(plain); fi
+
+if wants cachepot; then
+    if [[ -n $CACHEPOT_BIN ]]; then
+        [[ -x $CACHEPOT_BIN ]] || die "--cachepot: not an executable: $CACHEPOT_BIN"
+    else
+        CACHEPOT_BIN="$REPO_ROOT/target/release/cachepot"
+        if [[ ! -x $CACHEPOT_BIN ]]; then
+            note "building cachepot (cargo build --release -p cachepot), log: $OUT/cachepot-build.log"
+            (cd "$REPO_ROOT" && cargo build --release -p cachepot) >"$OUT/cachepot-build.log" 2>&1 ||
+                die "building cachepot failed; see $OUT/cachepot-build.log"
+            [[ -x $CACHEPOT_BIN ]] || die "cargo build did not produce $CACHEPOT_BIN"
+        fi
+    fi
+    CACHEPOT_BIN=$(cd "$(dirname "$CACHEPOT_BIN")" && pwd)/$(basename "$CACHEPOT_BIN")
+    CACHEPOT_ORIG=$CACHEPOT_BIN
+    active+=(cachepot)
+fi
+if wants sccache; then
+    SCCACHE_BIN=$(resolve_peer sccache "$SCCACHE_BIN")
+    if [[ -n $SCCACHE_BIN ]]; then active+=(sccache); else add_note "sccache not found: skipped"; fi
+fi
+if wants kache; then
+    KACHE_BIN=$(resolve_peer kache "$KACHE_BIN")
+    if [[ -n $KACHE_BIN ]]; then active+=(kache); else add_note "kache not found: skipped"; fi
+fi
+
+# ---------------------------------------------------------------- scratch
+
+if [[ -z $SCRATCH ]]; then
+    SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/cachepot-bench.XXXXXX")
+else
+    mkdir -p "$SCRATCH"
+    [[ -z $(ls -A "$SCRATCH") ]] || die "--scratch $SCRATCH is not empty"
+    SCRATCH=$(cd "$SCRATCH" && pwd)
+fi
+# A private copy of cachepot: a rebuild of target/release during the run
+# must not change the binary being measured.
+if [[ -n $CACHEPOT_BIN ]]; then
+    mkdir -p "$SCRATCH/bin"
+    cp "$CACHEPOT_BIN" "$SCRATCH/bin/cachepot"
+    CACHEPOT_BIN="$SCRATCH/bin/cachepot"
+fi
+name=$(basename "$WORKLOAD")
+CHECKOUT_A="$SCRATCH/a/$name"
+CHECKOUT_B="$SCRATCH/b/elsewhere/$name"
+HOME_A="$SCRATCH/a/cargo-home"
+HOME_B="$SCRATCH/b/cargo-home"
+RESULTS="$OUT/results.tsv"
+printf 'tool\tphase\tmetric\tvalue\n' >"$RESULTS"
+
+record() { # tool phase metric value
+    printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# ---------------------------------------------------------------- per-tool settings
+
+SCCACHE_PORT=""
+BUILD_T0=0
+pick_port() {
+    local p i
+    for i in $(seq 1 100); do
+        p=$((4300 + RANDOM % 1000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found for sccache"
+}
+
+tool_dir() { echo "$SCRATCH/tools/$1"; }
+
+# tool_env TOOL CARGO_HOME: sets TENV, the environment of builds and of the
+# tool's control commands (they must match: it selects the daemon).
+tool_env() {
+    local tool=$1 home=$2 d
+    d=$(tool_dir "$tool")
+    TENV=("CARGO_HOME=$home")
+    case $tool in
+        plain) ;;
+        cachepot)
+            TENV+=("RUSTC_WRAPPER=$CACHEPOT_BIN"
+                "CACHEPOT_DIR=$d/cache"
+                "CACHEPOT_RUNTIME_DIR=$d/runtime"
+                "CACHEPOT_CONF=$d/no-config.toml"
+                "CACHEPOT_IDLE_TIMEOUT=1800")
+            if [[ -n $CACHEPOT_LOG_FILTER ]]; then TENV+=("CACHEPOT_LOG=$CACHEPOT_LOG_FILTER"); fi
+            ;;
+        sccache)
+            TENV+=("RUSTC_WRAPPER=$SCCACHE_BIN"
+                "SCCACHE_DIR=$d/cache"
+                "SCCACHE_SERVER_PORT=$SCCACHE_PORT"
+                "SCCACHE_CONF=$d/no-config.toml"
+                "SCCACHE_IDLE_TIMEOUT=1800"
+                "SCCACHE_ERROR_LOG=$OUT/sccache-server.log")
+            ;;
+        kache)
+            # KACHE_CACHE_DIR, KACHE_RUNTIME_DIR and KACHE_CONFIG are read by
+            # kache 2.0 (`kache daemon status` shows the paths in use); the
+            # XDG_* variables keep its log and probe cache out of the home dir.
+            # KACHE_SEED_NEW_TARGETS=0: no target-dir seeding, so warm
+            # builds measure per-unit cache hits like the other tools.
+            TENV+=("RUSTC_WRAPPER=$KACHE_BIN"
+                "KACHE_CACHE_DIR=$d/cache"
+                "KACHE_RUNTIME_DIR=$d/runtime"
+                "KACHE_CONFIG=$d/no-config.toml"
+                "XDG_CONFIG_HOME=$d/xdg/config"
+                "XDG_CACHE_HOME=$d/xdg/cache"
+                "XDG_STATE_HOME=$d/xdg/state"
+                "XDG_DATA_HOME=$d/xdg/data"
+                "XDG_RUNTIME_DIR=$d/xdg/runtime"
+                "KACHE_SEED_NEW_TARGETS=0")
+            ;;
+    esac
+}
+
+# tool_ctl TOOL CARGO_HOME stop|zero|stats: runs the tool's control command.
+tool_ctl() {
+    local tool=$1 home=$2 what=$3 args=()
+    tool_env "$tool" "$home"
+    case $tool:$what in
+        plain:*) return 0 ;;
+        cachepot:stop | sccache:stop) args=(--stop-server) ;;
+        cachepot:zero | sccache:zero) args=(--zero-stats) ;;
+        cachepot:stats | sccache:stats) args=(--show-stats --stats-format json) ;;
+        kache:stop) args=(daemon stop) ;;
+        kache:zero)
+            # kache has no reset: its statistics are a window of build
+            # events. Leave a gap so the next phase's window (below) holds
+            # only that phase's events.
+            sleep 2
+            return 0
+            ;;
+        kache:stats)
+            # Events since the phase's build started (whole seconds, rounded up).
+            local since
+            since=$(awk -v a="$BUILD_T0" -v b="$(now)" 'BEGIN { s = b - a; printf "%d", (s == int(s)) ? s : int(s) + 1 }')
+            args=(stats --json --full --since "${since}s")
+            ;;
+    esac
+    local bin
+    case $tool in
+        cachepot) bin=$CACHEPOT_BIN ;;
+        sccache) bin=$SCCACHE_BIN ;;
+        kache) bin=$KACHE_BIN ;;
+    esac
+    env "${TENV[@]}" timeout 600 "$bin" "${args[@]}"
+}
+
+STARTED_TOOLS=()
+cleanup() {
+    local rc=$? t
+    set +e
+    for t in "${STARTED_TOOLS[@]}"; do
+        tool_ctl "$t" "$HOME_A" stop >/dev/null 2>&1
+        tool_ctl "$t" "$HOME_B" stop >/dev/null 2>&1
+    done
+    if ((KEEP_SCRATCH)); then
+        note "scratch kept: $SCRATCH"
+    else
+        rm -rf "$SCRATCH"
+    fi
+    if ((rc != 0)); then
+        echo "run.sh: FAILED (exit $rc); results so far in $OUT" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- builds
+
+# run_build LABEL DIR TOOL CARGO_HOME: times `cargo build` in DIR; sets SECONDS_TAKEN.
+run_build() {
+    local label=$1 dir=$2 tool=$3 home=$4
+    local log="$OUT/build-$label.log" t0 t1 rc=0
+    tool_env "$tool" "$home"
+    {
+        echo "# $label: cargo build --locked --offline in $dir"
+        printf '# env: %s\n' "${TENV[*]}"
+        echo "# started: $(date -Is)"
+    } >"$log"
+    note "$label: building ($log)"
+    t0=$(now)
+    BUILD_T0=$t0
+    (cd "$dir" && env "${TENV[@]}" cargo build --locked --offline) >>"$log" 2>&1 || rc=$?
+    t1=$(now)
+    if ((rc != 0)); then
+        echo "run.sh: BUILD FAILED: $label (exit $rc); log: $log" >&2
+        tail -n 30 "$log" >&2
+        exit 1
+    fi
+    SECONDS_TAKEN=$(elapsed "$t0" "$t1")
+    echo "# finished in ${SECONDS_TAKEN}s" >>"$log"
+    note "$label: ${SECONDS_TAKEN}s"
+}
+
+size_mb() { du -sk "$1" 2>/dev/null | awk '{ printf "%.1f", $1 / 1024 }'; }
+compiled_units() { grep -c '^ *Compiling ' "$1" || true; }
+
+# ---------------------------------------------------------------- setup
+
+{
+    echo "date: $(date -Is)"
+    echo "host: $(uname -srm), $(nproc) cores"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "cargo: $(cargo --version)"
+    echo "rustc: $(rustc --version)"
+    echo "workload: $WORKLOAD"
+    echo "scratch: $SCRATCH"
+    echo "checkout A: $CHECKOUT_A (CARGO_HOME $HOME_A)"
+    echo "checkout B: $CHECKOUT_B (CARGO_HOME $HOME_B)"
+    echo "tools: ${active[*]}"
+    if [[ -n $CACHEPOT_BIN ]]; then
+        echo "cachepot: $CACHEPOT_ORIG, run from a copy ($("$CACHEPOT_BIN" --version 2>&1 || true)," \
+            "built $(date -r "$CACHEPOT_ORIG" -Is))"
+        echo "cachepot repo: $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')" \
+            "$(git -C "$REPO_ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(dirty tree)')"
+    fi
+    if [[ -n $SCCACHE_BIN ]]; then
+        echo "sccache: $SCCACHE_BIN ($("$SCCACHE_BIN" --version 2>&1 || true))"
+    fi
+    if [[ -n $KACHE_BIN ]]; then
+        echo "kache: $KACHE_BIN ($("$KACHE_BIN" --version 2>&1 || true))"
+    fi
+} >"$OUT/env.txt"
+
+note "scratch: $SCRATCH"
+note "results: $OUT"
+
+copy_checkout() { # dest
+    mkdir -p "$(dirname "$1")"
+    cp -a "$WORKLOAD" "$1"
+    rm -rf "$1/target"
+    chmod -R u+w "$1"
+}
+copy_checkout "$CHECKOUT_A"
+copy_checkout "$CHECKOUT_B"
+
+# Downloads happen here, once, and are never timed.
+note "fetching dependencies into $HOME_A ($OUT/fetch.log)"
+(cd "$CHECKOUT_A" && CARGO_HOME=$HOME_A cargo fetch --locked) >"$OUT/fetch.log" 2>&1 ||
+    die "cargo fetch failed; see $OUT/fetch.log"
+cmp -s "$WORKLOAD/Cargo.lock" "$CHECKOUT_A/Cargo.lock" || die "cargo fetch changed Cargo.lock"
+cp -a "$HOME_A" "$HOME_B"
+
+# ---------------------------------------------------------------- phases
+
+if wants plain; then
+    rm -rf "$CHECKOUT_A/target"
+    run_build plain-cold "$CHECKOUT_A" plain "$HOME_A"
+    record plain cold seconds "$SECONDS_TAKEN"
+    record plain cold compiled_units "$(compiled_units "$OUT/build-plain-cold.log")"
+
+    run_build plain-noop "$CHECKOUT_A" plain "$HOME_A"
+    record plain noop seconds "$SECONDS_TAKEN"
+    record plain noop compiled_units "$(compiled_units "$OUT/build-plain-noop.log")"
+
+    copy_dest="$SCRATCH/copy-of-target"
+    rm -rf "$copy_dest"
+    t0=$(now)
+    cp -a "$CHECKOUT_A/target" "$copy_dest"
+    t1=$(now)
+    copy_s=$(elapsed "$t0" "$t1")
+    record plain copy seconds "$copy_s"
+    record plain copy target_mb "$(size_mb "$copy_dest")"
+    note "plain-copy: ${copy_s}s for $(size_mb "$copy_dest") MB"
+    rm -rf "$copy_dest"
+fi
+
+# cache_phase TOOL PHASE DIR CARGO_HOME
+cache_phase() {
+    local tool=$1 phase=$2 dir=$3 home=$4 label="$1-$2" ctl="$OUT/ctl-$1.log" t0 t1 rc=0
+    rm -rf "$dir/target"
+    # Zero the statistics, then stop the daemon, so the build below starts it
+    # (as on a fresh CI runner) and counts from zero.
+    {
+        echo "## before $label: zero + stop"
+        tool_ctl "$tool" "$home" zero || echo "(zero: exit $?)"
+        tool_ctl "$tool" "$home" stop || echo "(stop: exit $?)"
+    } >>"$ctl" 2>&1
+    run_build "$label" "$dir" "$tool" "$home"
+    record "$tool" "$phase" seconds "$SECONDS_TAKEN"
+    record "$tool" "$phase" compiled_units "$(compiled_units "$OUT/build-$label.log")"
+    if ! tool_ctl "$tool" "$home" stats >"$OUT/$label.stats.json" 2>>"$ctl"; then
+        add_note "$label: could not read $tool statistics (see $ctl)"
+    fi
+    # Stopping waits for the daemon's pending writes: timed apart.
+    echo "## after $label: stop" >>"$ctl"
+    t0=$(now)
+    tool_ctl "$tool" "$home" stop >>"$ctl" 2>&1 || rc=$?
+    t1=$(now)
+    ((rc == 0)) || add_note "$label: '$tool stop' exited $rc (see $ctl)"
+    record "$tool" "$phase" stop_seconds "$(elapsed "$t0" "$t1")"
+    if [[ $tool == cachepot ]]; then
+        # Each daemon start rewrites its log: keep one per phase.
+        cat "$(tool_dir "$tool")"/runtime/*.log >"$OUT/cachepot-daemon-$phase.log" 2>/dev/null || true
+    fi
+    record "$tool" "$phase" cache_mb "$(size_mb "$(tool_dir "$tool")/cache")"
+}
+
+for tool in "${active[@]}"; do
+    [[ $tool == plain ]] && continue
+    d=$(tool_dir "$tool")
+    rm -rf "$d"
+    mkdir -p "$d"
+    [[ $tool == sccache ]] && SCCACHE_PORT=$(pick_port)
+    STARTED_TOOLS+=("$tool")
+    {
+        echo "## $tool: $(date -Is)"
+        tool_ctl "$tool" "$HOME_A" stop || true
+    } >>"$OUT/ctl-$tool.log" 2>&1
+    rm -rf "$d/cache"
+    cache_phase "$tool" cold "$CHECKOUT_A" "$HOME_A"
+    cache_phase "$tool" warm "$CHECKOUT_A" "$HOME_A"
+    cache_phase "$tool" other "$CHECKOUT_B" "$HOME_B"
+done
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
+
+# ---------------------------------------------------------------- report
+
+python3 - "$OUT" <<'PY'
+import json, os, sys
+
+out = sys.argv[1]
+rows = []
+with open(os.path.join(out, "results.tsv")) as f:
+    next(f)
+    for line in f:
+        t, p, m, v = line.rstrip("\n").split("\t")
+        rows.append((t, p, m, v))
+val = {}
+for t, p, m, v in rows:
+    val[(t, p, m)] = float(v)
+
+def get(t, p, m="seconds"):
+    return val.get((t, p, m))
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+def total(x):
+    """A count that may be a number or sccache's {"counts": {...}}."""
+    if isinstance(x, dict):
+        if "counts" in x:
+            x = x["counts"]
+        return sum(v for v in x.values() if isinstance(v, (int, float)))
+    return num(x)
+
+def stats_of(tool, phase):
+    path = os.path.join(out, f"{tool}-{phase}.stats.json")
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, ValueError):
+        return None
+    s = {"raw": raw}
+    if tool == "sccache":
+        st = raw.get("stats", raw)
+        s["requests"] = num(st.get("compile_requests"))
+        s["hits"] = total(st.get("cache_hits"))
+        s["misses"] = total(st.get("cache_misses"))
+        s["non_cacheable"] = (num(st.get("requests_not_cacheable")) or 0) + (
+            num(st.get("non_cacheable_compilations")) or 0)
+        s["errors"] = total(st.get("cache_errors"))
+        s["failures"] = num(st.get("compile_fails"))
+        s["reasons"] = st.get("not_cached") or {}
+    elif tool == "cachepot":
+        s["requests"] = num(raw.get("compile_requests"))
+        s["hits"] = num(raw.get("cache_hits"))
+        s["misses"] = num(raw.get("cache_misses"))
+        s["non_cacheable"] = num(raw.get("non_cacheable"))
+        s["errors"] = num(raw.get("cache_errors"))
+        s["failures"] = num(raw.get("compile_failures"))
+        s["reasons"] = raw.get("non_cacheable_reasons") or {}
+        s["hit_median_us"] = num(raw.get("hit_time_median_us"))
+        s["hit_p90_us"] = num(raw.get("hit_time_p90_us"))
+    else:
+        # kache 2.0: `stats --json --full` has a "summary" (under "report"
+        # with --last-build).
+        rep = raw.get("report", raw)
+        sm = rep.get("summary") or {}
+        def pick(*names):
+            vals = [num(sm.get(n)) for n in names if sm.get(n) is not None]
+            return sum(vals) if vals else None
+        s["requests"] = pick("total_crates")
+        s["hits"] = pick("local_hits", "prefetch_hits", "remote_hits")
+        s["misses"] = pick("misses")
+        s["non_cacheable"] = pick("passthroughs", "skipped")
+        s["errors"] = pick("errors", "store_failures")
+        s["failures"] = None
+        reasons = {}
+        bp = rep.get("bypass") or {}
+        for item in (bp.get("reasons") or []) if isinstance(bp, dict) else []:
+            if isinstance(item, dict) and item.get("reason"):
+                k = str(item["reason"])
+                reasons[k] = reasons.get(k, 0) + (item.get("count") or 1)
+        s["reasons"] = reasons
+    return s
+
+def fmt(x, nd=2):
+    if x is None:
+        return ""
+    if abs(x - round(x)) < 1e-9 and nd == 0:
+        return str(int(round(x)))
+    return f"{x:.{nd}f}"
+
+def ratio(a, b, nd=2):
+    if a is None or not b:
+        return "n/a"
+    return f"{a / b:.{nd}f}"
+
+phase_names = {
+    "cold": "cold (empty cache, fresh target, checkout A)",
+    "warm": "warm, same tree (fresh target, checkout A)",
+    "other": "warm, other checkout (checkout B, own CARGO_HOME)",
+    "noop": "no-op rebuild",
+    "copy": "copy of finished target dir",
+}
+tools = []
+for t, _, _, _ in rows:
+    if t not in tools:
+        tools.append(t)
+
+plain_cold = get("plain", "cold")
+limit = None
+if get("plain", "noop") is not None and get("plain", "copy") is not None:
+    limit = get("plain", "noop") + get("plain", "copy")
+
+lines = []
+w = lines.append
+w("## Results")
+w("")
+w("| tool | phase | seconds | / plain cold | / (no-op + copy) | hits | misses | non-cacheable | stop s |")
+w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for t in tools:
+    for p in ["cold", "noop", "copy", "warm", "other"]:
+        sec = get(t, p)
+        if sec is None:
+            continue
+        name = phase_names[p]
+        if p == "copy" and get(t, p, "target_mb") is not None:
+            name += f" ({get(t, p, 'target_mb'):.0f} MB)"
+        st = stats_of(t, p) if t != "plain" else None
+        h = m = n = ""
+        if st:
+            h, m, n = fmt(st["hits"], 0), fmt(st["misses"], 0), fmt(st["non_cacheable"], 0)
+        lim = ratio(sec, limit) if p in ("warm", "other") else ""
+        w(f"| {t} | {name} | {sec:.2f} | {ratio(sec, plain_cold)} | {lim} | {h} | {m} | {n} | {fmt(get(t, p, 'stop_seconds'))} |")
+w("")
+
+if "cachepot" in tools:
+    w("## cachepot")
+    w("")
+    w("| figure | value |")
+    w("|---|---|")
+    c = {p: get("cachepot", p) for p in ("cold", "warm", "other")}
+    if c["cold"] is not None and plain_cold:
+        w(f"| cold overhead vs plain cold | {100 * (c['cold'] / plain_cold - 1):+.1f} % |")
+    for peer in ("sccache", "kache"):
+        for p, label in (("warm", "warm, same tree"), ("other", "warm, other checkout"), ("cold", "cold")):
+            ps = get(peer, p)
+            if ps is not None and c[p] is not None:
+                w(f"| {label}: cachepot / {peer} | {ratio(c[p], ps)} |")
+    if limit is not None:
+        for p, label in (("warm", "warm, same tree"), ("other", "warm, other checkout")):
+            if c[p] is not None:
+                w(f"| {label} / (no-op {get('plain', 'noop'):.2f} s + copy {get('plain', 'copy'):.2f} s) | {ratio(c[p], limit)} |")
+    w("")
+    w("| phase | requests | hits | misses | non-cacheable | errors | compile failures | hit median µs | hit p90 µs | cache MB |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    reasons = []
+    for p in ("cold", "warm", "other"):
+        st = stats_of("cachepot", p)
+        if get("cachepot", p) is None:
+            continue
+        if not st:
+            w(f"| {p} | (no stats) | | | | | | | | |")
+            continue
+        w("| " + " | ".join([p] + [fmt(st.get(k), 0) for k in
+            ("requests", "hits", "misses", "non_cacheable", "errors", "failures", "hit_median_us", "hit_p90_us")]
+            + [fmt(get("cachepot", p, "cache_mb"), 1)]) + " |")
+        if st["reasons"]:
+            reasons.append((p, st["reasons"]))
+    w("")
+    if reasons:
+        w("Non-cacheable reasons (cachepot):")
+        w("")
+        for p, r in reasons:
+            w(f"- {p}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(r.items())))
+        w("")
+
+for t in tools:
+    if t in ("plain", "cachepot"):
+        continue
+    rs = [(p, stats_of(t, p)) for p in ("cold", "warm", "other")]
+    rs = [(p, s["reasons"]) for p, s in rs if s and s.get("reasons")]
+    if rs:
+        w(f"Not-cached reasons ({t}, as it reports them):")
+        w("")
+        for p, r in rs:
+            w(f"- {p}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(r.items())))
+        w("")
+
+notes = open(os.path.join(out, "notes.txt")).read().strip()
+if notes:
+    w("Notes:")
+    w("")
+    for n in notes.splitlines():
+        w(f"- {n}")
+    w("")
+w("Seconds are wall time on a shared, noisy machine: compare the ratios, not the seconds.")
+w("`stop s`: how long stopping the daemon took after the build (pending writes), not counted in `seconds`.")
+
+text = "\n".join(lines) + "\n"
+with open(os.path.join(out, "summary.md"), "w") as f:
+    f.write(text)
+print(text)
+PY
+note "summary: $OUT/summary.md; raw numbers: $RESULTS"
