@@ -14,7 +14,7 @@ use cachepot_compiler::rust::{self, KeyContext, Manifest, Output, Parsed, RustCo
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{Entry, EntryFile, StorageError, StorageKey};
 
-use crate::memo::{resolve_program, stamp, Stamp};
+use crate::memo::resolve_program;
 use crate::protocol::CompileRequest;
 use crate::stats::Event;
 use crate::Shared;
@@ -313,38 +313,20 @@ fn temp_beside(dest: &Path) -> io::Result<PathBuf> {
 
 /// After a successful compile: reads the outputs and dep-info now (before
 /// the build can touch them) and returns the writes to do in the background.
-/// The stamps of a finished compile's outputs, taken before the wrapper
-/// exits; [`prepare_store`] reads the files afterwards and stores them only
-/// if they still have these stamps.
-pub fn output_stamps(p: &Pending) -> io::Result<Vec<Stamp>> {
-    p.compile
-        .outputs(&p.cwd)
-        .iter()
-        .map(|o| std::fs::metadata(&o.path).map(|m| stamp(&m)))
-        .collect()
-}
-
 /// Reads a finished compile's outputs and dep-info, and returns what to
 /// write in the background, or `None` when the result must not be stored.
 pub fn prepare_store(
     shared: &Arc<crate::Shared>,
     p: &Pending,
-    stamps: &[Stamp],
     stdout: &[u8],
     stderr: &[u8],
 ) -> io::Result<Option<(Digest, Manifest, Entry)>> {
     let outputs = p.compile.outputs(&p.cwd);
     let mut files = Vec::with_capacity(outputs.len());
     let mut depinfo_text = None;
-    for (out, before) in outputs.iter().zip(stamps) {
+    for out in &outputs {
         let data = std::fs::read(&out.path)?;
-        let meta = std::fs::metadata(&out.path)?;
-        if stamp(&meta) != *before {
-            tracing::info!(file = %out.path.display(), "output rewritten after the compile; not stored");
-            shared.stats.count(Event::WriteSkipped);
-            return Ok(None);
-        }
-        let mode = meta.permissions().mode();
+        let mode = std::fs::metadata(&out.path)?.permissions().mode();
         let data = if out.role == "dep-info" {
             depinfo_text = Some(String::from_utf8_lossy(&data).into_owned());
             p.bases.normalize(&data)

@@ -18,14 +18,14 @@ const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// What identifies a file's version without reading it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Stamp {
+struct Stamp {
     len: u64,
     mtime_ns: i128,
     ino: u64,
     dev: u64,
 }
 
-pub(crate) fn stamp(meta: &std::fs::Metadata) -> Stamp {
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
     Stamp {
         len: meta.len(),
         mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),

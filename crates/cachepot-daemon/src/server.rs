@@ -314,13 +314,10 @@ fn finish_miss(
         shared.stats.count(Event::CompileFailure);
         return write_frame(stream, &Response::Ok);
     }
-    // Stamp the outputs, let the wrapper go, then read them: the build does
-    // not wait, and an output rewritten meanwhile is not stored.
-    let stamps = cache::output_stamps(&pending);
-    write_frame(stream, &Response::Ok)?;
-    let prepared =
-        stamps.and_then(|s| cache::prepare_store(shared, &pending, &s, &stdout, &stderr));
-    match prepared {
+    // Read the outputs before the wrapper goes on: once it exits, cargo may
+    // touch them (it sets the mtime of check outputs) and a later compile
+    // may rewrite them. The write to storage happens in the background.
+    match cache::prepare_store(shared, &pending, &stdout, &stderr) {
         Ok(Some((key_a, manifest, entry))) => {
             let s = shared.clone();
             server.queue_write(Box::new(move || cache::store(&s, key_a, manifest, entry)));
@@ -331,5 +328,5 @@ fn finish_miss(
             shared.stats.count(Event::Error);
         }
     }
-    Ok(())
+    write_frame(stream, &Response::Ok)
 }

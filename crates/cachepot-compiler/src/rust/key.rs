@@ -19,7 +19,7 @@
 //! | `--error-format`, `--json`, `--color`, `--diagnostic-width` | A | they shape the stderr that a hit replays |
 //! | `--emit` kinds | A | which files are produced |
 //! | `--emit` paths, `--out-dir` | no | where outputs go, not what they are; a hit writes them where this compile asks |
-//! | `--extern` files | A | replaced by the digest of their content, so a rebuilt but identical dependency still hits |
+//! | `--extern` files | A | replaced by the digest of their content, so a rebuilt but identical dependency still hits. Never by anything looser: rustc records each dependency's crate hash (SVH) in a crate's metadata, and that hash depends on where the dependency was built (its working directory is a tracked option). A crate compiled against one checkout's proc-macro and restored next to another checkout's rebuild of it breaks the build further down ("can't find crate"); a test pins this |
 //! | static native libraries (`-l static=…`, found through `-L`) | A | by content, because rustc bundles them into the rlib |
 //! | the source file path | A | as written (cargo writes it relative to the workspace root for local crates) |
 //! | source files the compile read (`mod`, `include!`, `include_bytes!`, …) | B | path (base-relative) and content digest, from the dep-info of the compile that stored the entry |

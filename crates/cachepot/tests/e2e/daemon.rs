@@ -135,10 +135,22 @@ fn a_daemon_of_another_build_is_replaced() {
     f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
     drop(f);
-    let out = env
-        .command(other.to_str().unwrap())
-        .args(["--show-stats", "--stats-format", "json"])
-        .output()
+    // Another test thread may fork while the copy is still open for writing;
+    // exec then fails with ETXTBSY until that child has exec'd.
+    let out = (0..100)
+        .find_map(|_| {
+            match env
+                .command(other.to_str().unwrap())
+                .args(["--show-stats", "--stats-format", "json"])
+                .output()
+            {
+                Err(e) if e.raw_os_error() == Some(26) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                }
+                r => Some(r.unwrap()),
+            }
+        })
         .unwrap();
     assert!(
         out.status.success(),

@@ -21,6 +21,16 @@ const FILES: &[(&str, &str)] = &[
     ("util/src/shout.rs", "#[cfg(feature = \"loud\")]\npub fn maybe(s: String) -> String {\n    s.to_uppercase() + \"!\"\n}\n\n#[cfg(not(feature = \"loud\"))]\npub fn maybe(s: String) -> String {\n    s\n}\n"),
 ];
 
+/// Files that add a proc-macro used by `util` to the fixture.
+pub const WITH_PROC_MACRO: &[(&str, &str)] = &[
+    ("Cargo.toml", "[workspace]\nmembers = [\"app\", \"util\", \"macros\"]\nresolver = \"2\"\n"),
+    ("macros/Cargo.toml", "[package]\nname = \"macros\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\nproc-macro = true\n"),
+    ("macros/src/lib.rs", "use proc_macro::TokenStream;\n\n#[proc_macro]\npub fn zero(_: TokenStream) -> TokenStream {\n    \"0u32\".parse().unwrap()\n}\n"),
+    ("util/Cargo.toml", "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"=1.0.11\"\nmacros = { path = \"../macros\" }\n\n[features]\nloud = []\n"),
+    ("util/src/zero.rs", "pub const ZERO: u32 = macros::zero!();\n"),
+    ("util/src/lib.rs", "pub mod zero;\nmod shout;\ninclude!(concat!(env!(\"OUT_DIR\"), \"/generated.rs\"));\n\npub fn greeting() -> String {\n    let base = option_env!(\"FIXTURE_GREETING\").unwrap_or(\"hello\");\n    let mut buf = itoa::Buffer::new();\n    let n = buf.format(ANSWER);\n    shout::maybe(format!(\"{base} {n}\"))\n}\n"),
+];
+
 /// A CARGO_HOME with the fixture's registry crate fetched and a lock file,
 /// made once per test run.
 fn template() -> &'static PathBuf {
@@ -52,7 +62,11 @@ fn template() -> &'static PathBuf {
 }
 
 fn write_fixture(ws: &Path) {
-    for (path, text) in FILES {
+    write_files(ws, FILES);
+}
+
+fn write_files(ws: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
         let p = ws.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
@@ -99,11 +113,17 @@ impl Env {
 
     /// A fresh checkout under `name`, target dir inside it.
     pub fn checkout(&self, name: &str) -> Checkout {
+        self.checkout_with(name, &[])
+    }
+
+    /// A fresh checkout with `overlay` written over the fixture.
+    pub fn checkout_with(&self, name: &str, overlay: &[(&str, &str)]) -> Checkout {
         let base = self.root.path().join(name);
         let t = template();
         let ws = base.join("src").join("project");
         write_fixture(&ws);
         std::fs::copy(t.join("ws/Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+        write_files(&ws, overlay);
         std::fs::create_dir_all(&base).unwrap();
         let home = base.join("cargo-home");
         copy_dir(&t.join("cargo-home"), &home);

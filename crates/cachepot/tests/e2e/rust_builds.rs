@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::harness::{count, lib_outputs, run_app, Env};
+use crate::harness::{count, lib_outputs, run_app, Env, WITH_PROC_MACRO};
 
 /// Cacheable units in the fixture: `itoa` and `util` (the binary and the
 /// build script are linked, which is a later issue's job).
@@ -218,4 +218,26 @@ fn clippy_runs_are_cached_apart_from_rustc_runs() {
     );
     // The replayed lint is the same warning cargo showed the first time.
     assert!(String::from_utf8_lossy(&second.stderr).contains("ptr_arg"));
+}
+
+/// A proc-macro is not cached yet, so each checkout builds its own, and its
+/// crate hash depends on where it was built. A crate compiled against the
+/// first checkout's proc-macro must not be restored into the second: rustc
+/// would fail with "can't find crate for `macros`" further down the graph.
+#[test]
+fn a_crate_using_a_proc_macro_rebuilt_elsewhere_is_compiled_again() {
+    let env = Env::new();
+    let a = env.checkout_with("macro-a", WITH_PROC_MACRO);
+    env.build(&a, &[]);
+    env.stop();
+    let b = env.checkout_with("macro-b-elsewhere", WITH_PROC_MACRO);
+    env.zero();
+    env.build(&b, &[]);
+    let s = env.stats();
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "cache_misses")),
+        (1, 1),
+        "{s}"
+    );
+    assert_eq!(run_app(&b), "hello 42");
 }
