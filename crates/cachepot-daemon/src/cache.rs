@@ -374,7 +374,7 @@ pub fn prepare_store(
 pub fn store(shared: &Shared, key_a: Digest, manifest: Manifest, entry: Entry) {
     let key_b = manifest.key_b(&key_a).digest;
     let result = entry
-        .encode_with(shared.storage.compression())
+        .encode()
         .map_err(|e| e.to_string())
         .and_then(|bytes| {
             let key = entry_key(&key_b).map_err(|e| e.to_string())?;
@@ -392,9 +392,7 @@ pub fn store(shared: &Shared, key_a: Digest, manifest: Manifest, entry: Entry) {
                     Manifest::encode_list(&list).into_bytes(),
                 )],
             };
-            let bytes = m_entry
-                .encode_with(shared.storage.compression())
-                .map_err(|e| e.to_string())?;
+            let bytes = m_entry.encode().map_err(|e| e.to_string())?;
             let key = manifest_key(&key_a).map_err(|e| e.to_string())?;
             shared.storage.put(&key, &bytes).map_err(|e| e.to_string())
         });

@@ -356,12 +356,6 @@ impl Storage for DiskCache {
         }
     }
 
-    /// Raw: on a local disk a hit should cost close to a file copy, and
-    /// decompressing costs more than the bytes saved.
-    fn compression(&self) -> crate::Compression {
-        crate::Compression::None
-    }
-
     fn describe(&self) -> StorageInfo {
         let totals = *self.lock_totals();
         StorageInfo {

@@ -6,14 +6,11 @@
 //!
 //! | offset | size | field                                              |
 //! |-------:|-----:|----------------------------------------------------|
-//! | 0      | 4    | magic `b"CPOT"` (zstd) or `b"CPOR"` (raw)          |
+//! | 0      | 4    | magic `b"CPOT"`                                    |
 //! | 4      | 4    | format version, u32 LE (currently 1)               |
 //! | 8      | 32   | BLAKE3 digest of the compressed payload            |
 //! | 40     | 8    | uncompressed payload length, u64 LE                |
-//! | 48     | ...  | payload, one zstd frame (raw: the payload itself)  |
-//!
-//! Raw entries are for the local disk, where a hit should cost close to a
-//! file copy; compressed ones for remote storage, where bytes cost time.
+//! | 48     | ...  | payload, one zstd frame                            |
 //!
 //! The uncompressed payload is a length-prefixed binary encoding (all
 //! integers little-endian):
@@ -35,19 +32,8 @@
 
 use std::io::{Read, Write};
 
-/// Magic bytes at the start of every zstd-compressed entry.
+/// Magic bytes at the start of every encoded entry.
 pub const MAGIC: [u8; 4] = *b"CPOT";
-/// Magic bytes at the start of every uncompressed entry.
-pub const MAGIC_RAW: [u8; 4] = *b"CPOR";
-
-/// How an entry's payload is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// As it is: decoding costs a checksum and a copy.
-    None,
-    /// One zstd frame at [`ZSTD_LEVEL`].
-    Zstd,
-}
 /// The format version written by [`Entry::encode`] and accepted by
 /// [`Entry::decode`].
 pub const FORMAT_VERSION: u32 = 1;
@@ -116,25 +102,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Encodes the entry into the stored format, compressed (see the module docs).
+    /// Encodes the entry into the stored format (see the module docs).
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
-        self.encode_with(Compression::Zstd)
-    }
-
-    /// Encodes the entry with the given compression.
-    pub fn encode_with(&self, compression: Compression) -> Result<Vec<u8>, EntryError> {
         let ulen = self.payload_len()?;
-        if compression == Compression::None {
-            let mut out = Vec::with_capacity(HEADER_LEN + usize::try_from(ulen).unwrap_or(0));
-            out.extend_from_slice(&MAGIC_RAW);
-            out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-            out.extend_from_slice(&[0u8; 32]);
-            out.extend_from_slice(&ulen.to_le_bytes());
-            self.write_payload(&mut out).map_err(EntryError::Compress)?;
-            let digest = blake3::hash(&out[HEADER_LEN..]);
-            out[CHECKSUM_RANGE].copy_from_slice(digest.as_bytes());
-            return Ok(out);
-        }
         let mut out = Vec::with_capacity(HEADER_LEN + usize::try_from(ulen / 2).unwrap_or(0));
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -165,11 +135,9 @@ impl Entry {
             )));
         }
         let (header, compressed) = bytes.split_at(HEADER_LEN);
-        let raw = match header[..4].try_into() {
-            Ok(MAGIC) => false,
-            Ok(MAGIC_RAW) => true,
-            _ => return Err(corrupt("bad magic")),
-        };
+        if header[..4] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
         let version = le_u32(&header[4..8]);
         if version != FORMAT_VERSION {
             return Err(EntryError::Version {
@@ -181,15 +149,6 @@ impl Entry {
             return Err(corrupt("checksum mismatch"));
         }
         let ulen = le_u64(&header[ULEN_RANGE]);
-        if raw {
-            if compressed.len() as u64 != ulen {
-                return Err(corrupt(format!(
-                    "raw payload is {} bytes, header says {ulen}",
-                    compressed.len()
-                )));
-            }
-            return parse_payload(compressed);
-        }
         match zstd::zstd_safe::get_frame_content_size(compressed) {
             Ok(Some(n)) if n == ulen => {}
             other => {

@@ -23,7 +23,7 @@ pub mod disk;
 pub mod entry;
 
 pub use disk::DiskCache;
-pub use entry::{Compression, Entry, EntryError, EntryFile};
+pub use entry::{Entry, EntryError, EntryFile};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -148,11 +148,6 @@ pub trait Storage: Send + Sync {
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError>;
     /// Describes the backend and its current usage.
     fn describe(&self) -> StorageInfo;
-    /// How entries written here should be encoded: compressed unless the
-    /// backend says reading raw bytes is cheaper (the local disk).
-    fn compression(&self) -> Compression {
-        Compression::Zstd
-    }
 }
 
 impl<S: Storage + ?Sized> Storage for Arc<S> {
@@ -167,9 +162,6 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     fn describe(&self) -> StorageInfo {
         (**self).describe()
-    }
-    fn compression(&self) -> Compression {
-        (**self).compression()
     }
 }
 

@@ -216,19 +216,3 @@ fn invalid_utf8_name_and_trailing_payload_are_rejected() {
     p.push(0);
     assert_corrupt(Entry::decode(&wrap_payload(&p)), "trailing payload");
 }
-
-#[test]
-fn raw_entries_round_trip_and_detect_damage() {
-    let entry = sample();
-    let bytes = entry.encode_with(Compression::None).unwrap();
-    assert_eq!(&bytes[..4], &MAGIC_RAW);
-    assert_eq!(Entry::decode(&bytes).unwrap(), entry);
-    for i in 0..bytes.len() {
-        let mut damaged = bytes.clone();
-        damaged[i] ^= 0x01;
-        assert!(Entry::decode(&damaged).is_err(), "flip at {i}");
-    }
-    for len in 0..bytes.len() {
-        assert!(Entry::decode(&bytes[..len]).is_err(), "truncated to {len}");
-    }
-}
