@@ -269,12 +269,13 @@ fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<(V
             let file = entry
                 .file(&out.role)
                 .ok_or_else(|| invalid(format!("entry lacks {}", out.role)))?;
-            let data = if out.role == "dep-info" {
+            let data: std::borrow::Cow<'_, [u8]> = if out.role == "dep-info" {
                 bases
                     .restore(&file.data)
                     .ok_or_else(|| invalid("dep-info names an unknown base directory"))?
+                    .into()
             } else {
-                file.data.clone()
+                file.data.as_slice().into()
             };
             let tmp = temp_beside(&out.path)?;
             std::fs::write(&tmp, &data)?;
