@@ -18,6 +18,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== storage servers (Redis, Memcached, S3, Azurite, GCS emulator, WebDAV)"
+bash scripts/services.sh start
+trap 'bash scripts/services.sh stop' EXIT
+set -a
+eval "$(bash scripts/services.sh env)"
+set +a
+
 echo "== cargo test"
 # The end-to-end tests start their own daemons in private directories.
 cargo test --workspace --locked

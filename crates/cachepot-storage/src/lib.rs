@@ -21,6 +21,8 @@
 
 pub mod disk;
 pub mod entry;
+pub mod layers;
+pub mod remote;
 
 pub use disk::DiskCache;
 pub use entry::{Entry, EntryError, EntryFile};
@@ -106,6 +108,16 @@ pub enum StorageError {
         size: u64,
         /// Largest value the backend accepts, in bytes.
         limit: u64,
+    },
+    /// A remote backend failed (its own message, which names the cause).
+    #[error("{backend} {op} failed: {message}")]
+    Remote {
+        /// The backend kind, such as `s3`.
+        backend: &'static str,
+        /// What was being done.
+        op: &'static str,
+        /// The backend's error.
+        message: String,
     },
 }
 

@@ -51,6 +51,82 @@ vars! {
         "`1`: run as the daemon instead of wrapping a compiler (detached, unless `CACHEPOT_NO_DAEMON=1`).";
     NO_DAEMON = "CACHEPOT_NO_DAEMON", Some("SCCACHE_NO_DAEMON"), None,
         "`1` with `CACHEPOT_START_SERVER=1`: run the daemon in the foreground, logging to the terminal.";
+    LOCAL = "CACHEPOT_LOCAL", None, None,
+        "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
+    REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, None,
+        "Seconds one remote storage call may take before it counts as failed and the compile goes on without it. Default: `30`.";
+    BUCKET = "CACHEPOT_BUCKET", Some("SCCACHE_BUCKET"), None,
+        "S3: the bucket. Setting it selects S3. Credentials come from the standard AWS chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, `AWS_PROFILE`, web identity, container and instance metadata.";
+    REGION = "CACHEPOT_REGION", Some("SCCACHE_REGION"), None,
+        "S3: the region. Default: `AWS_REGION`, then `AWS_DEFAULT_REGION`; `us-east-1` with a custom endpoint.";
+    ENDPOINT = "CACHEPOT_ENDPOINT", Some("SCCACHE_ENDPOINT"), None,
+        "S3: endpoint of an S3-compatible server (MinIO, R2, Ceph, …), such as `http://127.0.0.1:9000`. Path-style addressing.";
+    S3_KEY_PREFIX = "CACHEPOT_S3_KEY_PREFIX", Some("SCCACHE_S3_KEY_PREFIX"), None,
+        "S3: prefix of every key.";
+    S3_USE_SSL = "CACHEPOT_S3_USE_SSL", Some("SCCACHE_S3_USE_SSL"), None,
+        "S3: `false` to use `http://` for an endpoint given without a scheme. Default: `true`.";
+    S3_ENABLE_VIRTUAL_HOST_STYLE = "CACHEPOT_S3_ENABLE_VIRTUAL_HOST_STYLE", Some("SCCACHE_S3_ENABLE_VIRTUAL_HOST_STYLE"), None,
+        "S3: `true` for virtual-host-style addressing (`bucket.endpoint`) instead of path style.";
+    S3_NO_CREDENTIALS = "CACHEPOT_S3_NO_CREDENTIALS", Some("SCCACHE_S3_NO_CREDENTIALS"), None,
+        "S3: `true` to send unsigned requests (a public bucket); implies read-only.";
+    S3_RW_MODE = "CACHEPOT_S3_RW_MODE", Some("SCCACHE_S3_RW_MODE"), None,
+        "S3: `READ_ONLY` to read but never write (untrusted builds such as pull requests). Default: `READ_WRITE`.";
+    REDIS_ENDPOINT = "CACHEPOT_REDIS_ENDPOINT", Some("SCCACHE_REDIS_ENDPOINT"), None,
+        "Redis: `redis://host:port` or `rediss://host:port` (TLS). Setting it selects Redis.";
+    REDIS_CLUSTER_ENDPOINTS = "CACHEPOT_REDIS_CLUSTER_ENDPOINTS", Some("SCCACHE_REDIS_CLUSTER_ENDPOINTS"), None,
+        "Redis Cluster: comma-separated node URLs, instead of `CACHEPOT_REDIS_ENDPOINT`.";
+    REDIS_USERNAME = "CACHEPOT_REDIS_USERNAME", Some("SCCACHE_REDIS_USERNAME"), None,
+        "Redis: ACL user name.";
+    REDIS_PASSWORD = "CACHEPOT_REDIS_PASSWORD", Some("SCCACHE_REDIS_PASSWORD"), None,
+        "Redis: password.";
+    REDIS_DB = "CACHEPOT_REDIS_DB", Some("SCCACHE_REDIS_DB"), None,
+        "Redis: database number. Default: `0`.";
+    REDIS_KEY_PREFIX = "CACHEPOT_REDIS_KEY_PREFIX", Some("SCCACHE_REDIS_KEY_PREFIX"), None,
+        "Redis: prefix of every key.";
+    REDIS_EXPIRATION = "CACHEPOT_REDIS_EXPIRATION", Some("SCCACHE_REDIS_EXPIRATION"), None,
+        "Redis: seconds after which written entries expire. Default: never.";
+    REDIS_RW_MODE = "CACHEPOT_REDIS_RW_MODE", Some("SCCACHE_REDIS_RW_MODE"), None,
+        "Redis: `READ_ONLY` or `READ_WRITE` (default).";
+    MEMCACHED_ENDPOINT = "CACHEPOT_MEMCACHED_ENDPOINT", Some("SCCACHE_MEMCACHED_ENDPOINT"), None,
+        "Memcached: `tcp://host:port`. Setting it selects Memcached. Entries over the server's 1 MiB item limit are not stored (counted as errors, not sent).";
+    MEMCACHED_KEY_PREFIX = "CACHEPOT_MEMCACHED_KEY_PREFIX", Some("SCCACHE_MEMCACHED_KEY_PREFIX"), None,
+        "Memcached: prefix of every key.";
+    MEMCACHED_EXPIRATION = "CACHEPOT_MEMCACHED_EXPIRATION", Some("SCCACHE_MEMCACHED_EXPIRATION"), None,
+        "Memcached: seconds after which written entries expire (at most 30 days). Default: never.";
+    MEMCACHED_RW_MODE = "CACHEPOT_MEMCACHED_RW_MODE", Some("SCCACHE_MEMCACHED_RW_MODE"), None,
+        "Memcached: `READ_ONLY` or `READ_WRITE` (default).";
+    GCS_BUCKET = "CACHEPOT_GCS_BUCKET", Some("SCCACHE_GCS_BUCKET"), None,
+        "Google Cloud Storage: the bucket. Setting it selects GCS.";
+    GCS_KEY_PREFIX = "CACHEPOT_GCS_KEY_PREFIX", Some("SCCACHE_GCS_KEY_PREFIX"), None,
+        "GCS: prefix of every key.";
+    GCS_KEY_PATH = "CACHEPOT_GCS_KEY_PATH", Some("SCCACHE_GCS_KEY_PATH"), None,
+        "GCS: service-account key file. Without it (and without `GOOGLE_APPLICATION_CREDENTIALS`), requests go unauthenticated: a public bucket or an emulator.";
+    GCS_ENDPOINT = "CACHEPOT_GCS_ENDPOINT", None, None,
+        "GCS: endpoint override, for emulators and private endpoints. Default: `https://storage.googleapis.com`.";
+    GCS_RW_MODE = "CACHEPOT_GCS_RW_MODE", Some("SCCACHE_GCS_RW_MODE"), None,
+        "GCS: `READ_ONLY` or `READ_WRITE` (default).";
+    AZURE_CONNECTION_STRING = "CACHEPOT_AZURE_CONNECTION_STRING", Some("SCCACHE_AZURE_CONNECTION_STRING"), None,
+        "Azure Blob: connection string (account name and key, endpoint). With `CACHEPOT_AZURE_BLOB_CONTAINER`, selects Azure.";
+    AZURE_BLOB_CONTAINER = "CACHEPOT_AZURE_BLOB_CONTAINER", Some("SCCACHE_AZURE_BLOB_CONTAINER"), None,
+        "Azure Blob: the container.";
+    AZURE_KEY_PREFIX = "CACHEPOT_AZURE_KEY_PREFIX", Some("SCCACHE_AZURE_KEY_PREFIX"), None,
+        "Azure Blob: prefix of every key.";
+    AZURE_ENDPOINT = "CACHEPOT_AZURE_ENDPOINT", None, None,
+        "Azure Blob: endpoint override (Azurite, sovereign clouds). Default: the connection string's.";
+    AZURE_RW_MODE = "CACHEPOT_AZURE_RW_MODE", Some("SCCACHE_AZURE_RW_MODE"), None,
+        "Azure Blob: `READ_ONLY` or `READ_WRITE` (default).";
+    WEBDAV_ENDPOINT = "CACHEPOT_WEBDAV_ENDPOINT", Some("SCCACHE_WEBDAV_ENDPOINT"), None,
+        "WebDAV, or a plain HTTP cache speaking GET and PUT (bazel-remote): the URL. Setting it selects WebDAV.";
+    WEBDAV_KEY_PREFIX = "CACHEPOT_WEBDAV_KEY_PREFIX", Some("SCCACHE_WEBDAV_KEY_PREFIX"), None,
+        "WebDAV: prefix of every key.";
+    WEBDAV_USERNAME = "CACHEPOT_WEBDAV_USERNAME", Some("SCCACHE_WEBDAV_USERNAME"), None,
+        "WebDAV: basic-auth user.";
+    WEBDAV_PASSWORD = "CACHEPOT_WEBDAV_PASSWORD", Some("SCCACHE_WEBDAV_PASSWORD"), None,
+        "WebDAV: basic-auth password.";
+    WEBDAV_TOKEN = "CACHEPOT_WEBDAV_TOKEN", Some("SCCACHE_WEBDAV_TOKEN"), None,
+        "WebDAV: bearer token (instead of user and password).";
+    WEBDAV_RW_MODE = "CACHEPOT_WEBDAV_RW_MODE", Some("SCCACHE_WEBDAV_RW_MODE"), None,
+        "WebDAV: `READ_ONLY` or `READ_WRITE` (default).";
     INTERNAL_DAEMON = "CACHEPOT_INTERNAL_DAEMON", None, None,
         "Internal: set by cachepot on the daemon it starts, which then logs to its file and reports readiness on stdout. Not for users.";
 }
@@ -91,6 +167,12 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Extra base directories.
     pub basedirs: Vec<PathBuf>,
+    /// Keep the local disk tier (in front of a remote backend).
+    pub local: bool,
+    /// The remote backend, if any.
+    pub remote: Option<crate::remote_config::RemoteSettings>,
+    /// Time limit of one remote storage call.
+    pub remote_timeout: Duration,
 }
 
 /// The config file's contents.
@@ -186,18 +268,49 @@ impl Config {
                 );
             }
         }
+        let local = match env_str(&LOCAL)?.map(|v| v.to_ascii_lowercase()) {
+            None => true,
+            Some(v) if matches!(v.as_str(), "on" | "1" | "true" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "off" | "0" | "false" | "no") => false,
+            Some(v) => bail!("{}: expected on or off, got {v:?}", LOCAL.name),
+        };
+        let remote_timeout = match env_str(&REMOTE_TIMEOUT)? {
+            None => Duration::from_secs(30),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Duration::from_secs(n),
+                _ => bail!(
+                    "{}: expected a whole number of seconds above 0, got {v:?}",
+                    REMOTE_TIMEOUT.name
+                ),
+            },
+        };
+        let remote = crate::remote_config::load()?;
+        if !local && remote.is_none() {
+            bail!(
+                "{}=off needs a remote backend (such as {} or {})",
+                LOCAL.name,
+                BUCKET.name,
+                REDIS_ENDPOINT.name
+            );
+        }
         Ok(Config {
             dir,
             cache_size,
             idle_timeout: (idle_secs > 0).then(|| Duration::from_secs(idle_secs)),
             basedirs,
+            local,
+            remote,
+            remote_timeout,
         })
     }
 
     /// A short digest of the settings that shape the daemon, so that
     /// wrappers with different settings reach different daemons.
     pub fn fingerprint(&self) -> String {
-        let text = format!("{:?}|{}|{:?}", self.dir, self.cache_size, self.basedirs);
+        let text = format!(
+            "{:?}|{}|{:?}|{}|{:?}|{:?}",
+            self.dir, self.cache_size, self.basedirs, self.local, self.remote, self.remote_timeout
+        );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cachepot_daemon::DaemonConfig;
-use cachepot_storage::DiskCache;
+use cachepot_storage::layers::{ReadOnly, Tiered};
+use cachepot_storage::remote::Remote;
+use cachepot_storage::{DiskCache, Storage};
 
 use crate::config::Config;
 use crate::logging;
@@ -23,15 +25,41 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
     }
 }
 
+/// The storage the settings describe: the local disk, a remote backend, or
+/// the local disk in front of a remote backend.
+fn storage(config: &Config) -> Result<Arc<dyn Storage>> {
+    let remote: Option<Arc<dyn Storage>> = match &config.remote {
+        None => None,
+        Some(r) => {
+            if !r.ignored.is_empty() {
+                tracing::warn!(using = r.backend.kind(), ignored = ?r.ignored, "several remote backends configured; using the first");
+            }
+            let remote = Remote::new(r.backend.clone(), config.remote_timeout)
+                .with_context(|| format!("configuring the {} backend", r.backend.kind()))?;
+            tracing::info!(kind = r.backend.kind(), location = %r.backend.location(), read_only = r.read_only, "remote storage");
+            Some(if r.read_only {
+                Arc::new(ReadOnly(Arc::new(remote)))
+            } else {
+                Arc::new(remote)
+            })
+        }
+    };
+    let local = || -> Result<Arc<dyn Storage>> {
+        let disk = DiskCache::open(&config.dir, config.cache_size)
+            .with_context(|| format!("opening the cache at {}", config.dir.display()))?;
+        tracing::info!(dir = %config.dir.display(), max = config.cache_size, "local disk cache");
+        Ok(Arc::new(disk))
+    };
+    Ok(match (config.local, remote) {
+        (true, Some(remote)) => Arc::new(Tiered::new(local()?, remote)),
+        (false, Some(remote)) => remote,
+        (_, None) => local()?,
+    })
+}
+
 fn serve(config: &Config, paths: &Paths, log_file: bool, on_ready: impl FnOnce()) -> Result<()> {
-    let storage = DiskCache::open(&config.dir, config.cache_size)
-        .with_context(|| format!("opening the cache at {}", config.dir.display()))?;
-    tracing::info!(dir = %config.dir.display(), max = config.cache_size, "local disk cache");
-    cachepot_daemon::run(
-        daemon_config(config, paths, log_file),
-        Arc::new(storage),
-        on_ready,
-    )?;
+    let storage = storage(config)?;
+    cachepot_daemon::run(daemon_config(config, paths, log_file), storage, on_ready)?;
     Ok(())
 }
 

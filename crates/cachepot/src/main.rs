@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod daemon;
 mod logging;
+mod remote_config;
 mod runtime;
 mod wrapper;
 

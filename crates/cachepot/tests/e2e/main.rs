@@ -3,4 +3,5 @@
 mod daemon;
 mod direct;
 mod harness;
+mod remote;
 mod rust_builds;

@@ -1,0 +1,197 @@
+//! Choosing a remote backend from the environment (the variables are
+//! declared in `config.rs`). When several are configured, the first in
+//! this order wins: S3, Redis, Memcached, GCS, Azure Blob, WebDAV (as in
+//! sccache); the daemon logs the ones it ignores.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cachepot_storage::remote::Backend;
+
+use crate::config::{self, env_str, Var};
+
+/// The remote backend and its mode.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RemoteSettings {
+    /// Which service.
+    pub backend: Backend,
+    /// Read but never write.
+    pub read_only: bool,
+    /// Other configured backends, ignored because this one comes first.
+    pub ignored: Vec<&'static str>,
+}
+
+fn opt(var: &Var) -> Result<Option<String>> {
+    Ok(env_str(var)?.filter(|v| !v.trim().is_empty()))
+}
+
+fn prefix(var: &Var) -> Result<String> {
+    Ok(opt(var)?.unwrap_or_default())
+}
+
+fn flag(var: &Var) -> Result<bool> {
+    match opt(var)?.map(|v| v.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => bail!("{}: expected true or false, got {v:?}", var.name),
+    }
+}
+
+fn read_only(var: &Var) -> Result<bool> {
+    match opt(var)?.map(|v| v.to_ascii_uppercase()) {
+        None => Ok(false),
+        Some(v) if v == "READ_ONLY" => Ok(true),
+        Some(v) if v == "READ_WRITE" => Ok(false),
+        Some(v) => bail!("{}: expected READ_ONLY or READ_WRITE, got {v:?}", var.name),
+    }
+}
+
+fn seconds(var: &Var) -> Result<Option<Duration>> {
+    match opt(var)? {
+        None => Ok(None),
+        Some(v) => {
+            let n: u64 = v.trim().parse().with_context(|| {
+                format!(
+                    "{}: expected a whole number of seconds, got {v:?}",
+                    var.name
+                )
+            })?;
+            Ok((n > 0).then(|| Duration::from_secs(n)))
+        }
+    }
+}
+
+/// The remote backends configured, in precedence order.
+fn candidates() -> Result<Vec<(Backend, bool)>> {
+    let mut out = Vec::new();
+    if let Some(bucket) = opt(&config::BUCKET)? {
+        let endpoint = opt(&config::ENDPOINT)?.map(|e| {
+            if e.contains("://") {
+                e
+            } else {
+                let ssl = !matches!(
+                    opt(&config::S3_USE_SSL).ok().flatten().as_deref(),
+                    Some("false" | "0" | "off" | "no")
+                );
+                format!("{}://{e}", if ssl { "https" } else { "http" })
+            }
+        });
+        let no_credentials = flag(&config::S3_NO_CREDENTIALS)?;
+        out.push((
+            Backend::S3 {
+                bucket,
+                region: opt(&config::REGION)?,
+                endpoint,
+                prefix: prefix(&config::S3_KEY_PREFIX)?,
+                virtual_host: flag(&config::S3_ENABLE_VIRTUAL_HOST_STYLE)?,
+                no_credentials,
+            },
+            read_only(&config::S3_RW_MODE)? || no_credentials,
+        ));
+    }
+    let redis = opt(&config::REDIS_ENDPOINT)?;
+    let cluster = opt(&config::REDIS_CLUSTER_ENDPOINTS)?;
+    if redis.is_some() || cluster.is_some() {
+        let db = match opt(&config::REDIS_DB)? {
+            None => 0,
+            Some(v) => v.trim().parse().with_context(|| {
+                format!(
+                    "{}: expected a database number, got {v:?}",
+                    config::REDIS_DB.name
+                )
+            })?,
+        };
+        out.push((
+            Backend::Redis {
+                endpoint: redis,
+                cluster_endpoints: cluster,
+                username: opt(&config::REDIS_USERNAME)?,
+                password: opt(&config::REDIS_PASSWORD)?,
+                db,
+                prefix: prefix(&config::REDIS_KEY_PREFIX)?,
+                ttl: seconds(&config::REDIS_EXPIRATION)?,
+            },
+            read_only(&config::REDIS_RW_MODE)?,
+        ));
+    }
+    if let Some(endpoint) = opt(&config::MEMCACHED_ENDPOINT)? {
+        let ttl = seconds(&config::MEMCACHED_EXPIRATION)?;
+        if ttl.is_some_and(|t| t > Duration::from_secs(30 * 86400)) {
+            bail!(
+                "{}: Memcached expiries are at most 30 days (2592000 seconds)",
+                config::MEMCACHED_EXPIRATION.name
+            );
+        }
+        out.push((
+            Backend::Memcached {
+                endpoint,
+                prefix: prefix(&config::MEMCACHED_KEY_PREFIX)?,
+                ttl,
+            },
+            read_only(&config::MEMCACHED_RW_MODE)?,
+        ));
+    }
+    if let Some(bucket) = opt(&config::GCS_BUCKET)? {
+        out.push((
+            Backend::Gcs {
+                bucket,
+                prefix: prefix(&config::GCS_KEY_PREFIX)?,
+                key_path: opt(&config::GCS_KEY_PATH)?.map(PathBuf::from),
+                endpoint: opt(&config::GCS_ENDPOINT)?,
+            },
+            read_only(&config::GCS_RW_MODE)?,
+        ));
+    }
+    let azure = opt(&config::AZURE_CONNECTION_STRING)?;
+    let container = opt(&config::AZURE_BLOB_CONTAINER)?;
+    match (azure, container) {
+        (Some(connection_string), Some(container)) => out.push((
+            Backend::Azure {
+                connection_string,
+                container,
+                prefix: prefix(&config::AZURE_KEY_PREFIX)?,
+                endpoint: opt(&config::AZURE_ENDPOINT)?,
+            },
+            read_only(&config::AZURE_RW_MODE)?,
+        )),
+        (Some(_), None) => bail!(
+            "{} is set but {} is not: name the container",
+            config::AZURE_CONNECTION_STRING.name,
+            config::AZURE_BLOB_CONTAINER.name
+        ),
+        (None, Some(_)) => bail!(
+            "{} is set but {} is not: give the account's connection string",
+            config::AZURE_BLOB_CONTAINER.name,
+            config::AZURE_CONNECTION_STRING.name
+        ),
+        (None, None) => {}
+    }
+    if let Some(endpoint) = opt(&config::WEBDAV_ENDPOINT)? {
+        out.push((
+            Backend::Webdav {
+                endpoint,
+                prefix: prefix(&config::WEBDAV_KEY_PREFIX)?,
+                username: opt(&config::WEBDAV_USERNAME)?,
+                password: opt(&config::WEBDAV_PASSWORD)?,
+                token: opt(&config::WEBDAV_TOKEN)?,
+            },
+            read_only(&config::WEBDAV_RW_MODE)?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The remote backend to use, if any.
+pub fn load() -> Result<Option<RemoteSettings>> {
+    let mut all = candidates()?.into_iter();
+    let Some((backend, read_only)) = all.next() else {
+        return Ok(None);
+    };
+    Ok(Some(RemoteSettings {
+        backend,
+        read_only,
+        ignored: all.map(|(b, _)| b.kind()).collect(),
+    }))
+}

