@@ -114,6 +114,7 @@ fn read_entry(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<
         Err(e) => {
             tracing::warn!(key = key.as_str(), error = %e, "storage read failed");
             shared.stats.count(Event::Error);
+            shared.warnings.storage_error(&e.to_string());
             return None;
         }
     };
@@ -372,39 +373,48 @@ pub fn prepare_store(
 }
 
 /// Writes an entry and adds its manifest to the part-A list.
+fn put_entry(
+    shared: &Shared,
+    key: Result<StorageKey, StorageError>,
+    entry: &Entry,
+) -> Result<(), StorageError> {
+    let bytes = entry
+        .encode()
+        .map_err(|e| StorageError::Encode(e.to_string()))?;
+    shared.storage.put(&key?, &bytes)
+}
+
 pub fn store(shared: &Shared, key_a: Digest, manifest: Manifest, entry: Entry) {
     let key_b = manifest.key_b(&key_a).digest;
-    let result = entry
-        .encode()
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| {
-            let key = entry_key(&key_b).map_err(|e| e.to_string())?;
-            shared.storage.put(&key, &bytes).map_err(|e| e.to_string())
-        })
-        .and_then(|()| {
-            let mut list = read_manifests(shared, &key_a);
-            list.retain(|m| *m != manifest);
-            list.insert(0, manifest);
-            list.truncate(MANIFESTS_KEPT);
-            let m_entry = Entry {
-                files: Vec::new(),
-                meta: vec![(
-                    "manifests".into(),
-                    Manifest::encode_list(&list).into_bytes(),
-                )],
-            };
-            let bytes = m_entry.encode().map_err(|e| e.to_string())?;
-            let key = manifest_key(&key_a).map_err(|e| e.to_string())?;
-            shared.storage.put(&key, &bytes).map_err(|e| e.to_string())
-        });
+    let result = put_entry(shared, entry_key(&key_b), &entry).and_then(|()| {
+        let mut list = read_manifests(shared, &key_a);
+        list.retain(|m| *m != manifest);
+        list.insert(0, manifest);
+        list.truncate(MANIFESTS_KEPT);
+        let m_entry = Entry {
+            files: Vec::new(),
+            meta: vec![(
+                "manifests".into(),
+                Manifest::encode_list(&list).into_bytes(),
+            )],
+        };
+        put_entry(shared, manifest_key(&key_a), &m_entry)
+    });
     match result {
         Ok(()) => {
             shared.stats.count(Event::Write);
             tracing::debug!(key = %key_b, "stored");
         }
+        // An entry over a backend's item limit (Memcached's 1 MiB) is not an
+        // error storm: counted apart, no warning.
+        Err(StorageError::TooLarge { size, limit }) => {
+            shared.stats.count(Event::TooLarge);
+            tracing::debug!(key = %key_b, size, limit, "entry too large for the remote backend");
+        }
         Err(e) => {
             shared.stats.count(Event::Error);
             tracing::warn!(error = %e, "storing an entry failed");
+            shared.warnings.storage_error(&e.to_string());
         }
     }
 }

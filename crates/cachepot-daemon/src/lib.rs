@@ -11,6 +11,7 @@ pub mod memo;
 pub mod protocol;
 mod server;
 pub mod stats;
+mod warnings;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,4 +45,5 @@ pub(crate) struct Shared {
     pub(crate) stats: stats::Stats,
     pub(crate) digests: Arc<memo::DigestMemo>,
     pub(crate) toolchains: memo::ToolchainMemo,
+    pub(crate) warnings: warnings::Warnings,
 }

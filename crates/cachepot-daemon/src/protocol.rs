@@ -22,6 +22,8 @@ pub struct CompileRequest {
     pub cwd: Vec<u8>,
     /// The whole environment.
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The wrapper's parent (cargo): one build, for warning it once.
+    pub ppid: u32,
 }
 
 /// Wrapper to daemon.
@@ -83,6 +85,8 @@ pub enum Response {
     Stats(Box<StatsSnapshot>),
     /// Done.
     Ok,
+    /// Print this on the build's stderr, then read the real answer.
+    Warning(String),
     /// The request failed; the wrapper runs the compiler.
     Error(String),
 }

@@ -154,6 +154,7 @@ pub fn run(
             stats: Default::default(),
             digests: Default::default(),
             toolchains: Default::default(),
+            warnings: Default::default(),
         }),
         writer: Mutex::new(Some(tx)),
         stopping: AtomicBool::new(false),
@@ -245,8 +246,13 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                 }
             }
             Request::Compile(req) => {
+                let ppid = req.ppid;
                 let compile = Compile::from_request(req);
-                match cache::lookup(shared, &compile) {
+                let lookup = cache::lookup(shared, &compile);
+                if let Some(w) = shared.warnings.take_for(ppid) {
+                    write_frame(&mut stream, &Response::Warning(w))?;
+                }
+                match lookup {
                     Lookup::NotACompile | Lookup::Uncacheable => Response::RunUncached,
                     Lookup::Hit(stdout, stderr) => Response::Hit {
                         exit_code: 0,
@@ -278,10 +284,12 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                     .as_ref()
                     .map(|p| p.display().to_string());
                 snap.daemon_pid = std::process::id();
+                snap.backends = shared.storage.stats();
                 Response::Stats(Box::new(snap))
             }
             Request::ZeroStats => {
                 shared.stats.zero();
+                shared.storage.zero_stats();
                 Response::Ok
             }
             Request::Shutdown => {

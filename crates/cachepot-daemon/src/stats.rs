@@ -29,6 +29,9 @@ pub struct StatsSnapshot {
     pub cache_writes: u64,
     /// Entries not written because a source changed during the compile.
     pub cache_writes_skipped: u64,
+    /// Entries not written to a backend whose item limit they exceed.
+    #[serde(default)]
+    pub cache_writes_too_large: u64,
     /// Why compiles were not cacheable, with counts.
     pub non_cacheable_reasons: BTreeMap<String, u64>,
     /// Median time of a hit, measured inside the wrapper, in microseconds.
@@ -47,6 +50,9 @@ pub struct StatsSnapshot {
     pub log_file: Option<String>,
     /// The daemon's process id.
     pub daemon_pid: u32,
+    /// Each storage backend: hits, misses, errors, bytes, latency.
+    #[serde(default)]
+    pub backends: Vec<cachepot_storage::metered::BackendStats>,
 }
 
 /// What the daemon counts; the storage figures are filled in at snapshot time.
@@ -74,6 +80,8 @@ pub enum Event {
     Write,
     /// A write skipped because a source changed during the compile.
     WriteSkipped,
+    /// A write refused as too large for a backend.
+    TooLarge,
 }
 
 impl Stats {
@@ -100,6 +108,7 @@ impl Stats {
                 Event::CompileFailure => &mut s.compile_failures,
                 Event::Write => &mut s.cache_writes,
                 Event::WriteSkipped => &mut s.cache_writes_skipped,
+                Event::TooLarge => &mut s.cache_writes_too_large,
             };
             *c += 1;
         });

@@ -35,10 +35,15 @@ impl Storage for Tiered {
         Ok(value)
     }
 
+    /// Writes both tiers. Once the local write succeeded, a remote failure
+    /// is logged (and counted by the remote's statistics) but not returned:
+    /// the entry is usable here, so its manifest must be written too.
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        let local = self.local.put(key, value);
-        let remote = self.remote.put(key, value);
-        local.and(remote)
+        self.local.put(key, value)?;
+        if let Err(e) = self.remote.put(key, value) {
+            tracing::warn!(key = key.as_str(), error = %e, "remote tier write failed");
+        }
+        Ok(())
     }
 
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
@@ -55,6 +60,17 @@ impl Storage for Tiered {
             location: format!("{} + {}", local.location, remote.location),
             ..local
         }
+    }
+
+    fn stats(&self) -> Vec<crate::metered::BackendStats> {
+        let mut all = self.local.stats();
+        all.extend(self.remote.stats());
+        all
+    }
+
+    fn zero_stats(&self) {
+        self.local.zero_stats();
+        self.remote.zero_stats();
     }
 }
 
@@ -79,6 +95,14 @@ impl<S: Storage + ?Sized> Storage for ReadOnly<S> {
         let mut info = self.0.describe();
         info.kind.push_str(" (read-only)");
         info
+    }
+
+    fn stats(&self) -> Vec<crate::metered::BackendStats> {
+        self.0.stats()
+    }
+
+    fn zero_stats(&self) {
+        self.0.zero_stats()
     }
 }
 

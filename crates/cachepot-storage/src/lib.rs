@@ -22,6 +22,7 @@
 pub mod disk;
 pub mod entry;
 pub mod layers;
+pub mod metered;
 pub mod remote;
 
 pub use disk::DiskCache;
@@ -109,6 +110,17 @@ pub enum StorageError {
         /// Largest value the backend accepts, in bytes.
         limit: u64,
     },
+    /// An entry could not be encoded.
+    #[error("encoding an entry: {0}")]
+    Encode(String),
+    /// A backend is skipped for a while after repeated errors.
+    #[error("{backend} is paused for {seconds} s after repeated errors")]
+    Paused {
+        /// The backend kind.
+        backend: String,
+        /// Seconds left.
+        seconds: u64,
+    },
     /// A remote backend failed (its own message, which names the cause).
     #[error("{backend} {op} failed: {message}")]
     Remote {
@@ -160,6 +172,13 @@ pub trait Storage: Send + Sync {
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError>;
     /// Describes the backend and its current usage.
     fn describe(&self) -> StorageInfo;
+    /// Per-backend statistics, for the backends that keep them (see
+    /// [`metered::Metered`]).
+    fn stats(&self) -> Vec<metered::BackendStats> {
+        Vec::new()
+    }
+    /// Resets the per-backend statistics.
+    fn zero_stats(&self) {}
 }
 
 impl<S: Storage + ?Sized> Storage for Arc<S> {
@@ -174,6 +193,12 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     fn describe(&self) -> StorageInfo {
         (**self).describe()
+    }
+    fn stats(&self) -> Vec<metered::BackendStats> {
+        (**self).stats()
+    }
+    fn zero_stats(&self) {
+        (**self).zero_stats()
     }
 }
 

@@ -22,6 +22,7 @@ Options:
   -z, --zero-stats          reset statistics
       --start-server        start the daemon
       --stop-server         stop the daemon (pending writes finish first)
+      --check-storage       write, read and delete a probe on each storage tier
       --stats-format FMT    text (default) or json
   -V, --version             print the version
   -h, --help                print this help
@@ -84,6 +85,7 @@ fn run(args: &[OsString]) -> Result<i32> {
             "-z" | "--zero-stats" => action = Some("zero"),
             "--start-server" => action = Some("start"),
             "--stop-server" => action = Some("stop"),
+            "--check-storage" => action = Some("check"),
             "-V" | "--version" => action = Some("version"),
             "-h" | "--help" => action = Some("help"),
             "--stats-format" => {
@@ -109,6 +111,7 @@ fn run(args: &[OsString]) -> Result<i32> {
         }
         Some("start") => Ok(start_server()),
         Some("stop") => stop_server(),
+        Some("check") => crate::check::run(),
         Some("zero") => {
             let paths = Paths::new(&Config::load()?)?;
             let mut conn = client::connect_or_start(&paths)?;
@@ -240,6 +243,25 @@ fn render(s: &StatsSnapshot) -> String {
             .unwrap_or_else(|| "terminal (foreground daemon)".into()),
     );
     row("Daemon pid", s.daemon_pid.to_string());
+    for b in &s.backends {
+        out.push_str(&format!(
+            "\nStorage {} ({})\n  hits {}, misses {}, writes {}, errors {}, skipped {}\n  read {:.1} MiB (mean {:.1} ms), written {:.1} MiB (mean {:.1} ms)\n",
+            b.kind,
+            b.location,
+            b.hits,
+            b.misses,
+            b.writes,
+            b.errors,
+            b.skipped,
+            b.bytes_read as f64 / 1048576.0,
+            b.read_ms_mean,
+            b.bytes_written as f64 / 1048576.0,
+            b.write_ms_mean
+        ));
+        if let Some(e) = &b.last_error {
+            out.push_str(&format!("  last error: {e}\n"));
+        }
+    }
     if !s.non_cacheable_reasons.is_empty() {
         out.push_str("\nNon-cacheable reasons:\n");
         for (r, n) in &s.non_cacheable_reasons {

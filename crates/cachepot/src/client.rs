@@ -33,11 +33,17 @@ impl Conn {
         write_frame(&mut self.stream, req).context("sending to the daemon")
     }
 
-    /// Waits for a response.
+    /// Waits for a response, printing any warning for the build on the way.
     pub fn recv(&mut self) -> Result<Response> {
-        read_frame(&mut self.stream)
-            .context("reading from the daemon")?
-            .ok_or_else(|| anyhow!("the daemon closed the connection"))
+        loop {
+            let resp = read_frame(&mut self.stream)
+                .context("reading from the daemon")?
+                .ok_or_else(|| anyhow!("the daemon closed the connection"))?;
+            match resp {
+                Response::Warning(w) => eprintln!("{w}"),
+                other => return Ok(other),
+            }
+        }
     }
 
     /// Sends a request and waits for its response.

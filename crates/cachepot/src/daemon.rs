@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use cachepot_daemon::DaemonConfig;
 use cachepot_storage::layers::{ReadOnly, Tiered};
+use cachepot_storage::metered::Metered;
 use cachepot_storage::remote::Remote;
 use cachepot_storage::{DiskCache, Storage};
 
@@ -25,40 +26,58 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
     }
 }
 
-/// The storage the settings describe: the local disk, a remote backend, or
-/// the local disk in front of a remote backend.
-fn storage(config: &Config) -> Result<Arc<dyn Storage>> {
-    let remote: Option<Arc<dyn Storage>> = match &config.remote {
-        None => None,
-        Some(r) => {
-            if !r.ignored.is_empty() {
-                tracing::warn!(using = r.backend.kind(), ignored = ?r.ignored, "several remote backends configured; using the first");
+/// The storage tiers the settings describe, each counted (see `Metered`).
+pub struct Tiers {
+    /// The local disk cache, unless `CACHEPOT_LOCAL=off`.
+    pub local: Option<Arc<dyn Storage>>,
+    /// The remote backend, if one is configured (read-only when so set).
+    pub remote: Option<Arc<dyn Storage>>,
+}
+
+impl Tiers {
+    /// Opens the configured tiers.
+    pub fn open(config: &Config) -> Result<Tiers> {
+        let remote: Option<Arc<dyn Storage>> = match &config.remote {
+            None => None,
+            Some(r) => {
+                if !r.ignored.is_empty() {
+                    tracing::warn!(using = r.backend.kind(), ignored = ?r.ignored, "several remote backends configured; using the first");
+                }
+                let remote = Remote::new(r.backend.clone(), config.remote_timeout)
+                    .with_context(|| format!("configuring the {} backend", r.backend.kind()))?;
+                tracing::info!(kind = r.backend.kind(), location = %r.backend.location(), read_only = r.read_only, "remote storage");
+                let metered = Arc::new(Metered::new(remote));
+                Some(if r.read_only {
+                    Arc::new(ReadOnly(metered))
+                } else {
+                    metered
+                })
             }
-            let remote = Remote::new(r.backend.clone(), config.remote_timeout)
-                .with_context(|| format!("configuring the {} backend", r.backend.kind()))?;
-            tracing::info!(kind = r.backend.kind(), location = %r.backend.location(), read_only = r.read_only, "remote storage");
-            Some(if r.read_only {
-                Arc::new(ReadOnly(Arc::new(remote)))
-            } else {
-                Arc::new(remote)
-            })
+        };
+        let local: Option<Arc<dyn Storage>> = if config.local {
+            let disk = DiskCache::open(&config.dir, config.cache_size)
+                .with_context(|| format!("opening the cache at {}", config.dir.display()))?;
+            tracing::info!(dir = %config.dir.display(), max = config.cache_size, "local disk cache");
+            Some(Arc::new(Metered::new(disk)))
+        } else {
+            None
+        };
+        Ok(Tiers { local, remote })
+    }
+
+    /// One storage: the local disk in front of the remote backend, or
+    /// whichever of them there is.
+    pub fn compose(self) -> Result<Arc<dyn Storage>> {
+        match (self.local, self.remote) {
+            (Some(local), Some(remote)) => Ok(Arc::new(Tiered::new(local, remote))),
+            (Some(one), None) | (None, Some(one)) => Ok(one),
+            (None, None) => anyhow::bail!("no storage configured"),
         }
-    };
-    let local = || -> Result<Arc<dyn Storage>> {
-        let disk = DiskCache::open(&config.dir, config.cache_size)
-            .with_context(|| format!("opening the cache at {}", config.dir.display()))?;
-        tracing::info!(dir = %config.dir.display(), max = config.cache_size, "local disk cache");
-        Ok(Arc::new(disk))
-    };
-    Ok(match (config.local, remote) {
-        (true, Some(remote)) => Arc::new(Tiered::new(local()?, remote)),
-        (false, Some(remote)) => remote,
-        (_, None) => local()?,
-    })
+    }
 }
 
 fn serve(config: &Config, paths: &Paths, log_file: bool, on_ready: impl FnOnce()) -> Result<()> {
-    let storage = storage(config)?;
+    let storage = Tiers::open(config)?.compose()?;
     cachepot_daemon::run(daemon_config(config, paths, log_file), storage, on_ready)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `RUSTC_WRAPPER=cachepot cargo build` wraps each rustc call; the flags
 //! below (sccache's) manage the daemon.
 
+mod check;
 mod cli;
 mod client;
 mod config;

@@ -63,6 +63,7 @@ fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Res
         env: std::env::vars_os()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect(),
+        ppid: std::os::unix::process::parent_id(),
     };
     match conn.call(&Request::Compile(req))? {
         Response::Hit {

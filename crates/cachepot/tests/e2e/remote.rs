@@ -106,6 +106,22 @@ fn round_trip(kind: &str) {
     );
     assert_eq!(lib_outputs(&co.target), cold);
     assert_eq!(run_app(&co), "hello 42");
+    // The backend's own counters: the two entries, and their manifests.
+    let b = &s["backends"][0];
+    assert_eq!(b["kind"].as_str(), Some(kind), "{s}");
+    assert_eq!(b["hits"].as_u64(), Some(4), "{s}");
+    assert!(b["bytes_read"].as_u64().unwrap() > 0, "{s}");
+    // And the probe works.
+    let check = env
+        .command(crate::harness::BIN)
+        .arg("--check-storage")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && text.contains("All storage works"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -209,9 +225,82 @@ fn wrong_credentials_never_fail_the_build() {
         .push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
     env.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
     let co = env.checkout("bad");
-    env.build(&co, &[]);
+    let out = env.build(&co, &[]);
     assert_eq!(run_app(&co), "hello 42");
     let s = env.stats();
     assert!(count(&s, "cache_errors") >= 2, "{s}");
     assert_eq!(count(&s, "cache_hits"), 0, "{s}");
+    // The build was told once, with the hint.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("cache storage error").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("SignatureDoesNotMatch") && stderr.contains("AWS_SECRET_ACCESS_KEY"),
+        "{stderr}"
+    );
+    // --check-storage names the problem and fails.
+    let check = env
+        .command(crate::harness::BIN)
+        .arg("--check-storage")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("write: FAILED") && text.contains("hint: the credentials are wrong"),
+        "{text}"
+    );
+}
+
+/// A Redis of this test's own, killed by the fixture's build script while
+/// cargo builds: the build goes on, the errors are counted, and no compile
+/// waits much longer than the remote timeout.
+#[test]
+fn a_server_that_dies_mid_build_never_fails_or_hangs_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut env = Env::new();
+    let dir = env.root.path().join("redis");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/services.sh installs it)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    env.extra = vec![
+        (
+            "CACHEPOT_REDIS_ENDPOINT".into(),
+            format!("redis://127.0.0.1:{port}"),
+        ),
+        ("CACHEPOT_LOCAL".into(), "off".into()),
+        ("CACHEPOT_REMOTE_TIMEOUT".into(), "2".into()),
+    ];
+    let pidfile = env.root.path().join("redis.pid");
+    std::fs::write(&pidfile, redis.id().to_string()).unwrap();
+    let co = env.checkout("dies");
+    let start = std::time::Instant::now();
+    env.build(&co, &[("FIXTURE_KILL_PIDFILE", pidfile.to_str().unwrap())]);
+    let took = start.elapsed();
+    let _ = redis.wait();
+    assert_eq!(run_app(&co), "hello 42");
+    let s = env.stats();
+    assert!(count(&s, "cache_errors") >= 1, "{s}");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "the build took {took:?}"
+    );
 }
