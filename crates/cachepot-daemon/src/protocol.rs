@@ -24,6 +24,8 @@ pub struct CompileRequest {
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
     /// The wrapper's parent (cargo): one build, for warning it once.
     pub ppid: u32,
+    /// Compile and overwrite the entry without looking it up.
+    pub recache: bool,
 }
 
 /// Wrapper to daemon.

@@ -51,6 +51,10 @@ vars! {
         "`1`: run as the daemon instead of wrapping a compiler (detached, unless `CACHEPOT_NO_DAEMON=1`).";
     NO_DAEMON = "CACHEPOT_NO_DAEMON", Some("SCCACHE_NO_DAEMON"), None,
         "`1` with `CACHEPOT_START_SERVER=1`: run the daemon in the foreground, logging to the terminal.";
+    RECACHE = "CACHEPOT_RECACHE", Some("SCCACHE_RECACHE"), None,
+        "`1`: compile every cacheable unit and overwrite its entry, without looking the cache up (read per build, by the wrapper).";
+    NO_CACHE = "CACHEPOT_NO_CACHE", Some("SCCACHE_NO_CACHE"), None,
+        "`1`: run the compiler without the cache at all: no lookup, no store, no daemon (read per build, by the wrapper).";
     LOCAL = "CACHEPOT_LOCAL", None, None,
         "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
     REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, None,

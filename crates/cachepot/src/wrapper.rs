@@ -15,12 +15,12 @@ use anyhow::{bail, Result};
 use cachepot_daemon::protocol::{CompileRequest, Request, Response};
 
 use crate::client;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::runtime::Paths;
 
 /// Runs one compile through the cache and returns the exit code.
 pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
-    if is_query(&args) {
+    if is_query(&args) || config::env_flag(&config::NO_CACHE) {
         return exec_plain(&compiler, &args);
     }
     match through_daemon(&compiler, &args, start) {
@@ -64,6 +64,7 @@ fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Res
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect(),
         ppid: std::os::unix::process::parent_id(),
+        recache: config::env_flag(&config::RECACHE),
     };
     match conn.call(&Request::Compile(req))? {
         Response::Hit {

@@ -241,3 +241,29 @@ fn a_crate_using_a_proc_macro_rebuilt_elsewhere_is_compiled_again() {
     );
     assert_eq!(run_app(&b), "hello 42");
 }
+
+#[test]
+fn recache_compiles_and_overwrites_and_no_cache_bypasses_the_cache() {
+    let env = Env::new();
+    let co = env.checkout("modes");
+    env.build(&co, &[]);
+    env.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    env.build(&co, &[("CACHEPOT_RECACHE", "1")]);
+    let s = env.stats();
+    assert_eq!((count(&s, "cache_hits"), count(&s, "cache_misses")), (0, CACHEABLE), "{s}");
+    assert_eq!(count(&s, "cache_writes"), CACHEABLE, "{s}");
+    env.stop();
+
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.zero();
+    env.build(&co, &[("CACHEPOT_NO_CACHE", "1")]);
+    let s = env.stats();
+    assert_eq!(count(&s, "compile_requests"), 0, "{s}");
+    assert_eq!(run_app(&co), "hello 42");
+
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.build(&co, &[]);
+    assert_eq!(count(&env.stats(), "cache_hits"), CACHEABLE);
+}
