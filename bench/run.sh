@@ -21,7 +21,9 @@ Options:
   --sccache PATH    sccache binary (default: /root/peers/sccache/bin/sccache, else PATH)
   --kache PATH      kache binary (default: /root/peers/kache/bin/kache, else PATH)
   --out DIR         results directory (default: bench/out/<timestamp>)
-  --tools LIST      comma-separated subset of plain,cachepot,sccache,kache (default: all)
+  --tools LIST      comma-separated subset of plain,cachepot,cachepot-s3,sccache,kache
+                    (default: all). cachepot-s3 is cachepot with the local tier off,
+                    through the S3 server of scripts/services.sh on loopback
   --scratch DIR     where checkouts, CARGO_HOMEs, caches and target dirs go
                     (default: a fresh directory under \${TMPDIR:-/tmp}; must not exist or be empty)
   --keep-scratch    do not delete the scratch directory at the end
@@ -48,7 +50,7 @@ CACHEPOT_ORIG=""
 SCCACHE_BIN=""
 KACHE_BIN=""
 OUT=""
-TOOLS="plain,cachepot,sccache,kache"
+TOOLS="plain,cachepot,cachepot-s3,sccache,kache"
 SCRATCH=""
 KEEP_SCRATCH=0
 CACHEPOT_LOG_FILTER=""
@@ -93,9 +95,9 @@ want=()
 IFS=, read -r -a requested <<<"$TOOLS"
 for t in "${requested[@]}"; do
     case $t in
-        plain | cachepot | sccache | kache) want+=("$t") ;;
+        plain | cachepot | cachepot-s3 | sccache | kache) want+=("$t") ;;
         "") ;;
-        *) die "--tools: unknown tool '$t' (known: plain,cachepot,sccache,kache)" ;;
+        *) die "--tools: unknown tool '$t' (known: plain,cachepot,cachepot-s3,sccache,kache)" ;;
     esac
 done
 ((${#want[@]})) || die "--tools selects nothing"
@@ -156,7 +158,7 @@ resolve_peer() { # name explicit-path -> prints path or nothing
 active=()
 if wants plain; then active+=(plain); fi
 
-if wants cachepot; then
+if wants cachepot || wants cachepot-s3; then
     if [[ -n $CACHEPOT_BIN ]]; then
         [[ -x $CACHEPOT_BIN ]] || die "--cachepot: not an executable: $CACHEPOT_BIN"
     else
@@ -170,7 +172,15 @@ if wants cachepot; then
     fi
     CACHEPOT_BIN=$(cd "$(dirname "$CACHEPOT_BIN")" && pwd)/$(basename "$CACHEPOT_BIN")
     CACHEPOT_ORIG=$CACHEPOT_BIN
-    active+=(cachepot)
+    if wants cachepot; then active+=(cachepot); fi
+fi
+if wants cachepot-s3; then
+    note "starting the loopback storage servers (scripts/services.sh start)"
+    bash "$REPO_ROOT/scripts/services.sh" start >"$OUT/services.log" 2>&1 ||
+        die "scripts/services.sh start failed; see $OUT/services.log"
+    S3_ENV=()
+    while IFS= read -r line; do S3_ENV+=("$line"); done < <(bash "$REPO_ROOT/scripts/services.sh" env | tr -d '"')
+    active+=(cachepot-s3)
 fi
 if wants sccache; then
     SCCACHE_BIN=$(resolve_peer sccache "$SCCACHE_BIN")
@@ -237,13 +247,26 @@ tool_env() {
     TENV=("CARGO_HOME=$home")
     case $tool in
         plain) ;;
-        cachepot)
+        cachepot | cachepot-s3)
             TENV+=("RUSTC_WRAPPER=$CACHEPOT_BIN"
                 "CACHEPOT_DIR=$d/cache"
                 "CACHEPOT_RUNTIME_DIR=$d/runtime"
                 "CACHEPOT_CONF=$d/no-config.toml"
                 "CACHEPOT_IDLE_TIMEOUT=1800")
             if [[ -n $CACHEPOT_LOG_FILTER ]]; then TENV+=("CACHEPOT_LOG=$CACHEPOT_LOG_FILTER"); fi
+            if [[ $tool == cachepot-s3 ]]; then
+                local v key secret endpoint
+                for v in "${S3_ENV[@]}"; do
+                    case $v in
+                        CACHEPOT_TEST_S3=*) endpoint=${v#*=} ;;
+                        CACHEPOT_TEST_S3_KEY=*) key=${v#*=} ;;
+                        CACHEPOT_TEST_S3_SECRET=*) secret=${v#*=} ;;
+                    esac
+                done
+                TENV+=("CACHEPOT_LOCAL=off" "CACHEPOT_BUCKET=cachepot-test"
+                    "CACHEPOT_ENDPOINT=$endpoint" "CACHEPOT_S3_KEY_PREFIX=bench-$$"
+                    "AWS_ACCESS_KEY_ID=$key" "AWS_SECRET_ACCESS_KEY=$secret")
+            fi
             ;;
         sccache)
             TENV+=("RUSTC_WRAPPER=$SCCACHE_BIN"
@@ -279,9 +302,9 @@ tool_ctl() {
     tool_env "$tool" "$home"
     case $tool:$what in
         plain:*) return 0 ;;
-        cachepot:stop | sccache:stop) args=(--stop-server) ;;
-        cachepot:zero | sccache:zero) args=(--zero-stats) ;;
-        cachepot:stats | sccache:stats) args=(--show-stats --stats-format json) ;;
+        cachepot:stop | cachepot-s3:stop | sccache:stop) args=(--stop-server) ;;
+        cachepot:zero | cachepot-s3:zero | sccache:zero) args=(--zero-stats) ;;
+        cachepot:stats | cachepot-s3:stats | sccache:stats) args=(--show-stats --stats-format json) ;;
         kache:stop) args=(daemon stop) ;;
         kache:zero)
             # kache has no reset: its statistics are a window of build
@@ -299,7 +322,7 @@ tool_ctl() {
     esac
     local bin
     case $tool in
-        cachepot) bin=$CACHEPOT_BIN ;;
+        cachepot | cachepot-s3) bin=$CACHEPOT_BIN ;;
         sccache) bin=$SCCACHE_BIN ;;
         kache) bin=$KACHE_BIN ;;
     esac
@@ -353,7 +376,7 @@ run_build() {
     note "$label: ${SECONDS_TAKEN}s"
 }
 
-size_mb() { du -sk "$1" 2>/dev/null | awk '{ printf "%.1f", $1 / 1024 }'; }
+size_mb() { if [[ -d $1 ]]; then du -sk "$1" | awk '{ printf "%.1f", $1 / 1024 }'; else echo 0; fi; }
 compiled_units() { grep -c '^ *Compiling ' "$1" || true; }
 
 # ---------------------------------------------------------------- setup
@@ -450,9 +473,9 @@ cache_phase() {
     t1=$(now)
     ((rc == 0)) || add_note "$label: '$tool stop' exited $rc (see $ctl)"
     record "$tool" "$phase" stop_seconds "$(elapsed "$t0" "$t1")"
-    if [[ $tool == cachepot ]]; then
+    if [[ $tool == cachepot || $tool == cachepot-s3 ]]; then
         # Each daemon start rewrites its log: keep one per phase.
-        cat "$(tool_dir "$tool")"/runtime/*.log >"$OUT/cachepot-daemon-$phase.log" 2>/dev/null || true
+        cat "$(tool_dir "$tool")"/runtime/*.log >"$OUT/$tool-daemon-$phase.log" 2>/dev/null || true
     fi
     record "$tool" "$phase" cache_mb "$(size_mb "$(tool_dir "$tool")/cache")"
 }
@@ -490,7 +513,10 @@ with open(os.path.join(out, "results.tsv")) as f:
         rows.append((t, p, m, v))
 val = {}
 for t, p, m, v in rows:
-    val[(t, p, m)] = float(v)
+    try:
+        val[(t, p, m)] = float(v)
+    except ValueError:
+        pass
 
 def get(t, p, m="seconds"):
     return val.get((t, p, m))
@@ -527,7 +553,7 @@ def stats_of(tool, phase):
         s["errors"] = total(st.get("cache_errors"))
         s["failures"] = num(st.get("compile_fails"))
         s["reasons"] = st.get("not_cached") or {}
-    elif tool == "cachepot":
+    elif tool in ("cachepot", "cachepot-s3"):
         s["requests"] = num(raw.get("compile_requests"))
         s["hits"] = num(raw.get("cache_hits"))
         s["misses"] = num(raw.get("cache_misses"))
@@ -624,6 +650,9 @@ if "cachepot" in tools:
             ps = get(peer, p)
             if ps is not None and c[p] is not None:
                 w(f"| {label}: cachepot / {peer} | {ratio(c[p], ps)} |")
+    s3w = get("cachepot-s3", "warm")
+    if s3w is not None and c["warm"] is not None:
+        w(f"| warm, same tree: through S3 on loopback, local tier off / local disk | {ratio(s3w, c['warm'])} |")
     if limit is not None:
         for p, label in (("warm", "warm, same tree"), ("other", "warm, other checkout")):
             if c[p] is not None:

@@ -210,7 +210,11 @@ pub fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     let outputs = compile.outputs(&c.cwd);
     let keyed = timer.elapsed();
     // CACHEPOT_RECACHE: compile and overwrite, without looking up.
-    let candidates = if c.recache { Vec::new() } else { read_manifests(shared, &key_a) };
+    let candidates = if c.recache {
+        Vec::new()
+    } else {
+        read_manifests(shared, &key_a)
+    };
     for m in candidates {
         if !m.matches(&c.cwd, &bases, &c.env, shared.digests.as_ref()) {
             continue;

@@ -21,6 +21,7 @@
 
 pub mod disk;
 pub mod entry;
+pub mod hints;
 pub mod layers;
 pub mod metered;
 pub mod remote;

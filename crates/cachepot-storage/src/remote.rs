@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use opendal::layers::TimeoutLayer;
 use opendal::{services, ErrorKind, Operator};
 
+pub use crate::hints::hint;
 use crate::{Storage, StorageError, StorageInfo, StorageKey};
 
 /// Largest value written to Memcached: its default item limit is 1 MiB,
@@ -176,65 +177,6 @@ fn strip_userinfo(url: &str) -> String {
             .unwrap_or(url)
             .to_string(),
     }
-}
-
-/// What a backend's error message most likely means, and what to fix.
-pub fn hint(message: &str) -> Option<&'static str> {
-    let m = message.to_ascii_lowercase();
-    let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
-    Some(
-        if has(&[
-            "signaturedoesnotmatch",
-            "invalidaccesskeyid",
-            "invalidclienttokenid",
-        ]) {
-            "the credentials are wrong: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile in AWS_PROFILE)"
-        } else if has(&[
-            "authorizationheadermalformed",
-            "permanentredirect",
-            "wrong region",
-            "incorrectendpoint",
-        ]) {
-            "the bucket is in another region: set CACHEPOT_REGION to the bucket's region"
-        } else if has(&[
-            "nosuchbucket",
-            "containernotfound",
-            "bucket does not exist",
-            "the specified container does not exist",
-        ]) {
-            "the bucket or container does not exist: create it, or fix its name (CACHEPOT_BUCKET, CACHEPOT_GCS_BUCKET, CACHEPOT_AZURE_BLOB_CONTAINER)"
-        } else if has(&[
-            "wrongpass",
-            "noauth",
-            "invalid username-password",
-            "authentication required",
-        ]) {
-            "Redis refused the login: check CACHEPOT_REDIS_USERNAME and CACHEPOT_REDIS_PASSWORD"
-        } else if has(&[
-            "accessdenied",
-            "permissiondenied",
-            "authorizationfailure",
-            "status: 403",
-            "forbidden",
-        ]) {
-            "the credentials lack permission: they need read and write access to the bucket or container"
-        } else if has(&["status: 401", "unauthorized", "authenticationfailed"]) {
-            "the server refused the credentials: check the user name, password, token or key"
-        } else if has(&[
-            "connection refused",
-            "timed out",
-            "dns error",
-            "failed to lookup",
-            "no route to host",
-            "operation timeout",
-        ]) {
-            "the server cannot be reached: check the endpoint and the network (CACHEPOT_ENDPOINT, CACHEPOT_REDIS_ENDPOINT, …)"
-        } else if has(&["region is missing"]) {
-            "no region: set CACHEPOT_REGION (or AWS_REGION)"
-        } else {
-            return None;
-        },
-    )
 }
 
 fn root(prefix: &str) -> String {

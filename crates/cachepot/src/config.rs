@@ -55,81 +55,81 @@ vars! {
         "`1`: compile every cacheable unit and overwrite its entry, without looking the cache up (read per build, by the wrapper).";
     NO_CACHE = "CACHEPOT_NO_CACHE", Some("SCCACHE_NO_CACHE"), None,
         "`1`: run the compiler without the cache at all: no lookup, no store, no daemon (read per build, by the wrapper).";
-    LOCAL = "CACHEPOT_LOCAL", None, None,
+    LOCAL = "CACHEPOT_LOCAL", None, Some("local"),
         "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
-    REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, None,
+    REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, Some("remote_timeout"),
         "Seconds one remote storage call may take before it counts as failed and the compile goes on without it. Default: `30`.";
-    BUCKET = "CACHEPOT_BUCKET", Some("SCCACHE_BUCKET"), None,
+    BUCKET = "CACHEPOT_BUCKET", Some("SCCACHE_BUCKET"), Some("s3.bucket"),
         "S3: the bucket. Setting it selects S3. Credentials come from the standard AWS chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, `AWS_PROFILE`, web identity, container and instance metadata.";
-    REGION = "CACHEPOT_REGION", Some("SCCACHE_REGION"), None,
+    REGION = "CACHEPOT_REGION", Some("SCCACHE_REGION"), Some("s3.region"),
         "S3: the region. Default: `AWS_REGION`, then `AWS_DEFAULT_REGION`; `us-east-1` with a custom endpoint.";
-    ENDPOINT = "CACHEPOT_ENDPOINT", Some("SCCACHE_ENDPOINT"), None,
+    ENDPOINT = "CACHEPOT_ENDPOINT", Some("SCCACHE_ENDPOINT"), Some("s3.endpoint"),
         "S3: endpoint of an S3-compatible server (MinIO, R2, Ceph, …), such as `http://127.0.0.1:9000`. Path-style addressing.";
-    S3_KEY_PREFIX = "CACHEPOT_S3_KEY_PREFIX", Some("SCCACHE_S3_KEY_PREFIX"), None,
+    S3_KEY_PREFIX = "CACHEPOT_S3_KEY_PREFIX", Some("SCCACHE_S3_KEY_PREFIX"), Some("s3.key_prefix"),
         "S3: prefix of every key.";
-    S3_USE_SSL = "CACHEPOT_S3_USE_SSL", Some("SCCACHE_S3_USE_SSL"), None,
+    S3_USE_SSL = "CACHEPOT_S3_USE_SSL", Some("SCCACHE_S3_USE_SSL"), Some("s3.use_ssl"),
         "S3: `false` to use `http://` for an endpoint given without a scheme. Default: `true`.";
-    S3_ENABLE_VIRTUAL_HOST_STYLE = "CACHEPOT_S3_ENABLE_VIRTUAL_HOST_STYLE", Some("SCCACHE_S3_ENABLE_VIRTUAL_HOST_STYLE"), None,
+    S3_ENABLE_VIRTUAL_HOST_STYLE = "CACHEPOT_S3_ENABLE_VIRTUAL_HOST_STYLE", Some("SCCACHE_S3_ENABLE_VIRTUAL_HOST_STYLE"), Some("s3.enable_virtual_host_style"),
         "S3: `true` for virtual-host-style addressing (`bucket.endpoint`) instead of path style.";
-    S3_NO_CREDENTIALS = "CACHEPOT_S3_NO_CREDENTIALS", Some("SCCACHE_S3_NO_CREDENTIALS"), None,
+    S3_NO_CREDENTIALS = "CACHEPOT_S3_NO_CREDENTIALS", Some("SCCACHE_S3_NO_CREDENTIALS"), Some("s3.no_credentials"),
         "S3: `true` to send unsigned requests (a public bucket); implies read-only.";
-    S3_RW_MODE = "CACHEPOT_S3_RW_MODE", Some("SCCACHE_S3_RW_MODE"), None,
+    S3_RW_MODE = "CACHEPOT_S3_RW_MODE", Some("SCCACHE_S3_RW_MODE"), Some("s3.rw_mode"),
         "S3: `READ_ONLY` to read but never write (untrusted builds such as pull requests). Default: `READ_WRITE`.";
-    REDIS_ENDPOINT = "CACHEPOT_REDIS_ENDPOINT", Some("SCCACHE_REDIS_ENDPOINT"), None,
+    REDIS_ENDPOINT = "CACHEPOT_REDIS_ENDPOINT", Some("SCCACHE_REDIS_ENDPOINT"), Some("redis.endpoint"),
         "Redis: `redis://host:port` or `rediss://host:port` (TLS). Setting it selects Redis.";
-    REDIS_CLUSTER_ENDPOINTS = "CACHEPOT_REDIS_CLUSTER_ENDPOINTS", Some("SCCACHE_REDIS_CLUSTER_ENDPOINTS"), None,
+    REDIS_CLUSTER_ENDPOINTS = "CACHEPOT_REDIS_CLUSTER_ENDPOINTS", Some("SCCACHE_REDIS_CLUSTER_ENDPOINTS"), Some("redis.cluster_endpoints"),
         "Redis Cluster: comma-separated node URLs, instead of `CACHEPOT_REDIS_ENDPOINT`.";
-    REDIS_USERNAME = "CACHEPOT_REDIS_USERNAME", Some("SCCACHE_REDIS_USERNAME"), None,
+    REDIS_USERNAME = "CACHEPOT_REDIS_USERNAME", Some("SCCACHE_REDIS_USERNAME"), Some("redis.username"),
         "Redis: ACL user name.";
-    REDIS_PASSWORD = "CACHEPOT_REDIS_PASSWORD", Some("SCCACHE_REDIS_PASSWORD"), None,
+    REDIS_PASSWORD = "CACHEPOT_REDIS_PASSWORD", Some("SCCACHE_REDIS_PASSWORD"), Some("redis.password"),
         "Redis: password.";
-    REDIS_DB = "CACHEPOT_REDIS_DB", Some("SCCACHE_REDIS_DB"), None,
+    REDIS_DB = "CACHEPOT_REDIS_DB", Some("SCCACHE_REDIS_DB"), Some("redis.db"),
         "Redis: database number. Default: `0`.";
-    REDIS_KEY_PREFIX = "CACHEPOT_REDIS_KEY_PREFIX", Some("SCCACHE_REDIS_KEY_PREFIX"), None,
+    REDIS_KEY_PREFIX = "CACHEPOT_REDIS_KEY_PREFIX", Some("SCCACHE_REDIS_KEY_PREFIX"), Some("redis.key_prefix"),
         "Redis: prefix of every key.";
-    REDIS_EXPIRATION = "CACHEPOT_REDIS_EXPIRATION", Some("SCCACHE_REDIS_EXPIRATION"), None,
+    REDIS_EXPIRATION = "CACHEPOT_REDIS_EXPIRATION", Some("SCCACHE_REDIS_EXPIRATION"), Some("redis.expiration"),
         "Redis: seconds after which written entries expire. Default: never.";
-    REDIS_RW_MODE = "CACHEPOT_REDIS_RW_MODE", Some("SCCACHE_REDIS_RW_MODE"), None,
+    REDIS_RW_MODE = "CACHEPOT_REDIS_RW_MODE", Some("SCCACHE_REDIS_RW_MODE"), Some("redis.rw_mode"),
         "Redis: `READ_ONLY` or `READ_WRITE` (default).";
-    MEMCACHED_ENDPOINT = "CACHEPOT_MEMCACHED_ENDPOINT", Some("SCCACHE_MEMCACHED_ENDPOINT"), None,
+    MEMCACHED_ENDPOINT = "CACHEPOT_MEMCACHED_ENDPOINT", Some("SCCACHE_MEMCACHED_ENDPOINT"), Some("memcached.endpoint"),
         "Memcached: `tcp://host:port`. Setting it selects Memcached. Entries over the server's 1 MiB item limit are not stored (counted as errors, not sent).";
-    MEMCACHED_KEY_PREFIX = "CACHEPOT_MEMCACHED_KEY_PREFIX", Some("SCCACHE_MEMCACHED_KEY_PREFIX"), None,
+    MEMCACHED_KEY_PREFIX = "CACHEPOT_MEMCACHED_KEY_PREFIX", Some("SCCACHE_MEMCACHED_KEY_PREFIX"), Some("memcached.key_prefix"),
         "Memcached: prefix of every key.";
-    MEMCACHED_EXPIRATION = "CACHEPOT_MEMCACHED_EXPIRATION", Some("SCCACHE_MEMCACHED_EXPIRATION"), None,
+    MEMCACHED_EXPIRATION = "CACHEPOT_MEMCACHED_EXPIRATION", Some("SCCACHE_MEMCACHED_EXPIRATION"), Some("memcached.expiration"),
         "Memcached: seconds after which written entries expire (at most 30 days). Default: never.";
-    MEMCACHED_RW_MODE = "CACHEPOT_MEMCACHED_RW_MODE", Some("SCCACHE_MEMCACHED_RW_MODE"), None,
+    MEMCACHED_RW_MODE = "CACHEPOT_MEMCACHED_RW_MODE", Some("SCCACHE_MEMCACHED_RW_MODE"), Some("memcached.rw_mode"),
         "Memcached: `READ_ONLY` or `READ_WRITE` (default).";
-    GCS_BUCKET = "CACHEPOT_GCS_BUCKET", Some("SCCACHE_GCS_BUCKET"), None,
+    GCS_BUCKET = "CACHEPOT_GCS_BUCKET", Some("SCCACHE_GCS_BUCKET"), Some("gcs.bucket"),
         "Google Cloud Storage: the bucket. Setting it selects GCS.";
-    GCS_KEY_PREFIX = "CACHEPOT_GCS_KEY_PREFIX", Some("SCCACHE_GCS_KEY_PREFIX"), None,
+    GCS_KEY_PREFIX = "CACHEPOT_GCS_KEY_PREFIX", Some("SCCACHE_GCS_KEY_PREFIX"), Some("gcs.key_prefix"),
         "GCS: prefix of every key.";
-    GCS_KEY_PATH = "CACHEPOT_GCS_KEY_PATH", Some("SCCACHE_GCS_KEY_PATH"), None,
+    GCS_KEY_PATH = "CACHEPOT_GCS_KEY_PATH", Some("SCCACHE_GCS_KEY_PATH"), Some("gcs.key_path"),
         "GCS: service-account key file. Without it (and without `GOOGLE_APPLICATION_CREDENTIALS`), requests go unauthenticated: a public bucket or an emulator.";
-    GCS_ENDPOINT = "CACHEPOT_GCS_ENDPOINT", None, None,
+    GCS_ENDPOINT = "CACHEPOT_GCS_ENDPOINT", None, Some("gcs.endpoint"),
         "GCS: endpoint override, for emulators and private endpoints. Default: `https://storage.googleapis.com`.";
-    GCS_RW_MODE = "CACHEPOT_GCS_RW_MODE", Some("SCCACHE_GCS_RW_MODE"), None,
+    GCS_RW_MODE = "CACHEPOT_GCS_RW_MODE", Some("SCCACHE_GCS_RW_MODE"), Some("gcs.rw_mode"),
         "GCS: `READ_ONLY` or `READ_WRITE` (default).";
-    AZURE_CONNECTION_STRING = "CACHEPOT_AZURE_CONNECTION_STRING", Some("SCCACHE_AZURE_CONNECTION_STRING"), None,
+    AZURE_CONNECTION_STRING = "CACHEPOT_AZURE_CONNECTION_STRING", Some("SCCACHE_AZURE_CONNECTION_STRING"), Some("azure.connection_string"),
         "Azure Blob: connection string (account name and key, endpoint). With `CACHEPOT_AZURE_BLOB_CONTAINER`, selects Azure.";
-    AZURE_BLOB_CONTAINER = "CACHEPOT_AZURE_BLOB_CONTAINER", Some("SCCACHE_AZURE_BLOB_CONTAINER"), None,
+    AZURE_BLOB_CONTAINER = "CACHEPOT_AZURE_BLOB_CONTAINER", Some("SCCACHE_AZURE_BLOB_CONTAINER"), Some("azure.container"),
         "Azure Blob: the container.";
-    AZURE_KEY_PREFIX = "CACHEPOT_AZURE_KEY_PREFIX", Some("SCCACHE_AZURE_KEY_PREFIX"), None,
+    AZURE_KEY_PREFIX = "CACHEPOT_AZURE_KEY_PREFIX", Some("SCCACHE_AZURE_KEY_PREFIX"), Some("azure.key_prefix"),
         "Azure Blob: prefix of every key.";
-    AZURE_ENDPOINT = "CACHEPOT_AZURE_ENDPOINT", None, None,
+    AZURE_ENDPOINT = "CACHEPOT_AZURE_ENDPOINT", None, Some("azure.endpoint"),
         "Azure Blob: endpoint override (Azurite, sovereign clouds). Default: the connection string's.";
-    AZURE_RW_MODE = "CACHEPOT_AZURE_RW_MODE", Some("SCCACHE_AZURE_RW_MODE"), None,
+    AZURE_RW_MODE = "CACHEPOT_AZURE_RW_MODE", Some("SCCACHE_AZURE_RW_MODE"), Some("azure.rw_mode"),
         "Azure Blob: `READ_ONLY` or `READ_WRITE` (default).";
-    WEBDAV_ENDPOINT = "CACHEPOT_WEBDAV_ENDPOINT", Some("SCCACHE_WEBDAV_ENDPOINT"), None,
+    WEBDAV_ENDPOINT = "CACHEPOT_WEBDAV_ENDPOINT", Some("SCCACHE_WEBDAV_ENDPOINT"), Some("webdav.endpoint"),
         "WebDAV, or a plain HTTP cache speaking GET and PUT (bazel-remote): the URL. Setting it selects WebDAV.";
-    WEBDAV_KEY_PREFIX = "CACHEPOT_WEBDAV_KEY_PREFIX", Some("SCCACHE_WEBDAV_KEY_PREFIX"), None,
+    WEBDAV_KEY_PREFIX = "CACHEPOT_WEBDAV_KEY_PREFIX", Some("SCCACHE_WEBDAV_KEY_PREFIX"), Some("webdav.key_prefix"),
         "WebDAV: prefix of every key.";
-    WEBDAV_USERNAME = "CACHEPOT_WEBDAV_USERNAME", Some("SCCACHE_WEBDAV_USERNAME"), None,
+    WEBDAV_USERNAME = "CACHEPOT_WEBDAV_USERNAME", Some("SCCACHE_WEBDAV_USERNAME"), Some("webdav.username"),
         "WebDAV: basic-auth user.";
-    WEBDAV_PASSWORD = "CACHEPOT_WEBDAV_PASSWORD", Some("SCCACHE_WEBDAV_PASSWORD"), None,
+    WEBDAV_PASSWORD = "CACHEPOT_WEBDAV_PASSWORD", Some("SCCACHE_WEBDAV_PASSWORD"), Some("webdav.password"),
         "WebDAV: basic-auth password.";
-    WEBDAV_TOKEN = "CACHEPOT_WEBDAV_TOKEN", Some("SCCACHE_WEBDAV_TOKEN"), None,
+    WEBDAV_TOKEN = "CACHEPOT_WEBDAV_TOKEN", Some("SCCACHE_WEBDAV_TOKEN"), Some("webdav.token"),
         "WebDAV: bearer token (instead of user and password).";
-    WEBDAV_RW_MODE = "CACHEPOT_WEBDAV_RW_MODE", Some("SCCACHE_WEBDAV_RW_MODE"), None,
+    WEBDAV_RW_MODE = "CACHEPOT_WEBDAV_RW_MODE", Some("SCCACHE_WEBDAV_RW_MODE"), Some("webdav.rw_mode"),
         "WebDAV: `READ_ONLY` or `READ_WRITE` (default).";
     INTERNAL_DAEMON = "CACHEPOT_INTERNAL_DAEMON", None, None,
         "Internal: set by cachepot on the daemon it starts, which then logs to its file and reports readiness on stdout. Not for users.";
@@ -182,11 +182,87 @@ pub struct Config {
 /// The config file's contents.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub struct FileConfig {
     dir: Option<PathBuf>,
     cache_size: Option<toml::Value>,
     idle_timeout: Option<u64>,
     basedirs: Option<Vec<PathBuf>>,
+    local: Option<toml::Value>,
+    remote_timeout: Option<toml::Value>,
+    s3: Option<toml::Table>,
+    redis: Option<toml::Table>,
+    memcached: Option<toml::Table>,
+    gcs: Option<toml::Table>,
+    azure: Option<toml::Table>,
+    webdav: Option<toml::Table>,
+}
+
+impl FileConfig {
+    /// The file's value for a variable's key (`section.name` or `name`),
+    /// as text.
+    fn value(&self, key: &str) -> Option<String> {
+        let v = match key.split_once('.') {
+            None => match key {
+                "local" => self.local.clone(),
+                "remote_timeout" => self.remote_timeout.clone(),
+                _ => None,
+            },
+            Some((section, name)) => {
+                let table = match section {
+                    "s3" => &self.s3,
+                    "redis" => &self.redis,
+                    "memcached" => &self.memcached,
+                    "gcs" => &self.gcs,
+                    "azure" => &self.azure,
+                    "webdav" => &self.webdav,
+                    _ => &None,
+                };
+                table.as_ref().and_then(|t| t.get(name)).cloned()
+            }
+        }?;
+        Some(match v {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        })
+    }
+
+    /// Rejects keys in the backend sections that no variable has.
+    fn check_sections(&self) -> Result<()> {
+        let sections = [
+            ("s3", &self.s3),
+            ("redis", &self.redis),
+            ("memcached", &self.memcached),
+            ("gcs", &self.gcs),
+            ("azure", &self.azure),
+            ("webdav", &self.webdav),
+        ];
+        for (section, table) in sections {
+            for name in table.iter().flat_map(|t| t.keys()) {
+                let key = format!("{section}.{name}");
+                if !ALL.iter().any(|v| v.key == Some(key.as_str())) {
+                    let known: Vec<&str> = ALL
+                        .iter()
+                        .filter_map(|v| v.key)
+                        .filter(|k| k.starts_with(&format!("{section}.")))
+                        .collect();
+                    bail!(
+                        "config key {key} is unknown; [{section}] takes {}",
+                        known.join(", ")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A setting: its environment variable (or sccache's name), else its
+/// config file key.
+pub fn setting(var: &Var, file: &FileConfig) -> Result<Option<String>> {
+    if let Some(v) = env_str(var)? {
+        return Ok(Some(v));
+    }
+    Ok(var.key.and_then(|k| file.value(k)))
 }
 
 fn home() -> Option<PathBuf> {
@@ -228,7 +304,7 @@ impl Config {
         let file = load_file()?;
         let dir = match env(&DIR) {
             Some(d) => PathBuf::from(d),
-            None => match file.dir {
+            None => match file.dir.clone() {
                 Some(d) => d,
                 None => xdg("XDG_CACHE_HOME", ".cache")
                     .map(|c| c.join("cachepot"))
@@ -239,7 +315,7 @@ impl Config {
             Some(s) => parse_size(&s).with_context(|| {
                 format!("{}: expected a size such as 500M or 20G, got {s:?}", CACHE_SIZE.name)
             })?,
-            None => match file.cache_size {
+            None => match file.cache_size.clone() {
                 None => 10 << 30,
                 Some(toml::Value::Integer(n)) if n > 0 => n as u64,
                 Some(toml::Value::String(s)) => parse_size(&s).with_context(|| {
@@ -261,7 +337,7 @@ impl Config {
             Some(v) => std::env::split_paths(&v)
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect(),
-            None => file.basedirs.unwrap_or_default(),
+            None => file.basedirs.clone().unwrap_or_default(),
         };
         for b in &basedirs {
             if !b.is_absolute() {
@@ -272,13 +348,13 @@ impl Config {
                 );
             }
         }
-        let local = match env_str(&LOCAL)?.map(|v| v.to_ascii_lowercase()) {
+        let local = match setting(&LOCAL, &file)?.map(|v| v.to_ascii_lowercase()) {
             None => true,
             Some(v) if matches!(v.as_str(), "on" | "1" | "true" | "yes") => true,
             Some(v) if matches!(v.as_str(), "off" | "0" | "false" | "no") => false,
             Some(v) => bail!("{}: expected on or off, got {v:?}", LOCAL.name),
         };
-        let remote_timeout = match env_str(&REMOTE_TIMEOUT)? {
+        let remote_timeout = match setting(&REMOTE_TIMEOUT, &file)? {
             None => Duration::from_secs(30),
             Some(v) => match v.trim().parse::<u64>() {
                 Ok(n) if n > 0 => Duration::from_secs(n),
@@ -288,7 +364,7 @@ impl Config {
                 ),
             },
         };
-        let remote = crate::remote_config::load()?;
+        let remote = crate::remote_config::load(&file)?;
         if !local && remote.is_none() {
             bail!(
                 "{}=off needs a remote backend (such as {} or {})",
@@ -339,12 +415,15 @@ fn read_file(path: &Path) -> Result<FileConfig> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
         Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
     };
-    toml::from_str(&text).with_context(|| {
+    let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, local, remote_timeout and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
             path.display()
         )
-    })
+    })?;
+    file.check_sections()
+        .with_context(|| format!("config file {}", path.display()))?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -383,6 +462,28 @@ mod tests {
             .unwrap()
             .dir
             .is_none());
+    }
+
+    #[test]
+    fn backend_sections_fill_in_unset_variables_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[s3]\nbucket = \"b\"\nuse_ssl = false\n[redis]\ndb = 3\n",
+        )
+        .unwrap();
+        let f = read_file(&p).unwrap();
+        assert_eq!(f.value("s3.bucket").as_deref(), Some("b"));
+        assert_eq!(f.value("s3.use_ssl").as_deref(), Some("false"));
+        assert_eq!(f.value("redis.db").as_deref(), Some("3"));
+        assert_eq!(f.value("gcs.bucket"), None);
+        std::fs::write(&p, "[s3]\nbuckett = \"b\"\n").unwrap();
+        let err = format!("{:#}", read_file(&p).unwrap_err());
+        assert!(
+            err.contains("s3.buckett") && err.contains("s3.bucket"),
+            "{err}"
+        );
     }
 
     #[test]

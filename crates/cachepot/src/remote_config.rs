@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use cachepot_storage::remote::Backend;
 
-use crate::config::{self, env_str, Var};
+use crate::config::{self, setting, FileConfig, Var};
 
 /// The remote backend and its mode.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -22,16 +22,17 @@ pub struct RemoteSettings {
     pub ignored: Vec<&'static str>,
 }
 
-fn opt(var: &Var) -> Result<Option<String>> {
-    Ok(env_str(var)?.filter(|v| !v.trim().is_empty()))
+/// The setting's value from the environment or the config file.
+fn opt(f: &FileConfig, var: &Var) -> Result<Option<String>> {
+    Ok(setting(var, f)?.filter(|v| !v.trim().is_empty()))
 }
 
-fn prefix(var: &Var) -> Result<String> {
-    Ok(opt(var)?.unwrap_or_default())
+fn prefix(f: &FileConfig, var: &Var) -> Result<String> {
+    Ok(opt(f, var)?.unwrap_or_default())
 }
 
-fn flag(var: &Var) -> Result<bool> {
-    match opt(var)?.map(|v| v.to_ascii_lowercase()) {
+fn flag(f: &FileConfig, var: &Var) -> Result<bool> {
+    match opt(f, var)?.map(|v| v.to_ascii_lowercase()) {
         None => Ok(false),
         Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
         Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
@@ -39,8 +40,8 @@ fn flag(var: &Var) -> Result<bool> {
     }
 }
 
-fn read_only(var: &Var) -> Result<bool> {
-    match opt(var)?.map(|v| v.to_ascii_uppercase()) {
+fn read_only(f: &FileConfig, var: &Var) -> Result<bool> {
+    match opt(f, var)?.map(|v| v.to_ascii_uppercase()) {
         None => Ok(false),
         Some(v) if v == "READ_ONLY" => Ok(true),
         Some(v) if v == "READ_WRITE" => Ok(false),
@@ -48,8 +49,8 @@ fn read_only(var: &Var) -> Result<bool> {
     }
 }
 
-fn seconds(var: &Var) -> Result<Option<Duration>> {
-    match opt(var)? {
+fn seconds(f: &FileConfig, var: &Var) -> Result<Option<Duration>> {
+    match opt(f, var)? {
         None => Ok(None),
         Some(v) => {
             let n: u64 = v.trim().parse().with_context(|| {
@@ -64,37 +65,37 @@ fn seconds(var: &Var) -> Result<Option<Duration>> {
 }
 
 /// The remote backends configured, in precedence order.
-fn candidates() -> Result<Vec<(Backend, bool)>> {
+fn candidates(f: &FileConfig) -> Result<Vec<(Backend, bool)>> {
     let mut out = Vec::new();
-    if let Some(bucket) = opt(&config::BUCKET)? {
-        let endpoint = opt(&config::ENDPOINT)?.map(|e| {
+    if let Some(bucket) = opt(f, &config::BUCKET)? {
+        let endpoint = opt(f, &config::ENDPOINT)?.map(|e| {
             if e.contains("://") {
                 e
             } else {
                 let ssl = !matches!(
-                    opt(&config::S3_USE_SSL).ok().flatten().as_deref(),
+                    opt(f, &config::S3_USE_SSL).ok().flatten().as_deref(),
                     Some("false" | "0" | "off" | "no")
                 );
                 format!("{}://{e}", if ssl { "https" } else { "http" })
             }
         });
-        let no_credentials = flag(&config::S3_NO_CREDENTIALS)?;
+        let no_credentials = flag(f, &config::S3_NO_CREDENTIALS)?;
         out.push((
             Backend::S3 {
                 bucket,
-                region: opt(&config::REGION)?,
+                region: opt(f, &config::REGION)?,
                 endpoint,
-                prefix: prefix(&config::S3_KEY_PREFIX)?,
-                virtual_host: flag(&config::S3_ENABLE_VIRTUAL_HOST_STYLE)?,
+                prefix: prefix(f, &config::S3_KEY_PREFIX)?,
+                virtual_host: flag(f, &config::S3_ENABLE_VIRTUAL_HOST_STYLE)?,
                 no_credentials,
             },
-            read_only(&config::S3_RW_MODE)? || no_credentials,
+            read_only(f, &config::S3_RW_MODE)? || no_credentials,
         ));
     }
-    let redis = opt(&config::REDIS_ENDPOINT)?;
-    let cluster = opt(&config::REDIS_CLUSTER_ENDPOINTS)?;
+    let redis = opt(f, &config::REDIS_ENDPOINT)?;
+    let cluster = opt(f, &config::REDIS_CLUSTER_ENDPOINTS)?;
     if redis.is_some() || cluster.is_some() {
-        let db = match opt(&config::REDIS_DB)? {
+        let db = match opt(f, &config::REDIS_DB)? {
             None => 0,
             Some(v) => v.trim().parse().with_context(|| {
                 format!(
@@ -107,17 +108,17 @@ fn candidates() -> Result<Vec<(Backend, bool)>> {
             Backend::Redis {
                 endpoint: redis,
                 cluster_endpoints: cluster,
-                username: opt(&config::REDIS_USERNAME)?,
-                password: opt(&config::REDIS_PASSWORD)?,
+                username: opt(f, &config::REDIS_USERNAME)?,
+                password: opt(f, &config::REDIS_PASSWORD)?,
                 db,
-                prefix: prefix(&config::REDIS_KEY_PREFIX)?,
-                ttl: seconds(&config::REDIS_EXPIRATION)?,
+                prefix: prefix(f, &config::REDIS_KEY_PREFIX)?,
+                ttl: seconds(f, &config::REDIS_EXPIRATION)?,
             },
-            read_only(&config::REDIS_RW_MODE)?,
+            read_only(f, &config::REDIS_RW_MODE)?,
         ));
     }
-    if let Some(endpoint) = opt(&config::MEMCACHED_ENDPOINT)? {
-        let ttl = seconds(&config::MEMCACHED_EXPIRATION)?;
+    if let Some(endpoint) = opt(f, &config::MEMCACHED_ENDPOINT)? {
+        let ttl = seconds(f, &config::MEMCACHED_EXPIRATION)?;
         if ttl.is_some_and(|t| t > Duration::from_secs(30 * 86400)) {
             bail!(
                 "{}: Memcached expiries are at most 30 days (2592000 seconds)",
@@ -127,34 +128,34 @@ fn candidates() -> Result<Vec<(Backend, bool)>> {
         out.push((
             Backend::Memcached {
                 endpoint,
-                prefix: prefix(&config::MEMCACHED_KEY_PREFIX)?,
+                prefix: prefix(f, &config::MEMCACHED_KEY_PREFIX)?,
                 ttl,
             },
-            read_only(&config::MEMCACHED_RW_MODE)?,
+            read_only(f, &config::MEMCACHED_RW_MODE)?,
         ));
     }
-    if let Some(bucket) = opt(&config::GCS_BUCKET)? {
+    if let Some(bucket) = opt(f, &config::GCS_BUCKET)? {
         out.push((
             Backend::Gcs {
                 bucket,
-                prefix: prefix(&config::GCS_KEY_PREFIX)?,
-                key_path: opt(&config::GCS_KEY_PATH)?.map(PathBuf::from),
-                endpoint: opt(&config::GCS_ENDPOINT)?,
+                prefix: prefix(f, &config::GCS_KEY_PREFIX)?,
+                key_path: opt(f, &config::GCS_KEY_PATH)?.map(PathBuf::from),
+                endpoint: opt(f, &config::GCS_ENDPOINT)?,
             },
-            read_only(&config::GCS_RW_MODE)?,
+            read_only(f, &config::GCS_RW_MODE)?,
         ));
     }
-    let azure = opt(&config::AZURE_CONNECTION_STRING)?;
-    let container = opt(&config::AZURE_BLOB_CONTAINER)?;
+    let azure = opt(f, &config::AZURE_CONNECTION_STRING)?;
+    let container = opt(f, &config::AZURE_BLOB_CONTAINER)?;
     match (azure, container) {
         (Some(connection_string), Some(container)) => out.push((
             Backend::Azure {
                 connection_string,
                 container,
-                prefix: prefix(&config::AZURE_KEY_PREFIX)?,
-                endpoint: opt(&config::AZURE_ENDPOINT)?,
+                prefix: prefix(f, &config::AZURE_KEY_PREFIX)?,
+                endpoint: opt(f, &config::AZURE_ENDPOINT)?,
             },
-            read_only(&config::AZURE_RW_MODE)?,
+            read_only(f, &config::AZURE_RW_MODE)?,
         )),
         (Some(_), None) => bail!(
             "{} is set but {} is not: name the container",
@@ -168,24 +169,24 @@ fn candidates() -> Result<Vec<(Backend, bool)>> {
         ),
         (None, None) => {}
     }
-    if let Some(endpoint) = opt(&config::WEBDAV_ENDPOINT)? {
+    if let Some(endpoint) = opt(f, &config::WEBDAV_ENDPOINT)? {
         out.push((
             Backend::Webdav {
                 endpoint,
-                prefix: prefix(&config::WEBDAV_KEY_PREFIX)?,
-                username: opt(&config::WEBDAV_USERNAME)?,
-                password: opt(&config::WEBDAV_PASSWORD)?,
-                token: opt(&config::WEBDAV_TOKEN)?,
+                prefix: prefix(f, &config::WEBDAV_KEY_PREFIX)?,
+                username: opt(f, &config::WEBDAV_USERNAME)?,
+                password: opt(f, &config::WEBDAV_PASSWORD)?,
+                token: opt(f, &config::WEBDAV_TOKEN)?,
             },
-            read_only(&config::WEBDAV_RW_MODE)?,
+            read_only(f, &config::WEBDAV_RW_MODE)?,
         ));
     }
     Ok(out)
 }
 
 /// The remote backend to use, if any.
-pub fn load() -> Result<Option<RemoteSettings>> {
-    let mut all = candidates()?.into_iter();
+pub fn load(f: &FileConfig) -> Result<Option<RemoteSettings>> {
+    let mut all = candidates(f)?.into_iter();
     let Some((backend, read_only)) = all.next() else {
         return Ok(None);
     };

@@ -252,7 +252,11 @@ fn recache_compiles_and_overwrites_and_no_cache_bypasses_the_cache() {
     env.zero();
     env.build(&co, &[("CACHEPOT_RECACHE", "1")]);
     let s = env.stats();
-    assert_eq!((count(&s, "cache_hits"), count(&s, "cache_misses")), (0, CACHEABLE), "{s}");
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "cache_misses")),
+        (0, CACHEABLE),
+        "{s}"
+    );
     assert_eq!(count(&s, "cache_writes"), CACHEABLE, "{s}");
     env.stop();
 
