@@ -204,6 +204,16 @@ impl Env {
         self.cachepot(&["--zero-stats"]);
     }
 
+    /// Stops the daemon (its writes done), empties the target directory,
+    /// zeroes the statistics, builds again, and returns the statistics.
+    pub fn rebuild_fresh(&self, co: &Checkout, env: &[(&str, &str)]) -> serde_json::Value {
+        self.stop();
+        std::fs::remove_dir_all(&co.target).unwrap();
+        self.zero();
+        self.build(co, env);
+        self.stats()
+    }
+
     /// Stops the daemon; returns when its writes are done.
     pub fn stop(&self) {
         let _ = self.command(BIN).arg("--stop-server").output();
@@ -221,6 +231,11 @@ pub fn count(stats: &serde_json::Value, name: &str) -> u64 {
     stats[name]
         .as_u64()
         .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+}
+
+/// Hits and misses of a stats JSON.
+pub fn hits_misses(stats: &serde_json::Value) -> (u64, u64) {
+    (count(stats, "cache_hits"), count(stats, "cache_misses"))
 }
 
 /// The library outputs of the fixture's cacheable crates, by file name.

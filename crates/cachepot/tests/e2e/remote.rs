@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::harness::{count, lib_outputs, run_app, Env};
+use crate::harness::{count, hits_misses, lib_outputs, run_app, Env};
 
 /// The `CACHEPOT_TEST_*` value that `scripts/services.sh env` prints.
 fn server(var: &str) -> String {
@@ -90,16 +90,8 @@ fn round_trip(kind: &str) {
     assert_eq!(count(&s, "cache_misses"), 2, "{s}");
     assert_eq!(count(&s, "cache_errors"), 0, "{s}");
     let cold = lib_outputs(&co.target);
-    env.stop();
-    std::fs::remove_dir_all(&co.target).unwrap();
-    env.zero();
-    env.build(&co, &[]);
-    let s = env.stats();
-    assert_eq!(
-        (count(&s, "cache_hits"), count(&s, "cache_misses")),
-        (2, 0),
-        "{s}"
-    );
+    let s = env.rebuild_fresh(&co, &[]);
+    assert_eq!(hits_misses(&s), (2, 0), "{s}");
     assert_eq!(
         s["cache_location"].as_str().map(|l| l.is_empty()),
         Some(false)
@@ -205,16 +197,8 @@ fn read_only(kind: &str) {
         .push((rw_mode_var(kind).into(), "READ_ONLY".into()));
     let co = env.checkout("ro");
     env.build(&co, &[]);
-    env.stop();
-    std::fs::remove_dir_all(&co.target).unwrap();
-    env.zero();
-    env.build(&co, &[]);
-    let s = env.stats();
-    assert_eq!(
-        (count(&s, "cache_hits"), count(&s, "cache_misses")),
-        (0, 2),
-        "{s}"
-    );
+    let s = env.rebuild_fresh(&co, &[]);
+    assert_eq!(hits_misses(&s), (0, 2), "{s}");
     assert_eq!(s["backends"][0]["writes"].as_u64(), Some(0), "{s}");
     env.stop();
 
