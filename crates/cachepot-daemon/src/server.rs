@@ -59,6 +59,8 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Server {
     shared: Arc<Shared>,
     writer: Mutex<Option<SyncSender<Job>>>,
+    /// Writes queued and not yet done.
+    pending_writes: Arc<AtomicUsize>,
     stopping: AtomicBool,
     active: AtomicUsize,
     /// Milliseconds since `epoch` of the last request.
@@ -88,6 +90,12 @@ impl Server {
 
     fn queue_write(&self, job: Job) {
         let sender = self.writer.lock().ok().and_then(|g| g.clone());
+        let pending = self.pending_writes.clone();
+        pending.fetch_add(1, Ordering::SeqCst);
+        let job: Job = Box::new(move || {
+            job();
+            pending.fetch_sub(1, Ordering::SeqCst);
+        });
         match sender {
             Some(tx) => {
                 if tx.send(job).is_err() {
@@ -157,6 +165,7 @@ pub fn run(
             warnings: Default::default(),
         }),
         writer: Mutex::new(Some(tx)),
+        pending_writes: Arc::new(AtomicUsize::new(0)),
         stopping: AtomicBool::new(false),
         active: AtomicUsize::new(0),
         last_activity: AtomicU64::new(0),
@@ -220,6 +229,10 @@ pub fn run(
             break;
         }
         thread::sleep(Duration::from_millis(5));
+    }
+    let pending = server.pending_writes.load(Ordering::SeqCst);
+    if pending > 0 {
+        tracing::info!(pending, "finishing pending writes before stopping");
     }
     if let Ok(mut w) = server.writer.lock() {
         w.take();
@@ -285,6 +298,7 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                     .map(|p| p.display().to_string());
                 snap.daemon_pid = std::process::id();
                 snap.backends = shared.storage.stats();
+                snap.pending_writes = server.pending_writes.load(Ordering::SeqCst) as u64;
                 Response::Stats(Box::new(snap))
             }
             Request::ZeroStats => {

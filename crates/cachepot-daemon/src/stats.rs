@@ -50,6 +50,9 @@ pub struct StatsSnapshot {
     pub log_file: Option<String>,
     /// The daemon's process id.
     pub daemon_pid: u32,
+    /// Writes queued in the background and not yet done.
+    #[serde(default)]
+    pub pending_writes: u64,
     /// Each storage backend: hits, misses, errors, bytes, latency.
     #[serde(default)]
     pub backends: Vec<cachepot_storage::metered::BackendStats>,

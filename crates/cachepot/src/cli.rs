@@ -214,6 +214,7 @@ fn render(s: &StatsSnapshot) -> String {
     row("Cache errors", s.cache_errors.to_string());
     row("Corrupt entries removed", s.corrupt_entries.to_string());
     row("Cache writes", s.cache_writes.to_string());
+    row("Cache writes pending", s.pending_writes.to_string());
     if let Some(m) = s.hit_time_median_us {
         row(
             "Hit time, median (in the wrapper)",
