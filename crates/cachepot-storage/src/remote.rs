@@ -53,7 +53,11 @@ pub enum Backend {
     /// Azure Blob storage.
     Azure {
         /// A connection string (account, key, endpoint).
-        connection_string: String,
+        connection_string: Option<String>,
+        /// Account name, instead of a connection string.
+        account_name: Option<String>,
+        /// Account key (base64), with the account name.
+        account_key: Option<String>,
         /// Container name.
         container: String,
         /// Key prefix.
@@ -262,13 +266,26 @@ fn build(backend: &Backend) -> opendal::Result<Operator> {
         }
         Backend::Azure {
             connection_string,
+            account_name,
+            account_key,
             container,
             prefix,
             endpoint,
         } => {
-            let mut b = services::Azblob::from_connection_string(&connection_string)?
-                .container(&container)
-                .root(&root(&prefix));
+            let mut b = match &connection_string {
+                Some(c) => services::Azblob::from_connection_string(c)?,
+                None => services::Azblob::default(),
+            };
+            b = b.container(&container).root(&root(&prefix));
+            if let Some(name) = &account_name {
+                b = b.account_name(name);
+                if endpoint.is_none() && connection_string.is_none() {
+                    b = b.endpoint(&format!("https://{name}.blob.core.windows.net"));
+                }
+            }
+            if let Some(key) = &account_key {
+                b = b.account_key(key);
+            }
             if let Some(e) = &endpoint {
                 b = b.endpoint(e);
             }

@@ -111,6 +111,10 @@ vars! {
         "GCS: `READ_ONLY` or `READ_WRITE` (default).";
     AZURE_CONNECTION_STRING = "CACHEPOT_AZURE_CONNECTION_STRING", Some("SCCACHE_AZURE_CONNECTION_STRING"), Some("azure.connection_string"),
         "Azure Blob: connection string (account name and key, endpoint). With `CACHEPOT_AZURE_BLOB_CONTAINER`, selects Azure.";
+    AZURE_ACCOUNT_NAME = "CACHEPOT_AZURE_ACCOUNT_NAME", None, Some("azure.account_name"),
+        "Azure Blob: storage account name, with `CACHEPOT_AZURE_ACCOUNT_KEY`, instead of a connection string. The endpoint defaults to `https://<account>.blob.core.windows.net`.";
+    AZURE_ACCOUNT_KEY = "CACHEPOT_AZURE_ACCOUNT_KEY", None, Some("azure.account_key"),
+        "Azure Blob: the account's access key (base64).";
     AZURE_BLOB_CONTAINER = "CACHEPOT_AZURE_BLOB_CONTAINER", Some("SCCACHE_AZURE_BLOB_CONTAINER"), Some("azure.container"),
         "Azure Blob: the container.";
     AZURE_KEY_PREFIX = "CACHEPOT_AZURE_KEY_PREFIX", Some("SCCACHE_AZURE_KEY_PREFIX"), Some("azure.key_prefix"),

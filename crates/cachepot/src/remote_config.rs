@@ -146,28 +146,45 @@ fn candidates(f: &FileConfig) -> Result<Vec<(Backend, bool)>> {
         ));
     }
     let azure = opt(f, &config::AZURE_CONNECTION_STRING)?;
+    let account_name = opt(f, &config::AZURE_ACCOUNT_NAME)?;
+    let account_key = opt(f, &config::AZURE_ACCOUNT_KEY)?;
     let container = opt(f, &config::AZURE_BLOB_CONTAINER)?;
-    match (azure, container) {
-        (Some(connection_string), Some(container)) => out.push((
-            Backend::Azure {
-                connection_string,
-                container,
-                prefix: prefix(f, &config::AZURE_KEY_PREFIX)?,
-                endpoint: opt(f, &config::AZURE_ENDPOINT)?,
-            },
-            read_only(f, &config::AZURE_RW_MODE)?,
-        )),
-        (Some(_), None) => bail!(
-            "{} is set but {} is not: name the container",
+    let credentials = azure.is_some() || account_name.is_some();
+    match (credentials, container) {
+        (true, Some(container)) => {
+            if azure.is_none() && account_key.is_none() {
+                bail!(
+                    "{} is set but {} is not: give the account's key (or a connection string in {})",
+                    config::AZURE_ACCOUNT_NAME.name,
+                    config::AZURE_ACCOUNT_KEY.name,
+                    config::AZURE_CONNECTION_STRING.name
+                );
+            }
+            out.push((
+                Backend::Azure {
+                    connection_string: azure,
+                    account_name,
+                    account_key,
+                    container,
+                    prefix: prefix(f, &config::AZURE_KEY_PREFIX)?,
+                    endpoint: opt(f, &config::AZURE_ENDPOINT)?,
+                },
+                read_only(f, &config::AZURE_RW_MODE)?,
+            ))
+        }
+        (true, None) => bail!(
+            "{} or {} is set but {} is not: name the container",
             config::AZURE_CONNECTION_STRING.name,
+            config::AZURE_ACCOUNT_NAME.name,
             config::AZURE_BLOB_CONTAINER.name
         ),
-        (None, Some(_)) => bail!(
-            "{} is set but {} is not: give the account's connection string",
+        (false, Some(_)) => bail!(
+            "{} is set but neither {} nor {} is: give the account's connection string, or its name and key",
             config::AZURE_BLOB_CONTAINER.name,
-            config::AZURE_CONNECTION_STRING.name
+            config::AZURE_CONNECTION_STRING.name,
+            config::AZURE_ACCOUNT_NAME.name
         ),
-        (None, None) => {}
+        (false, None) => {}
     }
     if let Some(endpoint) = opt(f, &config::WEBDAV_ENDPOINT)? {
         out.push((

@@ -66,6 +66,23 @@ fn backend(kind: &str, prefix: &str) -> Vec<(String, String)> {
             v("CACHEPOT_AZURE_BLOB_CONTAINER", "cachepot-test".into()),
             v("CACHEPOT_AZURE_KEY_PREFIX", prefix.into()),
         ],
+        "azure-account" => {
+            // The same Azurite account, given as name, key and endpoint.
+            let conn = server("CACHEPOT_TEST_AZURITE");
+            let field = |name: &str| {
+                conn.split(';')
+                    .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                    .unwrap_or_else(|| panic!("{name} in {conn}"))
+                    .to_string()
+            };
+            vec![
+                v("CACHEPOT_AZURE_ACCOUNT_NAME", field("AccountName")),
+                v("CACHEPOT_AZURE_ACCOUNT_KEY", field("AccountKey")),
+                v("CACHEPOT_AZURE_ENDPOINT", field("BlobEndpoint")),
+                v("CACHEPOT_AZURE_BLOB_CONTAINER", "cachepot-test".into()),
+                v("CACHEPOT_AZURE_KEY_PREFIX", prefix.into()),
+            ]
+        }
         "webdav" => vec![
             v("CACHEPOT_WEBDAV_ENDPOINT", server("CACHEPOT_TEST_WEBDAV")),
             v(
@@ -162,6 +179,11 @@ fn gcs_round_trip() {
 #[test]
 fn azure_round_trip() {
     round_trip("azure");
+}
+
+#[test]
+fn azure_with_account_name_and_key_round_trip() {
+    round_trip("azure-account");
 }
 
 #[test]
