@@ -6,6 +6,8 @@
 #   scripts/services.sh start       install if needed, then start every server
 #   scripts/services.sh stop        stop the servers started by `start`
 #   scripts/services.sh env         print the variables the tests read
+#   scripts/services.sh azure-container PORT NAME
+#                                   create a container in an Azurite on PORT
 #
 # Tools go to $CACHEPOT_TEST_TOOLS (default ~/.cache/cachepot-test-tools),
 # server data and pids to $CACHEPOT_TEST_SERVICES (default /tmp/cachepot-test-services).
@@ -160,6 +162,7 @@ make_tls_certs() {
 # Creates a blob container in Azurite (OpenDAL never creates containers),
 # signing the request with the development account's SharedKey.
 create_azure_container() {
+    local port=${2:-$AZURITE_PORT}
     python3 - "$1" <<PY
 import base64, hashlib, hmac, sys, urllib.request
 from email.utils import formatdate
@@ -172,7 +175,7 @@ canonical_resource = "/%s/%s/%s\nrestype:container" % (account, account, name)
 to_sign = "PUT\n\n\n\n\n\n\n\n\n\n\n\n" + canonical_headers + canonical_resource
 sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
 headers["Authorization"] = "SharedKey %s:%s" % (account, sig)
-req = urllib.request.Request("http://127.0.0.1:$AZURITE_PORT/%s/%s?restype=container" % (account, name), method="PUT", headers=headers)
+req = urllib.request.Request("http://127.0.0.1:$port/%s/%s?restype=container" % (account, name), method="PUT", headers=headers)
 try:
     urllib.request.urlopen(req)
 except urllib.error.HTTPError as e:
@@ -228,8 +231,9 @@ case ${1:-} in
     start) start ;;
     stop) stop ;;
     env) env_vars ;;
+    azure-container) create_azure_container "${3:?container name}" "${2:?port}" ;;
     *)
-        echo "usage: $0 install|start|stop|env" >&2
+        echo "usage: $0 install|start|stop|env|azure-container PORT NAME" >&2
         exit 2
         ;;
 esac

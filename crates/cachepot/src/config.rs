@@ -105,6 +105,8 @@ vars! {
         "GCS: prefix of every key.";
     GCS_KEY_PATH = "CACHEPOT_GCS_KEY_PATH", Some("SCCACHE_GCS_KEY_PATH"), Some("gcs.key_path"),
         "GCS: service-account key file. Without it (and without `GOOGLE_APPLICATION_CREDENTIALS`), requests go unauthenticated: a public bucket or an emulator.";
+    GCS_CREDENTIALS_URL = "CACHEPOT_GCS_CREDENTIALS_URL", Some("SCCACHE_GCS_CREDENTIALS_URL"), Some("gcs.credentials_url"),
+        "GCS: URL that hands out OAuth tokens (JSON with `accessToken`, and optionally `expires_in` seconds; otherwise fetched again every 10 minutes), instead of a key file.";
     GCS_ENDPOINT = "CACHEPOT_GCS_ENDPOINT", None, Some("gcs.endpoint"),
         "GCS: endpoint override, for emulators and private endpoints. Default: `https://storage.googleapis.com`.";
     GCS_RW_MODE = "CACHEPOT_GCS_RW_MODE", Some("SCCACHE_GCS_RW_MODE"), Some("gcs.rw_mode"),

@@ -140,6 +140,7 @@ fn candidates(f: &FileConfig) -> Result<Vec<(Backend, bool)>> {
                 bucket,
                 prefix: prefix(f, &config::GCS_KEY_PREFIX)?,
                 key_path: opt(f, &config::GCS_KEY_PATH)?.map(PathBuf::from),
+                credentials_url: opt(f, &config::GCS_CREDENTIALS_URL)?,
                 endpoint: opt(f, &config::GCS_ENDPOINT)?,
             },
             read_only(f, &config::GCS_RW_MODE)?,

@@ -4,4 +4,5 @@ mod daemon;
 mod direct;
 mod harness;
 mod remote;
+mod remote_failures;
 mod rust_builds;

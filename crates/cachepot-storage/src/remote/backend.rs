@@ -1,24 +1,10 @@
-//! Remote storage through Apache OpenDAL: S3 (and S3-compatible servers),
-//! Google Cloud Storage, Azure Blob, Redis, Memcached and WebDAV.
-//!
-//! The [`Storage`] trait is blocking; each remote backend owns a small tokio
-//! runtime and waits on it. Every call has a timeout, so a slow or dead
-//! server makes a lookup miss instead of hanging a build.
+//! The remote services and how an OpenDAL operator is built for each.
 
 use std::path::PathBuf;
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use opendal::layers::TimeoutLayer;
-use opendal::{services, ErrorKind, Operator};
-
-pub use crate::hints::hint;
-use crate::{Storage, StorageError, StorageInfo, StorageKey};
-
-/// Largest value written to Memcached: its default item limit is 1 MiB,
-/// key and item overhead included. Larger entries are refused before they
-/// reach the server.
-pub const MEMCACHED_MAX_VALUE: usize = 1024 * 1024 - 4096;
+use opendal::{services, Operator};
 
 /// Which remote service, and how to reach it. Secrets are held here but
 /// never shown by [`Backend::location`].
@@ -47,6 +33,8 @@ pub enum Backend {
         prefix: String,
         /// Service-account key file.
         key_path: Option<PathBuf>,
+        /// URL that hands out OAuth tokens (`{"accessToken": …, "expireTime": …}`).
+        credentials_url: Option<String>,
         /// Endpoint override (emulators, private endpoints).
         endpoint: Option<String>,
     },
@@ -198,7 +186,7 @@ fn install_once() {
     });
 }
 
-fn build(backend: &Backend) -> opendal::Result<Operator> {
+pub(super) fn build(backend: &Backend, token: Option<&str>) -> opendal::Result<Operator> {
     install_once();
     match backend.clone() {
         Backend::S3 {
@@ -242,6 +230,7 @@ fn build(backend: &Backend) -> opendal::Result<Operator> {
             bucket,
             prefix,
             key_path,
+            credentials_url,
             endpoint,
         } => {
             let mut b = services::Gcs::default()
@@ -250,17 +239,25 @@ fn build(backend: &Backend) -> opendal::Result<Operator> {
             if let Some(e) = &endpoint {
                 b = b.endpoint(e);
             }
-            match &key_path {
-                Some(p) => b = b.credential_path(&p.to_string_lossy()),
+            let from_env = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some();
+            match (token, &key_path) {
+                // A token from the credentials URL.
+                (Some(t), _) => {
+                    b = b
+                        .token(t.to_string())
+                        .disable_vm_metadata()
+                        .disable_config_load()
+                }
+                (None, Some(p)) => b = b.credential_path(&p.to_string_lossy()),
                 // No credentials configured: unauthenticated requests (a
                 // public bucket, an emulator) rather than a failure.
-                None if std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_none() => {
+                (None, None) if credentials_url.is_none() && !from_env => {
                     b = b
                         .skip_signature()
                         .disable_vm_metadata()
                         .disable_config_load();
                 }
-                None => {}
+                (None, None) => {}
             }
             Operator::new(b)
         }
@@ -351,159 +348,6 @@ fn build(backend: &Backend) -> opendal::Result<Operator> {
                 b = b.token(t);
             }
             Operator::new(b)
-        }
-    }
-}
-
-/// A remote backend behind the [`Storage`] trait.
-pub struct Remote {
-    backend: Backend,
-    op: Operator,
-    rt: tokio::runtime::Runtime,
-    timeout: Duration,
-}
-
-impl Remote {
-    /// Connects (lazily: no request is sent until the first use).
-    pub fn new(backend: Backend, timeout: Duration) -> Result<Remote, StorageError> {
-        let op = build(&backend).map_err(|e| StorageError::Remote {
-            backend: backend.kind(),
-            op: "configure",
-            message: e.to_string(),
-        })?;
-        let op = op.layer(
-            TimeoutLayer::new()
-                .with_timeout(timeout)
-                .with_io_timeout(timeout),
-        );
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("remote-storage")
-            .enable_all()
-            .build()
-            .map_err(|source| StorageError::Io {
-                op: "starting the remote storage runtime",
-                path: PathBuf::new(),
-                source,
-            })?;
-        Ok(Remote {
-            backend,
-            op,
-            rt,
-            timeout,
-        })
-    }
-
-    /// The backend this talks to.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
-    fn error(&self, op: &'static str, e: opendal::Error) -> StorageError {
-        StorageError::Remote {
-            backend: self.backend.kind(),
-            op,
-            message: e.to_string(),
-        }
-    }
-
-    /// Runs one call with the timeout as an outer bound too (a stuck
-    /// connection pool is not covered by OpenDAL's own timeout layer).
-    fn run<T>(
-        &self,
-        fut: impl std::future::Future<Output = opendal::Result<T>>,
-    ) -> opendal::Result<T> {
-        let outer = self.timeout + Duration::from_secs(1);
-        self.rt.block_on(async {
-            match tokio::time::timeout(outer, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(opendal::Error::new(ErrorKind::Unexpected, "timed out")),
-            }
-        })
-    }
-}
-
-impl Storage for Remote {
-    fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-        let start = Instant::now();
-        let r = match self.run(self.op.read(key.as_str())) {
-            Ok(buf) => Ok(Some(buf.to_vec())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.error("read", e)),
-        };
-        tracing::trace!(backend = self.backend.kind(), key = key.as_str(), elapsed = ?start.elapsed(), "remote read");
-        r
-    }
-
-    fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        if matches!(self.backend, Backend::Memcached { .. }) && value.len() > MEMCACHED_MAX_VALUE {
-            return Err(StorageError::TooLarge {
-                size: value.len() as u64,
-                limit: MEMCACHED_MAX_VALUE as u64,
-            });
-        }
-        self.run(self.op.write(key.as_str(), value.to_vec()))
-            .map(|_| ())
-            .map_err(|e| self.error("write", e))
-    }
-
-    fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
-        self.run(self.op.delete(key.as_str()))
-            .map_err(|e| self.error("delete", e))
-    }
-
-    fn describe(&self) -> StorageInfo {
-        StorageInfo {
-            kind: self.backend.kind().to_string(),
-            location: self.backend.location(),
-            size_bytes: 0,
-            max_size_bytes: 0,
-            entries: 0,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locations_never_show_credentials() {
-        let b = Backend::Webdav {
-            endpoint: "https://user:secret@dav.example/cache".into(),
-            prefix: "ci/".into(),
-            username: Some("user".into()),
-            password: Some("secret".into()),
-            token: None,
-        };
-        assert_eq!(b.location(), "https://dav.example/cache/ci");
-        let r = Backend::Redis {
-            endpoint: Some("rediss://:pw@redis.example:6380".into()),
-            cluster_endpoints: None,
-            username: None,
-            password: Some("pw".into()),
-            db: 2,
-            prefix: String::new(),
-            ttl: None,
-        };
-        assert!(!r.location().contains("pw"), "{}", r.location());
-    }
-
-    #[test]
-    fn memcached_refuses_values_over_its_item_limit_without_a_request() {
-        let m = Remote::new(
-            Backend::Memcached {
-                endpoint: "tcp://127.0.0.1:1".into(),
-                prefix: String::new(),
-                ttl: None,
-            },
-            Duration::from_secs(1),
-        )
-        .expect("configuring needs no server");
-        let big = vec![0u8; MEMCACHED_MAX_VALUE + 1];
-        match m.put(&StorageKey::new("e-1").expect("valid"), &big) {
-            Err(StorageError::TooLarge { .. }) => {}
-            other => panic!("expected TooLarge, got {other:?}"),
         }
     }
 }
