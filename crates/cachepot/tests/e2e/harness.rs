@@ -196,6 +196,15 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs `--check-storage`: its exit code and what it printed.
+    pub fn check_storage(&self) -> (Option<i32>, String) {
+        let out = self.command(BIN).arg("--check-storage").output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.cachepot(&["--show-stats", "--stats-format", "json"])).unwrap()
     }

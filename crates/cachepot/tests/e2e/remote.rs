@@ -134,14 +134,9 @@ fn round_trip(kind: &str) {
     assert_eq!(b["hits"].as_u64(), Some(4), "{s}");
     assert!(b["bytes_read"].as_u64().unwrap() > 0, "{s}");
     // And the probe works.
-    let check = env
-        .command(crate::harness::BIN)
-        .arg("--check-storage")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&check.stdout);
+    let (code, text) = env.check_storage();
     assert!(
-        check.status.success() && text.contains("All storage works"),
+        code == Some(0) && text.contains("All storage works"),
         "{text}"
     );
 }

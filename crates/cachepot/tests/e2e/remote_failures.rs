@@ -52,13 +52,8 @@ fn wrong_credentials(kind: &str) {
     assert_eq!(count(&s, "cache_hits"), 0, "{s}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("cache storage error").count(), 1, "{stderr}");
-    let check = env
-        .command(crate::harness::BIN)
-        .arg("--check-storage")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(1), "{text}");
+    let (code, text) = env.check_storage();
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FAILED") && text.contains(hint), "{text}");
 }
 
