@@ -34,6 +34,10 @@ const HINTS: &[(&[&str], &str)] = &[
         "the server cannot be reached: check the endpoint and the network (CACHEPOT_ENDPOINT, CACHEPOT_REDIS_ENDPOINT, …)",
     ),
     (&["region is missing"], "no region: set CACHEPOT_REGION (or AWS_REGION)"),
+    (
+        &["failed to load signing credential", "no valid credential"],
+        "no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or CACHEPOT_S3_NO_CREDENTIALS=true for a public bucket)",
+    ),
 ];
 
 /// What a backend's error message most likely means, and what to fix.
@@ -71,6 +75,10 @@ mod tests {
                 "cannot be reached",
             ),
             ("WRONGPASS invalid username-password pair", "Redis refused"),
+            (
+                "signing http request, source: failed to load signing credential",
+                "no credentials found",
+            ),
         ];
         for (message, expected) in cases {
             let h = hint(message).unwrap_or_default();

@@ -22,6 +22,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// daemon and compiles by itself.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The daemon said why it could not start (such as a remote backend it
+/// cannot configure): the build should be told, not only the log.
+#[derive(Debug)]
+pub struct DaemonStartFailed(pub String);
+
+impl std::fmt::Display for DaemonStartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DaemonStartFailed {}
+
 /// A handshaken connection to the daemon.
 pub struct Conn {
     stream: UnixStream,
@@ -150,14 +163,17 @@ pub fn spawn_daemon(paths: &Paths) -> Result<()> {
     tracing::debug!(elapsed = ?started.elapsed(), "daemon answered");
     match line.trim() {
         "ready" => Ok(()),
-        other => bail!(
+        other => Err(DaemonStartFailed(format!(
             "the daemon failed to start: {}; see {}",
-            if other.is_empty() {
-                "no message"
-            } else {
-                other
-            },
+            other
+                .strip_prefix("error: ")
+                .unwrap_or(if other.is_empty() {
+                    "no message"
+                } else {
+                    other
+                }),
             paths.log.display()
-        ),
+        ))
+        .into()),
     }
 }

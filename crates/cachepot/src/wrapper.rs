@@ -30,6 +30,10 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
                 error = format!("{e:#}"),
                 "cache unavailable; compiling without it"
             );
+            // A daemon that cannot start says why (bad settings): tell the build.
+            if let Some(why) = e.downcast_ref::<client::DaemonStartFailed>() {
+                eprintln!("cachepot: {why}; compiling without the cache");
+            }
             exec_plain(&compiler, &args)
         }
     }

@@ -253,3 +253,21 @@ fn sccache_variable_names_are_accepted() {
         .arg("--stop-server")
         .output();
 }
+
+#[test]
+fn a_backend_that_cannot_be_configured_is_named_to_the_build_which_still_succeeds() {
+    let mut env = Env::new();
+    // A Memcached endpoint without a port cannot be configured.
+    env.extra.push((
+        "CACHEPOT_MEMCACHED_ENDPOINT".into(),
+        "tcp://127.0.0.1".into(),
+    ));
+    let co = env.checkout("unconfigurable");
+    let out = env.build(&co, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the daemon failed to start") && stderr.contains("port"),
+        "{stderr}"
+    );
+    assert_eq!(run_app(&co), "hello 42");
+}
