@@ -5,6 +5,7 @@
 //! compiler only to identify a toolchain, and reads files only through the
 //! caller's [`digest::FileDigester`] (plus `@argfile`s and the sysroot).
 
+pub mod c;
 pub mod depinfo;
 pub mod digest;
 pub mod key;

@@ -1,0 +1,121 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+fn words(s: &str) -> Vec<OsString> {
+    s.split_whitespace().map(OsString::from).collect()
+}
+
+fn ok(s: &str) -> CCompile {
+    match parse(&words(s), Path::new("/w")) {
+        CParsed::Cacheable(c) => *c,
+        CParsed::Uncacheable(u) => panic!("{s}: {u:?}"),
+    }
+}
+
+fn reason(s: &str) -> String {
+    match parse(&words(s), Path::new("/w")) {
+        CParsed::Uncacheable(u) => u.reason,
+        CParsed::Cacheable(c) => panic!("{s}: cacheable {c:?}"),
+    }
+}
+
+/// As the `cc` crate runs it for a build script (zstd-sys).
+const CC_CRATE: &str = "-O0 -ffunction-sections -fdata-sections -fPIC -gdwarf-4 -fno-omit-frame-pointer -m64 -I zstd/lib/ -I zstd/lib/common -DZSTD_LIB_DEPRECATED=0 -DXXH_PRIVATE_API= -Wall -Wextra -o /t/debug/build/zstd-sys-1/out/zstd/lib/common/debug.o -c zstd/lib/common/debug.c";
+
+#[test]
+fn cc_crate_build_script_compile() {
+    let c = ok(CC_CRATE);
+    assert_eq!(c.language, Language::C);
+    assert_eq!(c.input, "zstd/lib/common/debug.c");
+    assert_eq!(
+        c.output,
+        "/t/debug/build/zstd-sys-1/out/zstd/lib/common/debug.o"
+    );
+    assert!(c.key_args.contains(&"-DZSTD_LIB_DEPRECATED=0".to_string()));
+    assert!(!c
+        .key_args
+        .iter()
+        .any(|a| a.contains("debug.o") || a.contains("debug.c")));
+}
+
+#[test]
+fn cmake_style_compile_with_dependency_file() {
+    let c = ok("-DFOO -I/src/include -isystem /opt/inc -O2 -g -std=gnu++17 -MD -MT CMakeFiles/x.dir/a.cpp.o -MF CMakeFiles/x.dir/a.cpp.o.d -o CMakeFiles/x.dir/a.cpp.o -c /src/a.cpp");
+    assert_eq!(c.language, Language::Cxx);
+    assert_eq!(c.depfile.as_deref(), Some("CMakeFiles/x.dir/a.cpp.o.d"));
+    assert!(c.key_args.windows(2).any(|w| w == ["-isystem", "/opt/inc"]));
+    assert!(c
+        .key_args
+        .windows(2)
+        .any(|w| w == ["-MT", "CMakeFiles/x.dir/a.cpp.o"]));
+}
+
+#[test]
+fn autotools_default_output_and_dependency_names() {
+    let c = ok("-DHAVE_CONFIG_H -I. -g -O2 -MMD -c foo.c");
+    assert_eq!(c.output, "foo.o");
+    assert_eq!(c.depfile.as_deref(), Some("foo.d"));
+    let c = ok("-c -ofoo.lo -MFdeps/foo.Plo -MD foo.c");
+    assert_eq!(
+        (c.output.as_str(), c.depfile.as_deref()),
+        ("foo.lo", Some("deps/foo.Plo"))
+    );
+}
+
+#[test]
+fn side_outputs_follow_the_object() {
+    let c = ok("-c -gsplit-dwarf --coverage -o out/a.o a.c");
+    assert_eq!(
+        c.side_outputs(),
+        vec![
+            ("dwo", "out/a.dwo".to_string()),
+            ("gcno", "out/a.gcno".to_string())
+        ]
+    );
+}
+
+#[test]
+fn languages_from_extension_and_x() {
+    assert_eq!(ok("-c a.S").language, Language::AsmPreprocessed);
+    assert_eq!(ok("-c a.s").language, Language::Asm);
+    assert_eq!(ok("-c a.mm").language, Language::ObjCxx);
+    assert_eq!(ok("-x c++ -c a.inc").language, Language::Cxx);
+    assert_eq!(ok("-xc -c a.inc").language, Language::C);
+    assert_eq!(reason("-c a.inc"), "unknown source type");
+}
+
+#[test]
+fn what_is_not_cached() {
+    assert_eq!(reason("a.c -o a"), "linking");
+    assert_eq!(reason("-c a.c b.c"), "several source files");
+    assert_eq!(reason("-E a.c"), "preprocessing only");
+    assert_eq!(reason("-c -x c -"), "stdin input");
+    assert_eq!(
+        reason("-c -x c++-header a.hpp -o a.hpp.gch"),
+        "precompiled header output"
+    );
+    assert_eq!(reason("-c -x fortran a.f"), "unsupported language");
+    assert_eq!(reason("-c a.h -o a.h.gch"), "precompiled header output");
+    assert_eq!(reason("-c -fprofile-generate a.c"), "-fprofile-generate");
+    assert_eq!(reason("-c -o"), "missing option value");
+}
+
+#[test]
+fn response_files_are_expanded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rsp"), "-c -DX=1\n-o x.o x.c\n").unwrap();
+    match parse(&[OsString::from("@rsp")], dir.path()) {
+        CParsed::Cacheable(c) => {
+            assert_eq!(c.output, "x.o");
+            assert!(c.key_args.contains(&"-DX=1".to_string()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_define_changes_the_key_args() {
+    assert_ne!(ok("-c -DA=1 a.c").key_args, ok("-c -DA=2 a.c").key_args);
+    assert_eq!(ok("-c -o x.o a.c").key_args, ok("-c -o y/z.o a.c").key_args);
+}
