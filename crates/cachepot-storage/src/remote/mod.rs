@@ -143,11 +143,6 @@ impl Remote {
         Ok(g.0.clone())
     }
 
-    /// The backend this talks to.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
     fn error(&self, op: &'static str, e: opendal::Error) -> StorageError {
         StorageError::Remote {
             backend: self.backend.kind(),

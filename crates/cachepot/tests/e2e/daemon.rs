@@ -67,11 +67,7 @@ fn corrupt_entries_are_misses_counted_and_removed() {
     assert_eq!(lib_outputs(&co.target), reference);
     assert_eq!(run_app(&co), "hello 42");
     // Rewritten on the miss: the next build hits.
-    env.stop();
-    std::fs::remove_dir_all(&co.target).unwrap();
-    env.zero();
-    env.build(&co, &[]);
-    assert_eq!(count(&env.stats(), "cache_hits"), 2);
+    assert_eq!(count(&env.rebuild_fresh(&co, &[]), "cache_hits"), 2);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::harness::{count, lib_outputs, run_app, Env, WITH_PROC_MACRO};
+use crate::harness::{count, hits_misses, lib_outputs, run_app, Env, WITH_PROC_MACRO};
 
 /// Cacheable units in the fixture: `itoa` and `util` (the binary and the
 /// build script are linked, which is a later issue's job).
@@ -200,22 +200,14 @@ fn clippy_runs_are_cached_apart_from_rustc_runs() {
     );
     let s = env.stats();
     // itoa is compiled by rustc as in `cargo check`; util by clippy-driver.
-    assert_eq!(
-        (count(&s, "cache_hits"), count(&s, "cache_misses")),
-        (1, 1),
-        "{s}"
-    );
+    assert_eq!(hits_misses(&s), (1, 1), "{s}");
     env.stop();
 
     std::fs::remove_dir_all(&co.target).unwrap();
     env.zero();
     let second = env.cargo_with(&co, true, &["clippy"], &[]);
     let s = env.stats();
-    assert_eq!(
-        (count(&s, "cache_hits"), count(&s, "cache_misses")),
-        (2, 0),
-        "{s}"
-    );
+    assert_eq!(hits_misses(&s), (2, 0), "{s}");
     // The replayed lint is the same warning cargo showed the first time.
     assert!(String::from_utf8_lossy(&second.stderr).contains("ptr_arg"));
 }
@@ -234,11 +226,7 @@ fn a_crate_using_a_proc_macro_rebuilt_elsewhere_is_compiled_again() {
     env.zero();
     env.build(&b, &[]);
     let s = env.stats();
-    assert_eq!(
-        (count(&s, "cache_hits"), count(&s, "cache_misses")),
-        (1, 1),
-        "{s}"
-    );
+    assert_eq!(hits_misses(&s), (1, 1), "{s}");
     assert_eq!(run_app(&b), "hello 42");
 }
 
@@ -247,16 +235,8 @@ fn recache_compiles_and_overwrites_and_no_cache_bypasses_the_cache() {
     let env = Env::new();
     let co = env.checkout("modes");
     env.build(&co, &[]);
-    env.stop();
-    std::fs::remove_dir_all(&co.target).unwrap();
-    env.zero();
-    env.build(&co, &[("CACHEPOT_RECACHE", "1")]);
-    let s = env.stats();
-    assert_eq!(
-        (count(&s, "cache_hits"), count(&s, "cache_misses")),
-        (0, CACHEABLE),
-        "{s}"
-    );
+    let s = env.rebuild_fresh(&co, &[("CACHEPOT_RECACHE", "1")]);
+    assert_eq!(hits_misses(&s), (0, CACHEABLE), "{s}");
     assert_eq!(count(&s, "cache_writes"), CACHEABLE, "{s}");
     env.stop();
 
