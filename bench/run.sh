@@ -535,6 +535,13 @@ def total(x):
         return sum(v for v in x.values() if isinstance(v, (int, float)))
     return num(x)
 
+def c_family(by_lang, rust="rust"):
+    """Sum of the counts of every language but Rust, or None without data."""
+    if not isinstance(by_lang, dict):
+        return None
+    return sum(v for k, v in by_lang.items()
+               if k.lower() != rust and isinstance(v, (int, float)))
+
 def stats_of(tool, phase):
     path = os.path.join(out, f"{tool}-{phase}.stats.json")
     try:
@@ -553,6 +560,10 @@ def stats_of(tool, phase):
         s["errors"] = total(st.get("cache_errors"))
         s["failures"] = num(st.get("compile_fails"))
         s["reasons"] = st.get("not_cached") or {}
+        # Per-language counts, e.g. {"Rust": n, "C/C++": n, "Assembler": n}.
+        for k in ("hits", "misses"):
+            x = st.get(f"cache_{k}")
+            s[f"c_{k}"] = c_family(x.get("counts")) if isinstance(x, dict) else None
     elif tool in ("cachepot", "cachepot-s3"):
         s["requests"] = num(raw.get("compile_requests"))
         s["hits"] = num(raw.get("cache_hits"))
@@ -563,6 +574,11 @@ def stats_of(tool, phase):
         s["reasons"] = raw.get("non_cacheable_reasons") or {}
         s["hit_median_us"] = num(raw.get("hit_time_median_us"))
         s["hit_p90_us"] = num(raw.get("hit_time_p90_us"))
+        # "languages": {"rust": {"hits": n, "misses": n, "non_cacheable": n}, "c": {...}, ...}
+        langs = raw.get("languages")
+        if isinstance(langs, dict):
+            for k in ("hits", "misses"):
+                s[f"c_{k}"] = c_family({l: c.get(k) for l, c in langs.items() if isinstance(c, dict)})
     else:
         # kache 2.0: `stats --json --full` has a "summary" (under "report"
         # with --last-build).
@@ -615,12 +631,17 @@ limit = None
 if get("plain", "noop") is not None and get("plain", "copy") is not None:
     limit = get("plain", "noop") + get("plain", "copy")
 
+# C-family (every language but Rust) columns, when some tool reported them.
+with_c = any((stats_of(t, p) or {}).get("c_hits") is not None
+             for t in tools for p in ("cold", "warm", "other"))
+
 lines = []
 w = lines.append
 w("## Results")
 w("")
-w("| tool | phase | seconds | / plain cold | / (no-op + copy) | hits | misses | non-cacheable | stop s |")
-w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+w("| tool | phase | seconds | / plain cold | / (no-op + copy) | hits | misses | non-cacheable |"
+  + (" C-family hits | C-family misses |" if with_c else "") + " stop s |")
+w("|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if with_c else "") + "---:|")
 for t in tools:
     for p in ["cold", "noop", "copy", "warm", "other"]:
         sec = get(t, p)
@@ -630,11 +651,13 @@ for t in tools:
         if p == "copy" and get(t, p, "target_mb") is not None:
             name += f" ({get(t, p, 'target_mb'):.0f} MB)"
         st = stats_of(t, p) if t != "plain" else None
-        h = m = n = ""
+        h = m = n = ch = cm = ""
         if st:
             h, m, n = fmt(st["hits"], 0), fmt(st["misses"], 0), fmt(st["non_cacheable"], 0)
+            ch, cm = fmt(st.get("c_hits"), 0), fmt(st.get("c_misses"), 0)
         lim = ratio(sec, limit) if p in ("warm", "other") else ""
-        w(f"| {t} | {name} | {sec:.2f} | {ratio(sec, plain_cold)} | {lim} | {h} | {m} | {n} | {fmt(get(t, p, 'stop_seconds'))} |")
+        cc = f" {ch} | {cm} |" if with_c else ""
+        w(f"| {t} | {name} | {sec:.2f} | {ratio(sec, plain_cold)} | {lim} | {h} | {m} | {n} |{cc} {fmt(get(t, p, 'stop_seconds'))} |")
 w("")
 
 if "cachepot" in tools:

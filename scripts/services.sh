@@ -41,6 +41,10 @@ apt_install() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v memcached >/dev/null || missing+=(memcached)
     command -v openssl >/dev/null || missing+=(openssl)
+    # The C tests run the real gcc, g++ and clang (gcc comes with the machine).
+    command -v gcc >/dev/null || missing+=(gcc)
+    command -v g++ >/dev/null || missing+=(g++)
+    command -v clang >/dev/null || missing+=(clang)
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (Debian)"
         apt-get update -qq

@@ -6,6 +6,8 @@
 //! differ. What goes into each kind of key is documented where that key is
 //! built (see [`crate::rust::key`]).
 
+use std::ffi::OsString;
+
 use crate::digest::Digest;
 
 /// Bumped whenever the meaning of any key input changes, so that entries
@@ -86,6 +88,14 @@ impl KeyBuilder {
             inputs: self.inputs,
         }
     }
+}
+
+/// Looks up a variable in an environment list (the last setting wins).
+pub fn env_value(env: &[(OsString, OsString)], name: &str) -> Option<OsString> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 #[cfg(test)]

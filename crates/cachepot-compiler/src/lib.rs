@@ -9,6 +9,7 @@ pub mod c;
 pub mod depinfo;
 pub mod digest;
 pub mod key;
+pub mod manifest;
 pub mod paths;
 pub mod rust;
 pub mod toolchain;

@@ -56,7 +56,7 @@ pub struct RustToolchain {
     pub rustc: PathBuf,
 }
 
-fn run(
+pub(crate) fn run(
     program: &Path,
     args: &[&str],
     cwd: &Path,

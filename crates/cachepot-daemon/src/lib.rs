@@ -45,5 +45,6 @@ pub(crate) struct Shared {
     pub(crate) stats: stats::Stats,
     pub(crate) digests: Arc<memo::DigestMemo>,
     pub(crate) toolchains: memo::ToolchainMemo,
+    pub(crate) c_compilers: memo::CCompilerMemo,
     pub(crate) warnings: warnings::Warnings,
 }

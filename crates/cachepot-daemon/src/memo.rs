@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use cachepot_compiler::c::CToolchain;
 use cachepot_compiler::digest::{digest_file, Digest, FileDigester};
 use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
 
@@ -17,7 +18,7 @@ use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// What identifies a file's version without reading it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct Stamp {
     len: u64,
     mtime_ns: i128,
@@ -219,5 +220,57 @@ mod tests {
             resolve_program(Path::new("./x/rustc"), Path::new("/w"), None),
             Some(PathBuf::from("/w/./x/rustc"))
         );
+    }
+}
+
+/// C compilers identified by path and binary stamp, and the files known to
+/// use time macros, by content digest.
+#[derive(Default)]
+pub struct CCompilerMemo {
+    probes: Mutex<HashMap<(PathBuf, Stamp), Arc<CToolchain>>>,
+    time_macros: Mutex<HashMap<Digest, bool>>,
+}
+
+impl CCompilerMemo {
+    /// Probes (once) what the C compiler at `compiler` is.
+    pub fn probe(
+        &self,
+        compiler: &Path,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> Result<Arc<CToolchain>, ToolchainError> {
+        let meta = std::fs::metadata(compiler).map_err(|source| ToolchainError::Spawn {
+            program: compiler.to_path_buf(),
+            args: String::new(),
+            source,
+        })?;
+        let key = (compiler.to_path_buf(), stamp(&meta));
+        if let Some(t) = self.probes.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(t);
+        }
+        let t = Arc::new(CToolchain::probe(compiler, cwd, env)?);
+        tracing::info!(compiler = %compiler.display(), family = ?t.family, "identified C compiler");
+        if let Ok(mut m) = self.probes.lock() {
+            m.insert(key, t.clone());
+        }
+        Ok(t)
+    }
+
+    /// Whether the file with this digest uses `__DATE__`, `__TIME__` or
+    /// `__TIMESTAMP__`; read once per content.
+    pub fn has_time_macros(&self, path: &Path, digest: &Digest) -> io::Result<bool> {
+        if let Some(v) = self
+            .time_macros
+            .lock()
+            .ok()
+            .and_then(|m| m.get(digest).copied())
+        {
+            return Ok(v);
+        }
+        let v = cachepot_compiler::c::has_time_macros(&std::fs::read(path)?);
+        if let Ok(mut m) = self.time_macros.lock() {
+            m.insert(*digest, v);
+        }
+        Ok(v)
     }
 }

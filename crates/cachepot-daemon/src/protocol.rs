@@ -80,7 +80,10 @@ pub enum Response {
         stderr: Vec<u8>,
     },
     /// Run the compiler, then send `Request::Finished`.
-    Miss,
+    Miss {
+        /// Arguments the wrapper appends to the compile.
+        extra_args: Vec<Vec<u8>>,
+    },
     /// Run the compiler; nothing to report.
     RunUncached,
     /// Statistics.

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -162,6 +163,7 @@ pub fn run(
             stats: Default::default(),
             digests: Default::default(),
             toolchains: Default::default(),
+            c_compilers: Default::default(),
             warnings: Default::default(),
         }),
         writer: Mutex::new(Some(tx)),
@@ -273,7 +275,12 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                         stderr,
                     },
                     Lookup::Miss(pending) => {
-                        write_frame(&mut stream, &Response::Miss)?;
+                        let extra_args = pending
+                            .extra_args
+                            .iter()
+                            .map(|a| a.as_bytes().to_vec())
+                            .collect();
+                        write_frame(&mut stream, &Response::Miss { extra_args })?;
                         finish_miss(server, &mut stream, *pending)?;
                         continue;
                     }
@@ -330,19 +337,23 @@ fn finish_miss(
         stderr,
     }) = read_frame::<Request>(stream)?
     else {
+        pending.cleanup();
         return Ok(());
     };
     if exit_code != Some(0) {
+        pending.cleanup();
         shared.stats.count(Event::CompileFailure);
         return write_frame(stream, &Response::Ok);
     }
     // Read the outputs before the wrapper goes on: once it exits, cargo may
     // touch them (it sets the mtime of check outputs) and a later compile
     // may rewrite them. The write to storage happens in the background.
-    match cache::prepare_store(shared, &pending, &stdout, &stderr) {
-        Ok(Some((key_a, manifest, entry))) => {
+    let prepared = cache::prepare_store(shared, &pending, &stdout, &stderr);
+    pending.cleanup();
+    match prepared {
+        Ok(Some(job)) => {
             let s = shared.clone();
-            server.queue_write(Box::new(move || cache::store(&s, key_a, manifest, entry)));
+            server.queue_write(Box::new(move || cache::store(&s, job)));
         }
         Ok(None) => {}
         Err(e) => {

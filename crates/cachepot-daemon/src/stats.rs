@@ -53,9 +53,24 @@ pub struct StatsSnapshot {
     /// Writes queued in the background and not yet done.
     #[serde(default)]
     pub pending_writes: u64,
+    /// Hits, misses and non-cacheable compiles by language (`rust`, `c`,
+    /// `c++`, `asm`, …).
+    #[serde(default)]
+    pub languages: BTreeMap<String, LanguageStats>,
     /// Each storage backend: hits, misses, errors, bytes, latency.
     #[serde(default)]
     pub backends: Vec<cachepot_storage::metered::BackendStats>,
+}
+
+/// The counts of one language.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LanguageStats {
+    /// Compiles answered from the cache.
+    pub hits: u64,
+    /// Cacheable compiles not found.
+    pub misses: u64,
+    /// Compiles that cannot be cached.
+    pub non_cacheable: u64,
 }
 
 /// What the daemon counts; the storage figures are filled in at snapshot time.
@@ -114,6 +129,30 @@ impl Stats {
                 Event::TooLarge => &mut s.cache_writes_too_large,
             };
             *c += 1;
+        });
+    }
+
+    /// Counts a hit or miss of one language (and in the totals).
+    pub fn count_in(&self, lang: &str, e: Event) {
+        self.count(e);
+        self.with(|(s, _)| {
+            let l = s.languages.entry(lang.to_string()).or_default();
+            match e {
+                Event::Hit => l.hits += 1,
+                Event::Miss => l.misses += 1,
+                _ => {}
+            }
+        });
+    }
+
+    /// Counts a non-cacheable compile of one language with its reason.
+    pub fn non_cacheable_in(&self, lang: &str, reason: &str) {
+        self.non_cacheable(reason);
+        self.with(|(s, _)| {
+            s.languages
+                .entry(lang.to_string())
+                .or_default()
+                .non_cacheable += 1;
         });
     }
 
@@ -179,6 +218,20 @@ mod tests {
         assert_eq!((snap.cache_errors, snap.corrupt_entries), (1, 1));
         assert_eq!(snap.non_cacheable_reasons["crate-type bin"], 2);
         assert_eq!(snap.hit_time_median_us, Some(3));
+        s.count_in("c", Event::Hit);
+        s.count_in("c", Event::Miss);
+        s.non_cacheable_in("c", "linking");
+        let snap = s.snapshot();
+        assert_eq!(snap.cache_hits, 1);
+        assert_eq!(snap.non_cacheable_reasons["linking"], 1);
+        assert_eq!(
+            snap.languages["c"],
+            LanguageStats {
+                hits: 1,
+                misses: 1,
+                non_cacheable: 1
+            }
+        );
         s.zero();
         assert_eq!(s.snapshot().non_cacheable, 0);
         assert_eq!(s.snapshot().hit_time_median_us, None);

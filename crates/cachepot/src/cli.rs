@@ -213,6 +213,15 @@ fn render(s: &StatsSnapshot) -> String {
     row("Compile failures", s.compile_failures.to_string());
     row("Cache errors", s.cache_errors.to_string());
     row("Corrupt entries removed", s.corrupt_entries.to_string());
+    for (lang, l) in &s.languages {
+        row(
+            &format!("  {lang}"),
+            format!(
+                "{} hits, {} misses, {} non-cacheable",
+                l.hits, l.misses, l.non_cacheable
+            ),
+        );
+    }
     row("Cache writes", s.cache_writes.to_string());
     row("Cache writes pending", s.pending_writes.to_string());
     if let Some(m) = s.hit_time_median_us {
@@ -285,7 +294,19 @@ mod tests {
             ..Default::default()
         };
         s.non_cacheable_reasons.insert("crate-type bin".into(), 2);
+        s.languages.insert(
+            "c++".into(),
+            cachepot_daemon::stats::LanguageStats {
+                hits: 4,
+                misses: 5,
+                non_cacheable: 6,
+            },
+        );
         let text = render(&s);
+        assert!(
+            text.contains("c++") && text.contains("4 hits, 5 misses, 6 non-cacheable"),
+            "{text}"
+        );
         assert!(text.contains("75.00 %"), "{text}");
         assert!(text.contains("crate-type bin"), "{text}");
         assert!(text.contains("/run/cachepot/daemon.log"), "{text}");

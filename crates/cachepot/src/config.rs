@@ -55,6 +55,8 @@ vars! {
         "`1`: compile every cacheable unit and overwrite its entry, without looking the cache up (read per build, by the wrapper).";
     NO_CACHE = "CACHEPOT_NO_CACHE", Some("SCCACHE_NO_CACHE"), None,
         "`1`: run the compiler without the cache at all: no lookup, no store, no daemon (read per build, by the wrapper).";
+    C_CUSTOM_CACHE_BUSTER = "CACHEPOT_C_CUSTOM_CACHE_BUSTER", Some("SCCACHE_C_CUSTOM_CACHE_BUSTER"), None,
+        "Any text: goes into the key of every C and C++ compile, so a new value forces distinct entries (read per compile, from the compiler's environment).";
     LOCAL = "CACHEPOT_LOCAL", None, Some("local"),
         "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
     REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, Some("remote_timeout"),
@@ -436,6 +438,15 @@ fn read_file(path: &Path) -> Result<FileConfig> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_c_cache_buster_is_the_variable_the_key_reads() {
+        let v = &C_CUSTOM_CACHE_BUSTER;
+        assert_eq!(
+            [v.name, v.sccache.unwrap_or_default()],
+            cachepot_compiler::c::key::CACHE_BUSTER
+        );
+    }
 
     #[test]
     fn sizes() {

@@ -30,6 +30,14 @@ fn main() {
         };
         std::process::exit(code);
     }
+    // Installed as a link named after a compiler (`gcc -> cachepot`): wrap
+    // that compiler with every argument.
+    if let Some(name) = masquerade_name() {
+        if let Ok(runtime) = runtime::dir() {
+            logging::to_file(&runtime.join("client.log"), "warn");
+        }
+        std::process::exit(wrapper::run(name, args, start));
+    }
     let is_flag = args
         .first()
         .is_some_and(|a| a.to_string_lossy().starts_with('-'));
@@ -41,4 +49,15 @@ fn main() {
     }
     let compiler = args.remove(0);
     std::process::exit(wrapper::run(compiler, args, start));
+}
+
+/// The compiler name cachepot was invoked as, when it is not `cachepot`.
+fn masquerade_name() -> Option<OsString> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_os_string();
+    let text = name.to_string_lossy();
+    if text.starts_with("cachepot") || text.is_empty() {
+        return None;
+    }
+    Some(name)
 }

@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
@@ -20,6 +21,17 @@ use crate::runtime::Paths;
 
 /// Runs one compile through the cache and returns the exit code.
 pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
+    let compiler = match real_compiler(compiler) {
+        Ok(c) => c,
+        Err(name) => {
+            let name = name.to_string_lossy();
+            eprintln!(
+                "cachepot: {name} in PATH is cachepot itself and no other {name} follows it; \
+                 put the directory of the real compiler after cachepot's links in PATH"
+            );
+            return 127;
+        }
+    };
     if is_query(&args) || config::env_flag(&config::NO_CACHE) {
         return exec_plain(&compiler, &args);
     }
@@ -40,10 +52,53 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
 }
 
 /// Version and `--print` queries skip the daemon altogether.
+/// The compiler to run. A bare name is looked up in `PATH` as the shell
+/// would, skipping cachepot itself: with a `gcc` link to cachepot first in
+/// `PATH`, the real gcc is the next one. Err(name) when only cachepot is
+/// found.
+fn real_compiler(name: OsString) -> Result<OsString, OsString> {
+    let me = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    let is_me = |p: &Path| me.is_some() && std::fs::canonicalize(p).ok() == me;
+    if name.as_bytes().contains(&b'/') {
+        return if is_me(Path::new(&name)) {
+            Err(name)
+        } else {
+            Ok(name)
+        };
+    }
+    let Some(path) = std::env::var_os("PATH") else {
+        return Ok(name);
+    };
+    let mut found_me = false;
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(&name);
+        if !candidate.is_file() {
+            continue;
+        }
+        if !is_me(&candidate) {
+            // The first hit keeps its bare name (what the shell would run).
+            return Ok(if found_me {
+                candidate.into_os_string()
+            } else {
+                name
+            });
+        }
+        found_me = true;
+    }
+    if found_me {
+        Err(name)
+    } else {
+        Ok(name)
+    }
+}
+
 fn is_query(args: &[OsString]) -> bool {
     args.iter().any(|a| {
         let a = a.as_bytes();
-        matches!(a, b"-vV" | b"-V" | b"--version" | b"-Vv") || a.starts_with(b"--print")
+        matches!(a, b"-vV" | b"-V" | b"--version" | b"-Vv")
+            || a.starts_with(b"--print")
+            || a.starts_with(b"-print-")
+            || a.starts_with(b"-dump")
     })
 }
 
@@ -83,9 +138,16 @@ fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Res
             let _ = conn.send(&Request::HitTime { micros });
             Ok(exit_code)
         }
-        Response::Miss => {
+        Response::Miss { extra_args } => {
+            // The daemon may ask for a dependency file the cache needs.
+            let mut full: Vec<OsString> = args.to_vec();
+            full.extend(
+                extra_args
+                    .into_iter()
+                    .map(|a| std::ffi::OsStr::from_bytes(&a).to_os_string()),
+            );
             // From here on the compiler has run: never run it twice.
-            let (status, stdout, stderr) = match compile_captured(compiler, args) {
+            let (status, stdout, stderr) = match compile_captured(compiler, &full) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not run the compiler with captured output");

@@ -76,12 +76,91 @@ pub struct CCompile {
     pub split_dwarf: bool,
     /// Coverage notes: a `.gcno` beside the object.
     pub coverage: bool,
+    /// The dependency file leaves out system headers (`-MMD`).
+    pub deps_user_only: bool,
+    /// Debug information is asked for (`-g…` other than `-g0`).
+    pub debug: bool,
+    /// Old prefixes of `-fdebug-prefix-map=`/`-ffile-prefix-map=`, and
+    /// whether clang's `-fdebug-compilation-dir` is given: what keeps the
+    /// working directory out of the debug information.
+    pub debug_prefix_maps: Vec<String>,
+    /// `-fdebug-compilation-dir`/`-ffile-compilation-dir` is given.
+    pub compilation_dir_set: bool,
+    /// Files the compile reads that its dependency file does not list:
+    /// profiles (`-fprofile-use=`, `-fprofile-instr-use=`,
+    /// `-fprofile-sample-use=`), precompiled headers (`-include-pch`).
+    pub extra_inputs: Vec<String>,
+    /// Headers forced in with `-include` (a `.gch` beside one is a
+    /// precompiled header, which the key checks).
+    pub forced_includes: Vec<String>,
     /// Arguments that go into the key, in order, with the source, the
     /// object and the dependency file's path left out.
     pub key_args: Vec<String>,
 }
 
+/// Options that write files the cache does not know of, read files it
+/// cannot see, or change how the compiler finds itself: never cached.
+const REFUSED_PREFIXES: &[(&str, &str)] = &[
+    ("-save-temps", "writes extra files"),
+    ("-fdump-", "writes extra files"),
+    ("-fstack-usage", "writes extra files"),
+    ("-fcallgraph-info", "writes extra files"),
+    ("-aux-info", "writes extra files"),
+    ("--serialize-diagnostics", "writes extra files"),
+    ("-ftime-trace", "writes extra files"),
+    ("-fopt-info", "writes extra files"),
+    ("-MJ", "writes extra files"),
+    ("-Wp,-M", "dependency output through -Wp"),
+    ("-fplugin", "compiler plugin"),
+    ("-specs", "spec file"),
+    ("--specs", "spec file"),
+    ("-B", "compiler search path"),
+    ("-wrapper", "compiler wrapper"),
+    ("-working-directory", "working directory override"),
+    ("-ivfsoverlay", "virtual file system overlay"),
+    ("-fmodules", "clang modules"),
+    ("-fcxx-modules", "clang modules"),
+    ("-fmodule-file", "clang modules"),
+    ("-fsyntax-only", "no output"),
+    ("-emit-pch", "precompiled header output"),
+];
+
 impl CCompile {
+    /// The arguments of a preprocessor run (`-E`) equivalent to this
+    /// compile: its key arguments without the dependency-file options,
+    /// and the source.
+    pub fn preprocess_args(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.key_args.len() + 2);
+        let mut skip_value = false;
+        for a in &self.key_args {
+            if skip_value {
+                skip_value = false;
+                continue;
+            }
+            match a.as_str() {
+                "-MD" | "-MMD" | "-MP" => {}
+                "-MT" | "-MQ" => skip_value = true,
+                _ if a.starts_with("-MT") || a.starts_with("-MQ") => {}
+                _ => out.push(a.clone()),
+            }
+        }
+        out.push("-E".into());
+        out.push(self.input.clone());
+        out
+    }
+
+    /// Whether the working directory ends up in the outputs: debug
+    /// information or coverage notes, with no prefix map that covers it.
+    pub fn embeds_cwd(&self, cwd: &Path) -> bool {
+        if !(self.debug || self.coverage) || self.compilation_dir_set {
+            return false;
+        }
+        !self
+            .debug_prefix_maps
+            .iter()
+            .any(|old| !old.is_empty() && cwd.starts_with(old))
+    }
+
     /// Extra files written beside the object, by role.
     pub fn side_outputs(&self) -> Vec<(&'static str, String)> {
         let stem = self
@@ -168,6 +247,12 @@ fn parse_strings(args: &[String]) -> CParsed {
     let mut split_dwarf = false;
     let mut coverage = false;
     let mut key_args: Vec<String> = Vec::new();
+    let mut deps_user_only = false;
+    let mut debug = false;
+    let mut debug_prefix_maps = Vec::new();
+    let mut compilation_dir_set = false;
+    let mut extra_inputs = Vec::new();
+    let mut forced_includes = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
@@ -177,6 +262,37 @@ fn parse_strings(args: &[String]) -> CParsed {
             *i += 1;
             v
         };
+        if let Some((_, why)) = REFUSED_PREFIXES.iter().find(|(p, _)| a.starts_with(p)) {
+            return no(why, a);
+        }
+        // Values this compile reads or that decide what it embeds; they are
+        // also key arguments (below).
+        if let Some(map) = a
+            .strip_prefix("-fdebug-prefix-map=")
+            .or_else(|| a.strip_prefix("-ffile-prefix-map="))
+        {
+            let old = map.split_once('=').map_or(map, |(o, _)| o);
+            debug_prefix_maps.push(old.trim_end_matches('/').to_string());
+        }
+        if a.starts_with("-fdebug-compilation-dir") || a.starts_with("-ffile-compilation-dir") {
+            compilation_dir_set = true;
+        }
+        for p in [
+            "-fprofile-use=",
+            "-fprofile-instr-use=",
+            "-fprofile-sample-use=",
+            "-fauto-profile=",
+        ] {
+            if let Some(f) = a.strip_prefix(p) {
+                extra_inputs.push(f.to_string());
+            }
+        }
+        if a == "-fprofile-use" || a == "-fauto-profile" {
+            return no("profile without a file", a);
+        }
+        if a.starts_with("-g") {
+            debug = a != "-g0";
+        }
         match a {
             "-c" => compile_only = true,
             "-E" => return no("preprocessing only", a),
@@ -184,13 +300,27 @@ fn parse_strings(args: &[String]) -> CParsed {
             "-M" | "-MM" => return no("dependency output only", a),
             "-" => return no("stdin input", a),
             "-o" => match value(&mut i) {
+                Some(v) if v == "-" => return no("output to stdout", a),
                 Some(v) => output = Some(v),
                 None => return no("missing option value", a),
             },
             "-MD" | "-MMD" => {
                 depfile_wanted = true;
+                deps_user_only = a == "-MMD";
                 key_args.push(a.to_string());
             }
+            "-include-pch" | "-include" => match value(&mut i) {
+                Some(v) => {
+                    if a == "-include-pch" {
+                        extra_inputs.push(v.clone());
+                    } else {
+                        forced_includes.push(v.clone());
+                    }
+                    key_args.push(a.to_string());
+                    key_args.push(v);
+                }
+                None => return no("missing option value", a),
+            },
             "-MF" => match value(&mut i) {
                 Some(v) => depfile = Some(v),
                 None => return no("missing option value", a),
@@ -278,6 +408,12 @@ fn parse_strings(args: &[String]) -> CParsed {
         depfile,
         split_dwarf,
         coverage,
+        deps_user_only,
+        debug,
+        debug_prefix_maps,
+        compilation_dir_set,
+        extra_inputs,
+        forced_includes,
         key_args,
     }))
 }

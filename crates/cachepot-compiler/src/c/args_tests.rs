@@ -119,3 +119,39 @@ fn a_define_changes_the_key_args() {
     assert_ne!(ok("-c -DA=1 a.c").key_args, ok("-c -DA=2 a.c").key_args);
     assert_eq!(ok("-c -o x.o a.c").key_args, ok("-c -o y/z.o a.c").key_args);
 }
+
+#[test]
+fn options_with_unknown_outputs_or_inputs_are_refused() {
+    for (args, why) in [
+        ("-c a.c -save-temps", "writes extra files"),
+        ("-c a.c -fdump-tree-all", "writes extra files"),
+        ("-c a.c -fstack-usage", "writes extra files"),
+        ("-c a.c -Wp,-MD,a.d", "dependency output through -Wp"),
+        ("-c a.c -fplugin=x.so", "compiler plugin"),
+        ("-c a.c -B/opt/bin", "compiler search path"),
+        ("-c a.c -fmodules", "clang modules"),
+        ("-c a.c -o -", "output to stdout"),
+        ("-c a.c -fprofile-use", "profile without a file"),
+    ] {
+        assert_eq!(reason(args), why, "{args}");
+    }
+}
+
+#[test]
+fn debug_maps_profiles_and_forced_includes_are_recorded() {
+    let c = ok("-g -ffile-prefix-map=/src/=. -fprofile-use=p.gcda -include cfg.h -c a.c");
+    assert!(c.debug);
+    assert_eq!(c.debug_prefix_maps, vec!["/src".to_string()]);
+    assert_eq!(c.extra_inputs, vec!["p.gcda".to_string()]);
+    assert_eq!(c.forced_includes, vec!["cfg.h".to_string()]);
+    assert!(c.embeds_cwd(Path::new("/elsewhere")));
+    assert!(!c.embeds_cwd(Path::new("/src/sub")));
+    assert!(!ok("-g -g0 -c a.c").debug);
+    assert!(ok("-MMD -c a.c").deps_user_only);
+}
+
+#[test]
+fn preprocess_args_drop_dependency_options() {
+    let c = ok("-O2 -MD -MP -MT obj -MQ q -MF a.d -DX -c a.c -o a.o");
+    assert_eq!(c.preprocess_args(), ["-O2", "-DX", "-E", "a.c"]);
+}

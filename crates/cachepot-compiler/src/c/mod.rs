@@ -1,7 +1,10 @@
 //! C, C++, assembler and Objective-C compiles (gcc and clang): argument
-//! parsing and the files a compile writes. Not wired into the daemon yet:
-//! lookups for these compilers come with their key and preprocessor mode.
+//! parsing, the files a compile writes, compiler identity and cache keys.
 
 pub mod args;
+pub mod key;
+pub mod toolchain;
 
 pub use args::{parse, CCompile, CParsed, Language};
+pub use key::{base_dirs, has_time_macros, key_a, preprocessed_key, CKeyContext};
+pub use toolchain::{CToolchain, Family};

@@ -42,13 +42,11 @@
 //! `--extern` crates, which is hashed.
 
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::args::{RustCompile, Uncacheable};
-use crate::depinfo::{escape_env_value, DepInfo};
 use crate::digest::{Digest, FileDigester};
-use crate::key::{Key, KeyBuilder};
+use crate::key::{env_value, Key, KeyBuilder};
 use crate::paths::BaseDirs;
 
 /// Environment variables outside `CARGO_*` that rustc reads itself.
@@ -167,14 +165,6 @@ fn find_target_dir(out_dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Looks up a variable in an environment list.
-pub fn env_value(env: &[(OsString, OsString)], name: &str) -> Option<OsString> {
-    env.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
-
 /// Computes part A.
 pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> {
     let bases = ctx.bases;
@@ -241,185 +231,6 @@ fn find_static_lib(c: &RustCompile, cwd: &Path, name: &str, verbatim: bool) -> O
         .filter(|(kind, _)| kind == "native" || kind == "all")
         .map(|(_, dir)| cwd.join(dir).join(&file))
         .find(|p| p.is_file())
-}
-
-/// `env-dep` variables whose value is compared relative to the base
-/// directories (see the table at the top).
-const BASE_RELATIVE_ENV_DEPS: &[&str] = &["OUT_DIR"];
-
-/// An `env-dep` value as the manifest keeps it: exact, except for
-/// [`BASE_RELATIVE_ENV_DEPS`].
-fn env_dep_value(name: &str, value: &str, bases: &BaseDirs) -> String {
-    if BASE_RELATIVE_ENV_DEPS.contains(&name) {
-        bases.normalize_str(value)
-    } else {
-        value.to_string()
-    }
-}
-
-/// The inputs an earlier compile read, as its dep-info recorded them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Manifest {
-    /// Normalised path (relative paths stay relative to the working
-    /// directory) and content digest.
-    pub files: Vec<(String, Digest)>,
-    /// `env-dep` name and value as rustc escaped it.
-    pub env: Vec<(String, Option<String>)>,
-}
-
-/// Why a manifest could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    /// A listed file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A path holds a newline, which the manifest format cannot store.
-    #[error("path with a newline: {0:?}")]
-    Newline(String),
-    /// Stored text that is not a manifest.
-    #[error("malformed manifest")]
-    Malformed,
-}
-
-impl Manifest {
-    /// Builds a manifest from the dep-info a compile wrote.
-    pub fn from_depinfo(
-        info: &DepInfo,
-        cwd: &Path,
-        bases: &BaseDirs,
-        digester: &dyn FileDigester,
-    ) -> Result<Manifest, ManifestError> {
-        let mut files = Vec::with_capacity(info.files.len());
-        for f in &info.files {
-            if f.contains('\n') {
-                return Err(ManifestError::Newline(f.clone()));
-            }
-            let path = cwd.join(f);
-            let d = digester
-                .digest(&path)
-                .map_err(|source| ManifestError::Read { path, source })?;
-            files.push((bases.normalize_str(f), d));
-        }
-        Ok(Manifest {
-            files,
-            env: info
-                .env
-                .iter()
-                .map(|(n, v)| (n.clone(), v.as_ref().map(|v| env_dep_value(n, v, bases))))
-                .collect(),
-        })
-    }
-
-    /// The files this manifest names, as paths of this compile.
-    pub fn paths(&self, cwd: &Path, bases: &BaseDirs) -> Option<Vec<PathBuf>> {
-        self.files
-            .iter()
-            .map(|(p, _)| bases.restore_path(p, cwd))
-            .collect()
-    }
-
-    /// Whether this compile's files and environment are those recorded.
-    pub fn matches(
-        &self,
-        cwd: &Path,
-        bases: &BaseDirs,
-        env: &[(OsString, OsString)],
-        digester: &dyn FileDigester,
-    ) -> bool {
-        if !self.env_matches(env, bases) {
-            return false;
-        }
-        for (p, d) in &self.files {
-            let Some(path) = bases.restore_path(p, cwd) else {
-                return false;
-            };
-            match digester.digest(&path) {
-                Ok(now) if now == *d => {}
-                _ => return false,
-            }
-        }
-        true
-    }
-
-    /// Whether every recorded `env-dep` variable has its recorded value.
-    pub fn env_matches(&self, env: &[(OsString, OsString)], bases: &BaseDirs) -> bool {
-        self.env.iter().all(|(name, recorded)| {
-            let now = env_value(env, name)
-                .map(|v| env_dep_value(name, &escape_env_value(&v.to_string_lossy()), bases));
-            now == *recorded
-        })
-    }
-
-    /// Part B: the entry's key.
-    pub fn key_b(&self, a: &Digest) -> Key {
-        let mut b = KeyBuilder::new("rust-b");
-        b.add_digest("a", a);
-        for (p, d) in &self.files {
-            b.add_digest(&format!("file:{p}"), d);
-        }
-        for (n, v) in &self.env {
-            b.add(
-                &format!("env-dep:{n}"),
-                v.as_deref().unwrap_or("\0unset").as_bytes(),
-            );
-        }
-        b.finish()
-    }
-
-    /// Serialises a list of manifests (one text block each).
-    pub fn encode_list(list: &[Manifest]) -> String {
-        let mut s = String::new();
-        for m in list {
-            s.push_str("manifest\n");
-            for (p, d) in &m.files {
-                let _ = writeln!(s, "f {} {p}", d.to_hex());
-            }
-            for (n, v) in &m.env {
-                match v {
-                    Some(v) => {
-                        let _ = writeln!(s, "e {n}={v}");
-                    }
-                    None => {
-                        let _ = writeln!(s, "u {n}");
-                    }
-                }
-            }
-        }
-        s
-    }
-
-    /// Parses what [`Manifest::encode_list`] wrote.
-    pub fn decode_list(text: &str) -> Result<Vec<Manifest>, ManifestError> {
-        let mut out: Vec<Manifest> = Vec::new();
-        for line in text.lines() {
-            if line == "manifest" {
-                out.push(Manifest {
-                    files: Vec::new(),
-                    env: Vec::new(),
-                });
-                continue;
-            }
-            let m = out.last_mut().ok_or(ManifestError::Malformed)?;
-            if let Some(rest) = line.strip_prefix("f ") {
-                let (hex, path) = rest.split_once(' ').ok_or(ManifestError::Malformed)?;
-                let d = Digest::from_hex(hex).ok_or(ManifestError::Malformed)?;
-                m.files.push((path.to_string(), d));
-            } else if let Some(rest) = line.strip_prefix("e ") {
-                let (n, v) = rest.split_once('=').ok_or(ManifestError::Malformed)?;
-                m.env.push((n.to_string(), Some(v.to_string())));
-            } else if let Some(n) = line.strip_prefix("u ") {
-                m.env.push((n.to_string(), None));
-            } else {
-                return Err(ManifestError::Malformed);
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]

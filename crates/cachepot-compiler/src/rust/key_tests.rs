@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::digest::PlainDigester;
+use crate::manifest::Manifest;
 use crate::rust::args::{parse, Parsed};
 use std::fs;
 

@@ -3,5 +3,6 @@
 pub mod args;
 pub mod key;
 
+pub use crate::manifest::{Manifest, ManifestError};
 pub use args::{parse, Extern, Output, Parsed, RustCompile, Uncacheable};
-pub use key::{base_dirs, env_in_key, key_a, KeyContext, Manifest, ManifestError};
+pub use key::{base_dirs, env_in_key, key_a, KeyContext};

@@ -35,15 +35,35 @@ pub const WITH_PROC_MACRO: &[(&str, &str)] = &[
 /// made once per test run.
 fn template() -> &'static PathBuf {
     static T: OnceLock<PathBuf> = OnceLock::new();
-    T.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-template");
+    T.get_or_init(|| make_template("e2e-template", FILES))
+}
+
+/// A package whose build script compiles C with the `cc` crate.
+const CC_FILES: &[(&str, &str)] = &[
+    ("Cargo.toml", "[workspace]\n\n[package]\nname = \"cnative\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[build-dependencies]\ncc = \"1\"\n"),
+    ("build.rs", "fn main() {\n    println!(\"cargo:rerun-if-changed=include\");\n    println!(\"cargo:rerun-if-changed=csrc\");\n    cc::Build::new().file(\"csrc/add.c\").include(\"include\").compile(\"add\");\n}\n"),
+    ("include/add.h", "#define OFFSET 0\n"),
+    ("csrc/add.c", "#include \"add.h\"\nint add(int a, int b) { return a + b + OFFSET; }\n"),
+    ("src/main.rs", "extern \"C\" {\n    fn add(a: i32, b: i32) -> i32;\n}\n\nfn main() {\n    println!(\"{}\", unsafe { add(2, 3) });\n}\n"),
+];
+
+fn cc_template() -> &'static PathBuf {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| make_template("e2e-cc-template", CC_FILES))
+}
+
+/// Fetches the registry crates of `files` into a CARGO_HOME and keeps the
+/// lock file, once per test run.
+fn make_template(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
         let done = dir.join("done");
         if done.exists() {
             return dir;
         }
         let _ = std::fs::remove_dir_all(&dir);
         let ws = dir.join("ws");
-        write_fixture(&ws);
+        write_files(&ws, files);
         let out = Command::new("cargo")
             .args(["fetch", "--quiet"])
             .current_dir(&ws)
@@ -58,11 +78,7 @@ fn template() -> &'static PathBuf {
         );
         std::fs::write(&done, "").unwrap();
         dir
-    })
-}
-
-fn write_fixture(ws: &Path) {
-    write_files(ws, FILES);
+    }
 }
 
 fn write_files(ws: &Path, files: &[(&str, &str)]) {
@@ -118,10 +134,24 @@ impl Env {
 
     /// A fresh checkout with `overlay` written over the fixture.
     pub fn checkout_with(&self, name: &str, overlay: &[(&str, &str)]) -> Checkout {
+        self.checkout_of(template(), FILES, name, overlay)
+    }
+
+    /// A checkout of the package whose build script compiles C (`cc`).
+    pub fn checkout_cc(&self, name: &str) -> Checkout {
+        self.checkout_of(cc_template(), CC_FILES, name, &[])
+    }
+
+    fn checkout_of(
+        &self,
+        t: &Path,
+        files: &[(&str, &str)],
+        name: &str,
+        overlay: &[(&str, &str)],
+    ) -> Checkout {
         let base = self.root.path().join(name);
-        let t = template();
         let ws = base.join("src").join("project");
-        write_fixture(&ws);
+        write_files(&ws, files);
         std::fs::copy(t.join("ws/Cargo.lock"), ws.join("Cargo.lock")).unwrap();
         write_files(&ws, overlay);
         std::fs::create_dir_all(&base).unwrap();

@@ -1,0 +1,210 @@
+//! The cache key of a gcc or clang compile.
+//!
+//! Two lookup modes, as in ccache:
+//!
+//! * **Direct mode** (the default) never runs the compiler on a lookup.
+//!   Part A is computed from the command line and environment; it names a
+//!   list of manifests, each listing the source and every header an earlier
+//!   compile read (from its dependency file, with content digests). The
+//!   manifest that still matches names the entry (part B), exactly as for
+//!   rustc ([`crate::manifest`]).
+//! * **Preprocessor mode** runs `-E` and keys the entry by part A and the
+//!   preprocessed text. It is used when direct mode cannot decide: the
+//!   dependency file would leave out system headers (`-MMD`), or a file
+//!   the compile read uses `__DATE__`, `__TIME__` or `__TIMESTAMP__`
+//!   (their value changes while the files do not).
+//!
+//! | input | in the key? | how, and why |
+//! |---|---|---|
+//! | key format version | A | bumped whenever an input changes meaning |
+//! | the compiler | A | family, every predefined macro (version, target, defaults) and the digest of its binary |
+//! | language | A | `-x` or the source's extension |
+//! | arguments | A | as written, in order, with base directories replaced by tokens; the object path, `-MF` path and the source are left out (they are where files go, not what they are) |
+//! | the source path | A | base-relative: it is what `__FILE__` and the dependency file name |
+//! | the object path | A, only with split DWARF or coverage | the object embeds the `.dwo` name or the `.gcda` path |
+//! | the working directory | A, only when debug info or coverage notes embed it and no `-fdebug-prefix-map`/`-ffile-prefix-map`/`-fdebug-compilation-dir` covers it | it is in `DW_AT_comp_dir` |
+//! | profiles and precompiled headers named by options (`-fprofile-use=`, `-include-pch`) | A | by content: the dependency file does not list them |
+//! | `CPATH`, `C_INCLUDE_PATH`, `CPLUS_INCLUDE_PATH`, `OBJC_INCLUDE_PATH`, `OBJCPLUS_INCLUDE_PATH`, `SOURCE_DATE_EPOCH`, `GCC_EXEC_PREFIX`, `COMPILER_PATH`, `GCC_COMPARE_DEBUG`, `CCC_OVERRIDE_OPTIONS`, `SDKROOT`, `*_DEPLOYMENT_TARGET` | A | the compiler reads them; path values are base-relative |
+//! | `LANG`, `LC_ALL`, `LC_CTYPE`, `LC_MESSAGES` | A | the language of the diagnostics that a hit replays (ccache does the same) |
+//! | `CACHEPOT_C_CUSTOM_CACHE_BUSTER` (or `SCCACHE_C_CUSTOM_CACHE_BUSTER`) | A | lets a user force distinct keys |
+//! | the source and every header read | B (direct) | path (base-relative) and content digest, from the dependency file |
+//! | the preprocessed text | P (preprocessor) | with base directories replaced by tokens |
+//!
+//! Left out on purpose: as for rustc, absolute paths under base directories
+//! that end up in the object (`__FILE__`, source names in debug info) come
+//! from the build that stored the entry; `-ffile-prefix-map` makes them
+//! identical everywhere.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::args::CCompile;
+use crate::digest::{Digest, FileDigester};
+use crate::key::{env_value, Key, KeyBuilder};
+use crate::paths::BaseDirs;
+use crate::rust::Uncacheable;
+
+/// Variables the compiler reads itself; path values are base-relative.
+pub const C_ENV: &[&str] = &[
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "OBJC_INCLUDE_PATH",
+    "OBJCPLUS_INCLUDE_PATH",
+    "SOURCE_DATE_EPOCH",
+    "GCC_EXEC_PREFIX",
+    "COMPILER_PATH",
+    "GCC_COMPARE_DEBUG",
+    "CCC_OVERRIDE_OPTIONS",
+    "SDKROOT",
+    "MACOSX_DEPLOYMENT_TARGET",
+    "IPHONEOS_DEPLOYMENT_TARGET",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+];
+
+/// Variables that make the compiler write a dependency file of its own.
+const C_ENV_REFUSED: &[&str] = &["DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES"];
+
+/// The user's switch for distinct keys, and sccache's name for it.
+pub const CACHE_BUSTER: [&str; 2] = [
+    "CACHEPOT_C_CUSTOM_CACHE_BUSTER",
+    "SCCACHE_C_CUSTOM_CACHE_BUSTER",
+];
+
+/// Everything part A needs besides the compile itself.
+pub struct CKeyContext<'a> {
+    /// The working directory.
+    pub cwd: &'a Path,
+    /// The compile's environment.
+    pub env: &'a [(OsString, OsString)],
+    /// The compiler's identity digest.
+    pub compiler: &'a Digest,
+    /// Base directories for path independence.
+    pub bases: &'a BaseDirs,
+    /// File digests.
+    pub digester: &'a dyn FileDigester,
+}
+
+fn no(reason: &str, detail: impl Into<String>) -> Uncacheable {
+    Uncacheable {
+        reason: reason.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// The base directories of a C compile: the working directory, `CARGO_HOME`
+/// (build scripts compile crates' C sources from the registry), cargo's
+/// target directory when the compile runs under a build script (`OUT_DIR`),
+/// and the configured ones.
+pub fn base_dirs(cwd: &Path, env: &[(OsString, OsString)], configured: &[PathBuf]) -> BaseDirs {
+    let cargo_home = env_value(env, "CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env_value(env, "HOME").map(|h| Path::new(&h).join(".cargo")));
+    let target = env_value(env, "OUT_DIR").and_then(|d| {
+        cwd.join(d)
+            .ancestors()
+            .take(6)
+            .find(|d| d.join("CACHEDIR.TAG").is_file())
+            .map(Path::to_path_buf)
+    });
+    let mut pairs: Vec<(String, PathBuf)> = vec![("cwd".into(), cwd.to_path_buf())];
+    if let Some(t) = target {
+        pairs.push(("target".into(), t));
+    }
+    if let Some(h) = cargo_home {
+        pairs.push(("cargo_home".into(), h));
+    }
+    for (i, b) in configured.iter().enumerate() {
+        pairs.push((format!("base{i}"), b.clone()));
+    }
+    BaseDirs::new(pairs.iter().map(|(n, p)| (n.as_str(), p.as_path())))
+}
+
+/// An argument with base directories replaced by tokens, including a path
+/// glued to its option (`-I/src/include`, `-ffile-prefix-map=/src=.`),
+/// which a plain search would not take for a path.
+fn normalize_arg(bases: &BaseDirs, a: &str) -> String {
+    match a.find('/') {
+        Some(pos) if a.starts_with('-') => {
+            format!("{}{}", &a[..pos], bases.normalize_str(&a[pos..]))
+        }
+        _ => bases.normalize_str(a),
+    }
+}
+
+/// Computes part A.
+pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
+    for name in C_ENV_REFUSED {
+        if env_value(ctx.env, name).is_some() {
+            return Err(no("dependency output through the environment", *name));
+        }
+    }
+    let mut k = KeyBuilder::new("c-a");
+    k.add_digest("compiler", ctx.compiler);
+    k.add("language", format!("{:?}", c.language).as_bytes());
+    for a in &c.key_args {
+        k.add("arg", normalize_arg(ctx.bases, a).as_bytes());
+    }
+    k.add("input", ctx.bases.normalize_str(&c.input).as_bytes());
+    if c.split_dwarf || c.coverage || c.key_args.iter().any(|a| a == "-fprofile-arcs") {
+        let out = ctx.cwd.join(&c.output);
+        k.add("output", out.to_string_lossy().as_bytes());
+    }
+    if c.embeds_cwd(ctx.cwd) {
+        k.add("cwd", ctx.cwd.to_string_lossy().as_bytes());
+    }
+    for f in &c.extra_inputs {
+        let path = ctx.cwd.join(f);
+        let d = ctx.digester.digest(&path).map_err(|e| {
+            no(
+                "unreadable profile or precompiled header",
+                format!("{f}: {e}"),
+            )
+        })?;
+        k.add_digest(&format!("file:{}", ctx.bases.normalize_str(f)), &d);
+    }
+    for inc in &c.forced_includes {
+        let gch = ctx.cwd.join(format!("{inc}.gch"));
+        if gch.exists() {
+            return Err(no("precompiled header use", gch.display().to_string()));
+        }
+    }
+    for name in C_ENV.iter().chain(CACHE_BUSTER.iter()) {
+        if let Some(v) = env_value(ctx.env, name) {
+            let v = ctx.bases.normalize_str(&v.to_string_lossy());
+            k.add(&format!("env:{name}"), v.as_bytes());
+        }
+    }
+    Ok(k.finish())
+}
+
+/// The preprocessor-mode key: part A and the preprocessed text, with base
+/// directories replaced by tokens.
+pub fn preprocessed_key(a: &Digest, preprocessed: &[u8], bases: &BaseDirs) -> Key {
+    let mut k = KeyBuilder::new("c-p");
+    k.add_digest("a", a);
+    k.add_digest("preprocessed", &Digest::of(&bases.normalize(preprocessed)));
+    k.finish()
+}
+
+/// Whether a source or header uses a macro whose value changes while the
+/// files do not, which rules out direct mode.
+pub fn has_time_macros(text: &[u8]) -> bool {
+    const NAMES: [&[u8]; 3] = [b"__DATE__", b"__TIME__", b"__TIMESTAMP__"];
+    let mut rest = text;
+    while let Some(pos) = rest.windows(2).position(|w| w == b"__") {
+        let tail = &rest[pos..];
+        if NAMES.iter().any(|n| tail.starts_with(n)) {
+            return true;
+        }
+        rest = &rest[pos + 2..];
+    }
+    false
+}
+
+#[cfg(test)]
+#[path = "key_tests.rs"]
+mod tests;

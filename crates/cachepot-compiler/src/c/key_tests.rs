@@ -1,0 +1,167 @@
+#![allow(clippy::unwrap_used)]
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::*;
+use crate::c::{parse, CParsed};
+use crate::digest::PlainDigester;
+
+fn compile(args: &str, cwd: &Path) -> CCompile {
+    let words: Vec<OsString> = args.split_whitespace().map(OsString::from).collect();
+    match parse(&words, cwd) {
+        CParsed::Cacheable(c) => *c,
+        CParsed::Uncacheable(u) => panic!("{args}: {u:?}"),
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect()
+}
+
+fn key(args: &str, cwd: &str, vars: &[(&str, &str)]) -> Result<Digest, Uncacheable> {
+    let cwd = Path::new(cwd);
+    let c = compile(args, cwd);
+    let env = env(vars);
+    let bases = base_dirs(cwd, &env, &[]);
+    let compiler = Digest::of(b"gcc");
+    let ctx = CKeyContext {
+        cwd,
+        env: &env,
+        compiler: &compiler,
+        bases: &bases,
+        digester: &PlainDigester,
+    };
+    key_a(&c, &ctx).map(|k| k.digest)
+}
+
+#[test]
+fn two_checkouts_share_part_a() {
+    let a = key(
+        "-O2 -I/w1/include -c /w1/src/a.c -o /w1/out/a.o",
+        "/w1",
+        &[],
+    )
+    .unwrap();
+    let b = key(
+        "-O2 -I/w2/include -c /w2/src/a.c -o /w2/out/a.o",
+        "/w2",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(a, b);
+    let other_dir = key("-O2 -I/x/include -c /w2/src/a.c -o /w2/out/a.o", "/w2", &[]).unwrap();
+    assert_ne!(
+        a, other_dir,
+        "an include directory outside the bases is exact"
+    );
+}
+
+#[test]
+fn defines_optimisation_and_buster_change_the_key() {
+    let base = key("-O2 -DX=1 -c a.c", "/w", &[]).unwrap();
+    assert_ne!(base, key("-O2 -DX=2 -c a.c", "/w", &[]).unwrap());
+    assert_ne!(base, key("-O0 -DX=1 -c a.c", "/w", &[]).unwrap());
+    assert_ne!(
+        base,
+        key(
+            "-O2 -DX=1 -c a.c",
+            "/w",
+            &[("CACHEPOT_C_CUSTOM_CACHE_BUSTER", "1")]
+        )
+        .unwrap()
+    );
+    assert_ne!(
+        base,
+        key(
+            "-O2 -DX=1 -c a.c",
+            "/w",
+            &[("SCCACHE_C_CUSTOM_CACHE_BUSTER", "1")]
+        )
+        .unwrap()
+    );
+    assert_ne!(
+        base,
+        key("-O2 -DX=1 -c a.c", "/w", &[("CPATH", "/inc")]).unwrap()
+    );
+    // Variables the compiler does not read change nothing.
+    assert_eq!(
+        base,
+        key("-O2 -DX=1 -c a.c", "/w", &[("CARGO_PKG_NAME", "x")]).unwrap()
+    );
+    // Where the object goes does not matter.
+    assert_eq!(base, key("-O2 -DX=1 -c a.c -o b/a.o", "/w", &[]).unwrap());
+}
+
+#[test]
+fn debug_info_keys_the_working_directory_unless_it_is_mapped() {
+    let plain_a = key("-c a.c", "/w1", &[]).unwrap();
+    let plain_b = key("-c a.c", "/w2", &[]).unwrap();
+    assert_eq!(plain_a, plain_b);
+    let g_a = key("-g -c a.c", "/w1", &[]).unwrap();
+    let g_b = key("-g -c a.c", "/w2", &[]).unwrap();
+    assert_ne!(g_a, g_b, "DW_AT_comp_dir differs");
+    let mapped_a = key("-g -ffile-prefix-map=/w1=. -c a.c", "/w1", &[]).unwrap();
+    let mapped_b = key("-g -ffile-prefix-map=/w2=. -c a.c", "/w2", &[]).unwrap();
+    assert_eq!(mapped_a, mapped_b);
+    assert_eq!(
+        key("-g -g0 -c a.c", "/w1", &[]).unwrap(),
+        key("-g -g0 -c a.c", "/w2", &[]).unwrap()
+    );
+}
+
+#[test]
+fn dependency_output_through_the_environment_is_refused() {
+    let e = key("-c a.c", "/w", &[("DEPENDENCIES_OUTPUT", "a.d")]).unwrap_err();
+    assert!(e.reason.contains("environment"), "{e:?}");
+}
+
+#[test]
+fn profiles_are_keyed_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("p.profdata"), b"one").unwrap();
+    let args = "-fprofile-instr-use=p.profdata -c a.c";
+    let one = key(args, cwd, &[]).unwrap();
+    std::fs::write(dir.path().join("p.profdata"), b"two").unwrap();
+    assert_ne!(one, key(args, cwd, &[]).unwrap());
+    std::fs::remove_file(dir.path().join("p.profdata")).unwrap();
+    assert!(key(args, cwd, &[]).is_err());
+}
+
+#[test]
+fn a_precompiled_header_beside_a_forced_include_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_str().unwrap();
+    assert!(key("-include pch.h -c a.c", cwd, &[]).is_ok());
+    std::fs::write(dir.path().join("pch.h.gch"), b"x").unwrap();
+    let e = key("-include pch.h -c a.c", cwd, &[]).unwrap_err();
+    assert_eq!(e.reason, "precompiled header use");
+}
+
+#[test]
+fn time_macros_are_found() {
+    assert!(has_time_macros(b"const char *d = __DATE__;"));
+    assert!(has_time_macros(b"x __TIME__"));
+    assert!(has_time_macros(b"__TIMESTAMP__"));
+    assert!(!has_time_macros(
+        b"int __attribute__((unused)) x; // DATE TIME"
+    ));
+    assert!(!has_time_macros(b"__DATE_"));
+}
+
+#[test]
+fn preprocessed_text_is_base_relative() {
+    let env = env(&[]);
+    let a = base_dirs(Path::new("/w1"), &env, &[]);
+    let b = base_dirs(Path::new("/w2"), &env, &[]);
+    let ka = Digest::of(b"a");
+    let one = preprocessed_key(&ka, b"# 1 \"/w1/src/a.c\"\nint x;\n", &a);
+    let two = preprocessed_key(&ka, b"# 1 \"/w2/src/a.c\"\nint x;\n", &b);
+    assert_eq!(one.digest, two.digest);
+    let three = preprocessed_key(&ka, b"# 1 \"/w2/src/a.c\"\nint y;\n", &b);
+    assert_ne!(one.digest, three.digest);
+}

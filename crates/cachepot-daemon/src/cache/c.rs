@@ -1,0 +1,323 @@
+//! gcc and clang compiles: direct mode (manifests of the headers read last
+//! time, from the dependency file), with preprocessor mode (`-E`) when
+//! direct mode cannot decide. See `cachepot_compiler::c::key`.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cachepot_compiler::c::{self as cc, CCompile, CKeyContext, CParsed, Language};
+use cachepot_compiler::depinfo;
+use cachepot_compiler::digest::Digest;
+use cachepot_compiler::manifest::Manifest;
+use cachepot_compiler::rust::Output;
+use cachepot_compiler::BaseDirs;
+use cachepot_storage::Entry;
+
+use super::{
+    changed_during, hit_by_key, hit_by_manifest, invalid, read_manifests, read_outputs,
+    temp_beside, Compile, Lookup, Pending, PendingKind, StoreJob,
+};
+use crate::memo::resolve_program;
+use crate::stats::Event;
+use crate::Shared;
+
+/// How a C miss will be stored.
+enum Mode {
+    /// Under a manifest of part A, from the dependency file.
+    Direct { key_a: Digest },
+    /// Under the key of the preprocessed text; `inputs` are the files the
+    /// preprocessor read (from its line markers).
+    Preprocessor { key: Digest, inputs: Vec<PathBuf> },
+}
+
+/// What a C miss keeps until the compile is done.
+pub(super) struct CPending {
+    compile: CCompile,
+    mode: Mode,
+    /// The dependency file the cache asked for (`-MD -MF` added to the
+    /// compile), removed once read.
+    own_depfile: Option<PathBuf>,
+}
+
+impl CPending {
+    pub(super) fn cleanup(&self) {
+        if let Some(p) = &self.own_depfile {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The language name in statistics.
+fn lang_name(l: Language) -> &'static str {
+    match l {
+        Language::C => "c",
+        Language::Cxx => "c++",
+        Language::AsmPreprocessed | Language::Asm => "asm",
+        Language::ObjC => "objective-c",
+        Language::ObjCxx => "objective-c++",
+    }
+}
+
+/// The files a compile writes, by role.
+fn outputs(c: &CCompile, cwd: &Path) -> Vec<Output> {
+    let mut out = vec![Output {
+        role: "object".into(),
+        path: cwd.join(&c.output),
+    }];
+    for (role, path) in c.side_outputs() {
+        out.push(Output {
+            role: role.into(),
+            path: cwd.join(path),
+        });
+    }
+    out
+}
+
+/// Looks a gcc or clang compile up and, on a hit, writes its outputs.
+pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
+    shared.stats.count(Event::Request);
+    let started = SystemTime::now();
+    let uncacheable = |lang: Option<&str>, reason: &str, detail: String| {
+        tracing::debug!(reason, detail, "not cacheable");
+        match lang {
+            Some(l) => shared.stats.non_cacheable_in(l, reason),
+            None => shared.stats.non_cacheable(reason),
+        }
+        Lookup::Uncacheable
+    };
+    let Some(compiler) = resolve_program(&c.compiler, &c.cwd, c.env("PATH")) else {
+        return uncacheable(None, "compiler not found", c.compiler.display().to_string());
+    };
+    // What the binary says it is, not its name: anything but gcc or clang
+    // (an assembler, nvcc, a linker) is passed through.
+    let toolchain = match shared.c_compilers.probe(&compiler, &c.cwd, &c.env) {
+        Ok(t) => t,
+        Err(e) => return uncacheable(None, "unsupported compiler", e.to_string()),
+    };
+    let compile = match cc::parse(&c.args, &c.cwd) {
+        CParsed::Uncacheable(u) => return uncacheable(None, &u.reason, u.detail),
+        CParsed::Cacheable(b) => *b,
+    };
+    let lang = lang_name(compile.language);
+    let bases = cc::base_dirs(&c.cwd, &c.env, &shared.config.basedirs);
+    let ctx = CKeyContext {
+        cwd: &c.cwd,
+        env: &c.env,
+        compiler: &toolchain.identity,
+        bases: &bases,
+        digester: shared.digests.as_ref(),
+    };
+    let key_a = match cc::key_a(&compile, &ctx) {
+        Ok(k) => k.digest,
+        Err(u) => return uncacheable(Some(lang), &u.reason, u.detail),
+    };
+    let outputs = outputs(&compile, &c.cwd);
+    // Direct mode needs a dependency file with system headers; plain
+    // assembler has none.
+    let direct_possible = !compile.deps_user_only && compile.language != Language::Asm;
+    let mut direct = direct_possible;
+    if direct_possible && !c.recache {
+        let (manifests, direct_off) = read_manifests(shared, &key_a);
+        direct = !direct_off;
+        if direct {
+            if let Some((stdout, stderr, key)) =
+                hit_by_manifest(shared, c, &key_a, manifests, &outputs, &bases)
+            {
+                return hit(shared, lang, &compile, &key, "direct", stdout, stderr);
+            }
+        }
+    }
+    let mode = if direct {
+        Mode::Direct { key_a }
+    } else {
+        let (text, inputs) = match preprocess(&compiler, &compile, c) {
+            Ok(t) => t,
+            Err(e) => return uncacheable(Some(lang), "preprocessor failed", e.to_string()),
+        };
+        let key = cc::preprocessed_key(&key_a, &text, &bases).digest;
+        if !c.recache {
+            if let Some((stdout, stderr)) = hit_by_key(shared, &key, &outputs, &bases) {
+                return hit(shared, lang, &compile, &key, "preprocessor", stdout, stderr);
+            }
+        }
+        Mode::Preprocessor { key, inputs }
+    };
+    shared.stats.count_in(lang, Event::Miss);
+    tracing::debug!(input = %compile.input, direct, "miss");
+    let (own_depfile, extra_args) = match (&mode, &compile.depfile) {
+        (Mode::Direct { .. }, None) => match temp_beside(&c.cwd.join(&compile.output)) {
+            Ok(tmp) => {
+                let tmp = tmp.with_extension("d");
+                let extra = vec!["-MD".into(), "-MF".into(), tmp.clone().into_os_string()];
+                (Some(tmp), extra)
+            }
+            Err(e) => return uncacheable(Some(lang), "output directory", e.to_string()),
+        },
+        _ => (None, Vec::<OsString>::new()),
+    };
+    Lookup::Miss(Box::new(Pending {
+        kind: PendingKind::C(Box::new(CPending {
+            compile,
+            mode,
+            own_depfile,
+        })),
+        cwd: c.cwd.clone(),
+        env: c.env.clone(),
+        bases,
+        started,
+        extra_args,
+    }))
+}
+
+fn hit(
+    shared: &Shared,
+    lang: &str,
+    compile: &CCompile,
+    key: &Digest,
+    mode: &str,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+) -> Lookup {
+    shared.stats.count_in(lang, Event::Hit);
+    tracing::debug!(input = %compile.input, key = %key, mode, "hit");
+    Lookup::Hit(stdout, stderr)
+}
+
+/// Runs the preprocessor (or, for plain assembler, reads the source) and
+/// returns its text and the files it read.
+fn preprocess(
+    compiler: &Path,
+    compile: &CCompile,
+    c: &Compile,
+) -> io::Result<(Vec<u8>, Vec<PathBuf>)> {
+    let source = c.cwd.join(&compile.input);
+    if compile.language == Language::Asm {
+        let text = std::fs::read(&source)?;
+        let mentions = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+        if mentions(b".include") || mentions(b".incbin") {
+            return Err(invalid("assembler that includes files"));
+        }
+        return Ok((text, vec![source]));
+    }
+    let out = Command::new(compiler)
+        .args(compile.preprocess_args())
+        .current_dir(&c.cwd)
+        .env_clear()
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(invalid(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    let inputs = line_marker_files(&out.stdout, &c.cwd);
+    Ok((out.stdout, inputs))
+}
+
+/// The files named by the preprocessor's line markers (`# 12 "file" 2`).
+fn line_marker_files(text: &[u8], cwd: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for line in text.split(|b| *b == b'\n') {
+        let Some(rest) = line.strip_prefix(b"# ") else {
+            continue;
+        };
+        let Some(start) = rest.iter().position(|b| *b == b'"') else {
+            continue;
+        };
+        let name = &rest[start + 1..];
+        let Some(end) = name.iter().position(|b| *b == b'"') else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(&name[..end]) else {
+            continue;
+        };
+        if name.starts_with('<') {
+            continue; // <built-in>, <command-line>
+        }
+        let path = cwd.join(name);
+        if !files.contains(&path) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Reads a finished C compile's outputs and, in direct mode, its
+/// dependency file.
+pub(super) fn prepare_store(
+    shared: &Arc<Shared>,
+    p: &Pending,
+    cp: &CPending,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> io::Result<Option<StoreJob>> {
+    let outputs = outputs(&cp.compile, &p.cwd);
+    let files = read_outputs(&outputs, &p.bases)?;
+    let entry = Entry {
+        files,
+        meta: vec![
+            ("stdout".into(), p.bases.normalize(stdout)),
+            ("stderr".into(), p.bases.normalize(stderr)),
+            (
+                "source".into(),
+                p.bases.normalize(cp.compile.input.as_bytes()),
+            ),
+        ],
+    };
+    match &cp.mode {
+        Mode::Preprocessor { key, inputs } => {
+            if changed_during(shared, inputs, p.started)? {
+                return Ok(None);
+            }
+            Ok(Some(StoreJob::Plain { key: *key, entry }))
+        }
+        Mode::Direct { key_a } => {
+            let depfile = match (&cp.own_depfile, &cp.compile.depfile) {
+                (Some(own), _) => own.clone(),
+                (None, Some(user)) => p.cwd.join(user),
+                (None, None) => return Err(invalid("no dependency file")),
+            };
+            let text = String::from_utf8_lossy(&std::fs::read(&depfile)?).replace("$$", "$");
+            let manifest = direct_manifest(shared, &text, &p.cwd, &p.bases)?;
+            let Some(manifest) = manifest else {
+                tracing::debug!(input = %cp.compile.input, "time macros: direct mode off");
+                return Ok(Some(StoreJob::DirectOff { key_a: *key_a }));
+            };
+            if let Some(paths) = manifest.paths(&p.cwd, &p.bases) {
+                if changed_during(shared, &paths, p.started)? {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(StoreJob::Manifest {
+                key_a: *key_a,
+                manifest,
+                entry,
+            }))
+        }
+    }
+}
+
+/// The manifest of a dependency file, or `None` when a file it lists uses
+/// time macros (direct mode must not be used for this part A).
+fn direct_manifest(
+    shared: &Shared,
+    depfile_text: &str,
+    cwd: &Path,
+    bases: &BaseDirs,
+) -> io::Result<Option<Manifest>> {
+    let info = depinfo::parse(depfile_text);
+    let manifest = Manifest::from_depinfo(&info, cwd, bases, shared.digests.as_ref())
+        .map_err(|e| invalid(e.to_string()))?;
+    for (file, (_, digest)) in info.files.iter().zip(&manifest.files) {
+        if shared
+            .c_compilers
+            .has_time_macros(&cwd.join(file), digest)?
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(manifest))
+}

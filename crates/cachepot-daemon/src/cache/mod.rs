@@ -1,0 +1,423 @@
+//! Looking up, restoring and storing compiles: the storage side shared by
+//! every compiler, with rustc's and the C compilers' lookups in their own
+//! modules.
+
+mod c;
+mod rust;
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cachepot_compiler::digest::Digest;
+use cachepot_compiler::manifest::Manifest;
+use cachepot_compiler::rust::Output;
+use cachepot_compiler::BaseDirs;
+use cachepot_storage::{Entry, StorageError, StorageKey};
+
+use crate::protocol::CompileRequest;
+use crate::stats::Event;
+use crate::Shared;
+
+/// How many manifests one part-A key keeps (most recent first).
+const MANIFESTS_KEPT: usize = 8;
+
+/// A compile decoded from the wire.
+pub struct Compile {
+    recache: bool,
+    compiler: PathBuf,
+    args: Vec<OsString>,
+    cwd: PathBuf,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Compile {
+    /// Decodes a request.
+    pub fn from_request(r: CompileRequest) -> Compile {
+        let os = |b: Vec<u8>| OsStr::from_bytes(&b).to_os_string();
+        Compile {
+            recache: r.recache,
+            compiler: PathBuf::from(os(r.compiler)),
+            args: r.args.into_iter().map(os).collect(),
+            cwd: PathBuf::from(os(r.cwd)),
+            env: r.env.into_iter().map(|(k, v)| (os(k), os(v))).collect(),
+        }
+    }
+
+    fn env(&self, name: &str) -> Option<&OsString> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// The result of a lookup.
+pub enum Lookup {
+    /// Not a compile at all (a query).
+    NotACompile,
+    /// A compile that is not cached; the reason was counted.
+    Uncacheable,
+    /// A hit; outputs are written. Stdout, stderr.
+    Hit(Vec<u8>, Vec<u8>),
+    /// A miss: what is needed to store the result.
+    Miss(Box<Pending>),
+}
+
+/// A miss waiting for the compile to finish.
+pub struct Pending {
+    kind: PendingKind,
+    cwd: PathBuf,
+    env: Vec<(OsString, OsString)>,
+    bases: BaseDirs,
+    started: SystemTime,
+    /// Arguments the wrapper adds to the compile (a dependency file the
+    /// cache needs and the user did not ask for).
+    pub extra_args: Vec<OsString>,
+}
+
+enum PendingKind {
+    Rust(Box<rust::RustPending>),
+    C(Box<c::CPending>),
+}
+
+impl Pending {
+    /// Removes files the compile wrote for the cache only.
+    pub fn cleanup(&self) {
+        if let PendingKind::C(p) = &self.kind {
+            p.cleanup();
+        }
+    }
+}
+
+/// What to write once a compile succeeded.
+pub enum StoreJob {
+    /// An entry named by a manifest, added to part A's manifest list.
+    Manifest {
+        key_a: Digest,
+        manifest: Manifest,
+        entry: Entry,
+    },
+    /// An entry under a key of its own (C preprocessor mode).
+    Plain { key: Digest, entry: Entry },
+    /// A C compile whose files use time macros: direct mode is turned off
+    /// for its part A, so later lookups go through the preprocessor.
+    DirectOff { key_a: Digest },
+}
+
+fn manifest_key(a: &Digest) -> Result<StorageKey, StorageError> {
+    StorageKey::new(format!("m-{}", a.to_hex()))
+}
+
+fn entry_key(b: &Digest) -> Result<StorageKey, StorageError> {
+    StorageKey::new(format!("e-{}", b.to_hex()))
+}
+
+/// rustc and clippy-driver (which takes rustc's arguments), by file name.
+fn is_rustc(compiler: &Path) -> bool {
+    compiler
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("rustc"))
+        || is_clippy(compiler)
+}
+
+fn is_clippy(compiler: &Path) -> bool {
+    compiler
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("clippy-driver"))
+}
+
+/// Reads an entry, counting and removing corrupt ones.
+fn read_entry(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<Entry> {
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "invalid storage key");
+            shared.stats.count(Event::Error);
+            return None;
+        }
+    };
+    let key = &key;
+    let bytes = match shared.storage.get(key) {
+        Ok(Some(b)) => b,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(key = key.as_str(), error = %e, "storage read failed");
+            shared.stats.count(Event::Error);
+            shared.warnings.storage_error(&e.to_string());
+            return None;
+        }
+    };
+    match Entry::decode(&bytes) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(key = key.as_str(), error = %e, "corrupt entry removed");
+            shared.stats.count(Event::Corrupt);
+            if let Err(e) = shared.storage.remove(key) {
+                tracing::warn!(key = key.as_str(), error = %e, "removing corrupt entry failed");
+            }
+            None
+        }
+    }
+}
+
+/// The manifests stored for part A (most recent first), and whether direct
+/// mode is off for it (C compiles whose files use time macros).
+fn read_manifests(shared: &Shared, a: &Digest) -> (Vec<Manifest>, bool) {
+    let Some(entry) = read_entry(shared, manifest_key(a)) else {
+        return (Vec::new(), false);
+    };
+    let direct_off = entry.meta("direct") == Some(b"off".as_slice());
+    let text = entry
+        .meta("manifests")
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let list = Manifest::decode_list(&text).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "unreadable manifest list");
+        Vec::new()
+    });
+    (list, direct_off)
+}
+
+/// Looks a compile up and, on a hit, writes its outputs.
+pub fn lookup(shared: &Shared, c: &Compile) -> Lookup {
+    if is_rustc(&c.compiler) {
+        rust::lookup(shared, c)
+    } else {
+        c::lookup(shared, c)
+    }
+}
+
+/// Reads a finished compile's outputs and dependency file now (before the
+/// build can touch them), and returns what to write in the background, or
+/// `None` when the result must not be stored.
+pub fn prepare_store(
+    shared: &Arc<Shared>,
+    p: &Pending,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> io::Result<Option<StoreJob>> {
+    match &p.kind {
+        PendingKind::Rust(r) => rust::prepare_store(shared, p, r, stdout, stderr),
+        PendingKind::C(cp) => c::prepare_store(shared, p, cp, stdout, stderr),
+    }
+}
+
+/// Tries the entry named by each manifest that matches this compile's files,
+/// and restores the first one found. Returns the hit's stdout and stderr.
+fn hit_by_manifest(
+    shared: &Shared,
+    c: &Compile,
+    key_a: &Digest,
+    manifests: Vec<Manifest>,
+    outputs: &[Output],
+    bases: &BaseDirs,
+) -> Option<(Vec<u8>, Vec<u8>, Digest)> {
+    for m in manifests {
+        if !m.matches(&c.cwd, bases, &c.env, shared.digests.as_ref()) {
+            continue;
+        }
+        let key_b = m.key_b(key_a).digest;
+        if let Some(out) = hit_by_key(shared, &key_b, outputs, bases) {
+            return Some((out.0, out.1, key_b));
+        }
+    }
+    None
+}
+
+/// Reads the entry under `key` and restores it.
+fn hit_by_key(
+    shared: &Shared,
+    key: &Digest,
+    outputs: &[Output],
+    bases: &BaseDirs,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let entry = read_entry(shared, entry_key(key))?;
+    match restore(&entry, outputs, bases) {
+        Ok(out) => Some(out),
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "restore failed");
+            shared.stats.count(Event::Error);
+            None
+        }
+    }
+}
+
+/// Whether a file the compile read changed after it began: the outputs may
+/// not match the digests just taken, so the result is not stored.
+fn changed_during(shared: &Shared, paths: &[PathBuf], started: SystemTime) -> io::Result<bool> {
+    for path in paths {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified())?;
+        if modified >= started {
+            tracing::info!(file = %path.display(), "source changed during the compile; not stored");
+            shared.stats.count(Event::WriteSkipped);
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Reads the outputs of a finished compile into entry files; dependency
+/// files are stored with base directories replaced by tokens.
+fn read_outputs(
+    outputs: &[Output],
+    bases: &BaseDirs,
+) -> io::Result<Vec<cachepot_storage::EntryFile>> {
+    let mut files = Vec::with_capacity(outputs.len());
+    for out in outputs {
+        let data = std::fs::read(&out.path)?;
+        let mode = std::fs::metadata(&out.path)?.permissions().mode();
+        let data = if is_depfile(&out.role) {
+            bases.normalize(&data)
+        } else {
+            data
+        };
+        files.push(cachepot_storage::EntryFile {
+            name: out.role.clone(),
+            mode,
+            data,
+        });
+    }
+    Ok(files)
+}
+
+/// Roles whose content names paths (rustc's dep-info, a C dependency file).
+fn is_depfile(role: &str) -> bool {
+    role == "dep-info" || role == "depfile"
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Writes an entry's outputs where this compile wants them. Every output is
+/// written to a temporary file first and renamed, so a reader never sees
+/// half a file.
+fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let text = |name: &str| -> io::Result<Vec<u8>> {
+        bases
+            .restore(entry.meta(name).unwrap_or_default())
+            .ok_or_else(|| invalid(format!("{name} names an unknown base directory")))
+    };
+    let stdout = text("stdout")?;
+    let stderr = text("stderr")?;
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(outputs.len());
+    let result = (|| {
+        for out in outputs {
+            let file = entry
+                .file(&out.role)
+                .ok_or_else(|| invalid(format!("entry lacks {}", out.role)))?;
+            let data: std::borrow::Cow<'_, [u8]> = if is_depfile(&out.role) {
+                bases
+                    .restore(&file.data)
+                    .ok_or_else(|| invalid("dep-info names an unknown base directory"))?
+                    .into()
+            } else {
+                file.data.as_slice().into()
+            };
+            let tmp = temp_beside(&out.path)?;
+            std::fs::write(&tmp, &data)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode & 0o7777))?;
+            staged.push((tmp, out.path.clone()));
+        }
+        for (tmp, dest) in &staged {
+            std::fs::rename(tmp, dest)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    Ok((stdout, stderr))
+}
+
+fn temp_beside(dest: &Path) -> io::Result<PathBuf> {
+    let dir = dest
+        .parent()
+        .ok_or_else(|| invalid("output without a directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Ok(dir.join(format!(".{name}.cachepot-{}-{nanos}", std::process::id())))
+}
+
+/// Writes an entry and adds its manifest to the part-A list.
+fn put_entry(
+    shared: &Shared,
+    key: Result<StorageKey, StorageError>,
+    entry: &Entry,
+) -> Result<(), StorageError> {
+    let bytes = entry
+        .encode()
+        .map_err(|e| StorageError::Encode(e.to_string()))?;
+    shared.storage.put(&key?, &bytes)
+}
+
+/// Writes what a finished compile left to store.
+pub fn store(shared: &Shared, job: StoreJob) {
+    let (key, result) = match job {
+        StoreJob::Manifest {
+            key_a,
+            manifest,
+            entry,
+        } => {
+            let key_b = manifest.key_b(&key_a).digest;
+            let result = put_entry(shared, entry_key(&key_b), &entry).and_then(|()| {
+                let (mut list, _) = read_manifests(shared, &key_a);
+                list.retain(|m| *m != manifest);
+                list.insert(0, manifest);
+                list.truncate(MANIFESTS_KEPT);
+                let m_entry = Entry {
+                    files: Vec::new(),
+                    meta: vec![(
+                        "manifests".into(),
+                        Manifest::encode_list(&list).into_bytes(),
+                    )],
+                };
+                put_entry(shared, manifest_key(&key_a), &m_entry)
+            });
+            (key_b, result)
+        }
+        StoreJob::Plain { key, entry } => (key, put_entry(shared, entry_key(&key), &entry)),
+        StoreJob::DirectOff { key_a } => {
+            let m_entry = Entry {
+                files: Vec::new(),
+                meta: vec![("direct".into(), b"off".to_vec())],
+            };
+            (key_a, put_entry(shared, manifest_key(&key_a), &m_entry))
+        }
+    };
+    match result {
+        Ok(()) => {
+            shared.stats.count(Event::Write);
+            tracing::debug!(key = %key, "stored");
+        }
+        // An entry over a backend's item limit (Memcached's 1 MiB) is not an
+        // error storm: counted apart, no warning.
+        Err(StorageError::TooLarge { size, limit }) => {
+            shared.stats.count(Event::TooLarge);
+            tracing::debug!(key = %key, size, limit, "entry too large for the remote backend");
+        }
+        Err(e) => {
+            shared.stats.count(Event::Error);
+            tracing::warn!(error = %e, "storing an entry failed");
+            shared.warnings.storage_error(&e.to_string());
+        }
+    }
+}

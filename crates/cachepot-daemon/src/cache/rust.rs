@@ -1,0 +1,158 @@
+//! rustc (and clippy-driver) compiles: direct mode only, never running the
+//! compiler on a lookup.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cachepot_compiler::depinfo;
+use cachepot_compiler::digest::Digest;
+use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Parsed, RustCompile};
+use cachepot_storage::Entry;
+
+use super::{
+    changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, read_manifests, read_outputs,
+    Compile, Lookup, Pending, PendingKind, StoreJob,
+};
+use crate::memo::resolve_program;
+use crate::stats::Event;
+use crate::Shared;
+
+/// The language name in statistics.
+const LANG: &str = "rust";
+
+/// What a rustc miss keeps until the compile is done.
+pub(super) struct RustPending {
+    compile: RustCompile,
+    key_a: Digest,
+}
+
+/// Looks a rustc compile up and, on a hit, writes its outputs.
+pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
+    // `cargo clippy` runs `clippy-driver /path/to/rustc ARGS…`; clippy-driver
+    // drops that first argument, and so does the parser.
+    let args = match c.args.split_first() {
+        Some((first, rest)) if is_clippy(&c.compiler) && is_rustc(Path::new(first)) => rest,
+        _ => &c.args[..],
+    };
+    let compile = match rustc::parse(args, &c.cwd) {
+        Parsed::NotACompile => return Lookup::NotACompile,
+        Parsed::Uncacheable(u) => {
+            shared.stats.count(Event::Request);
+            tracing::debug!(reason = %u.reason, detail = %u.detail, "not cacheable");
+            shared.stats.non_cacheable_in(LANG, &u.reason);
+            return Lookup::Uncacheable;
+        }
+        Parsed::Cacheable(rc) => *rc,
+    };
+    shared.stats.count(Event::Request);
+    let started = SystemTime::now();
+    let timer = std::time::Instant::now();
+    let uncacheable = |reason: &str, detail: String| {
+        tracing::debug!(reason, detail, "not cacheable");
+        shared.stats.non_cacheable_in(LANG, reason);
+        Lookup::Uncacheable
+    };
+    let Some(compiler) = resolve_program(&c.compiler, &c.cwd, c.env("PATH")) else {
+        return uncacheable("compiler not found", c.compiler.display().to_string());
+    };
+    let toolchain = match shared.toolchains.probe(&compiler, &c.cwd, &c.env) {
+        Ok(t) => t,
+        Err(e) => return uncacheable("unknown compiler", e.to_string()),
+    };
+    let identity = match shared
+        .toolchains
+        .identity(&toolchain, compile.target.as_deref())
+    {
+        Ok(d) => d,
+        Err(e) => return uncacheable("unknown compiler", e.to_string()),
+    };
+    let bases = rustc::base_dirs(&compile, &c.cwd, &c.env, &shared.config.basedirs);
+    let ctx = KeyContext {
+        cwd: &c.cwd,
+        env: &c.env,
+        toolchain: &identity,
+        bases: &bases,
+        digester: shared.digests.as_ref(),
+        clippy: is_clippy(&c.compiler),
+    };
+    let key_a = match rustc::key_a(&compile, &ctx) {
+        Ok(k) => k.digest,
+        Err(u) => return uncacheable(&u.reason, u.detail),
+    };
+    let outputs = compile.outputs(&c.cwd);
+    let keyed = timer.elapsed();
+    // CACHEPOT_RECACHE: compile and overwrite, without looking up.
+    let candidates = if c.recache {
+        Vec::new()
+    } else {
+        read_manifests(shared, &key_a).0
+    };
+    if let Some((stdout, stderr, key_b)) =
+        hit_by_manifest(shared, c, &key_a, candidates, &outputs, &bases)
+    {
+        shared.stats.count_in(LANG, Event::Hit);
+        tracing::debug!(
+            crate_name = %compile.crate_name,
+            key = %key_b,
+            key_us = keyed.as_micros(),
+            total_us = timer.elapsed().as_micros(),
+            "hit"
+        );
+        return Lookup::Hit(stdout, stderr);
+    }
+    shared.stats.count_in(LANG, Event::Miss);
+    tracing::debug!(crate_name = %compile.crate_name, key_a = %key_a, "miss");
+    Lookup::Miss(Box::new(Pending {
+        kind: PendingKind::Rust(Box::new(RustPending { compile, key_a })),
+        cwd: c.cwd.clone(),
+        env: c.env.clone(),
+        bases,
+        started,
+        extra_args: Vec::new(),
+    }))
+}
+
+/// Reads a finished rustc compile's outputs and dep-info.
+pub(super) fn prepare_store(
+    shared: &Arc<Shared>,
+    p: &Pending,
+    r: &RustPending,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> io::Result<Option<StoreJob>> {
+    let outputs = r.compile.outputs(&p.cwd);
+    let files = read_outputs(&outputs, &p.bases)?;
+    let depinfo_path = outputs
+        .iter()
+        .find(|o| o.role == "dep-info")
+        .map(|o| o.path.clone())
+        .ok_or_else(|| invalid("no dep-info output"))?;
+    let depinfo_text = String::from_utf8_lossy(&std::fs::read(depinfo_path)?).into_owned();
+    let info = depinfo::parse(&depinfo_text);
+    let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
+        .map_err(|e| invalid(e.to_string()))?;
+    if let Some(paths) = manifest.paths(&p.cwd, &p.bases) {
+        if changed_during(shared, &paths, p.started)? {
+            return Ok(None);
+        }
+    }
+    // Check the env-deps against this compile's environment too.
+    if !manifest.env_matches(&p.env, &p.bases) {
+        return Ok(None);
+    }
+    let entry = Entry {
+        files,
+        meta: vec![
+            ("stdout".into(), p.bases.normalize(stdout)),
+            ("stderr".into(), p.bases.normalize(stderr)),
+            ("crate".into(), r.compile.crate_name.clone().into_bytes()),
+        ],
+    };
+    Ok(Some(StoreJob::Manifest {
+        key_a: r.key_a,
+        manifest,
+        entry,
+    }))
+}

@@ -1,0 +1,361 @@
+//! C and C++ compiles through cachepot with the real gcc and clang.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::harness::{count, hits_misses, Env, BIN};
+
+/// The C compilers every test runs with; both must be installed
+/// (`scripts/services.sh install` puts clang in).
+const COMPILERS: [&str; 2] = ["gcc", "clang"];
+
+/// A small C project: a source that includes a header through `-I`.
+struct Project {
+    root: PathBuf,
+}
+
+impl Project {
+    fn new(env: &Env, name: &str) -> Project {
+        let root = env.root.path().join(name);
+        write(&root.join("include/value.h"), "#define VALUE 41\n");
+        write(
+            &root.join("src/main.c"),
+            "#include <stdio.h>\n#include \"value.h\"\nint value(void) { return VALUE + 1; }\n",
+        );
+        Project { root }
+    }
+
+    fn obj(&self) -> PathBuf {
+        self.root.join("out/main.o")
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Runs `cachepot CC ARGS…` (or, with `plain`, the compiler itself) in `dir`.
+fn cc(env: &Env, dir: &Path, plain: bool, compiler: &str, args: &[&str]) -> Output {
+    let mut c = if plain {
+        env.command(compiler)
+    } else {
+        let mut c = env.command(BIN);
+        c.arg(compiler);
+        c
+    };
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let out = c.args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{compiler} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+const ARGS: &[&str] = &["-O1", "-Iinclude", "-c", "src/main.c", "-o", "out/main.o"];
+
+fn lang_hits(env: &Env, lang: &str) -> u64 {
+    env.stats()["languages"][lang]["hits"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_cached_rebuild_is_byte_identical_to_the_compiler_s_output() {
+    for compiler in COMPILERS {
+        let env = Env::new();
+        let p = Project::new(&env, "p");
+        let mut args = ARGS.to_vec();
+        args.extend(["-g", "-MD", "-MF", "out/main.d"]);
+        cc(&env, &p.root, true, compiler, &args);
+        let plain_obj = std::fs::read(p.obj()).unwrap();
+        let plain_dep = std::fs::read(p.root.join("out/main.d")).unwrap();
+        cc(&env, &p.root, false, compiler, &args);
+        env.stop();
+        std::fs::remove_dir_all(p.root.join("out")).unwrap();
+        env.zero();
+        cc(&env, &p.root, false, compiler, &args);
+        assert_eq!(hits_misses(&env.stats()), (1, 0), "{compiler}");
+        assert_eq!(lang_hits(&env, "c"), 1);
+        assert!(
+            std::fs::read(p.obj()).unwrap() == plain_obj,
+            "{compiler}: object differs"
+        );
+        assert_eq!(std::fs::read(p.root.join("out/main.d")).unwrap(), plain_dep);
+        // The cache's own dependency file is not left behind.
+        let names: Vec<_> = std::fs::read_dir(p.root.join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+}
+
+#[test]
+fn a_header_edit_and_a_define_change_miss() {
+    for compiler in COMPILERS {
+        let env = Env::new();
+        let p = Project::new(&env, "p");
+        cc(&env, &p.root, false, compiler, ARGS);
+        env.stop();
+        env.zero();
+        write(&p.root.join("include/value.h"), "#define VALUE 99\n");
+        cc(&env, &p.root, false, compiler, ARGS);
+        let edited = std::fs::read(p.obj()).unwrap();
+        cc(&env, &p.root, true, compiler, ARGS);
+        assert_eq!(
+            edited,
+            std::fs::read(p.obj()).unwrap(),
+            "{compiler}: stale object"
+        );
+        let mut defined = ARGS.to_vec();
+        defined.push("-DEXTRA=1");
+        cc(&env, &p.root, false, compiler, &defined);
+        assert_eq!(hits_misses(&env.stats()), (0, 2), "{compiler}");
+        // And the edited header hits once stored (statistics restart with
+        // the daemon).
+        env.stop();
+        cc(&env, &p.root, false, compiler, ARGS);
+        assert_eq!(hits_misses(&env.stats()), (1, 0), "{compiler}");
+    }
+}
+
+#[test]
+fn another_checkout_path_hits_through_include_directories() {
+    for compiler in COMPILERS {
+        let env = Env::new();
+        let a = Project::new(&env, "a");
+        let b = Project::new(&env, "b");
+        let abs = |p: &Project, rel: &str| p.root.join(rel).display().to_string();
+        let args = |p: &Project| {
+            vec![
+                "-O1".to_string(),
+                format!("-I{}", abs(p, "include")),
+                "-c".into(),
+                abs(p, "src/main.c"),
+                "-o".into(),
+                abs(p, "out/main.o"),
+            ]
+        };
+        let a_args = args(&a);
+        let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+        cc(&env, &a.root, false, compiler, &a_args);
+        env.stop();
+        env.zero();
+        let b_args = args(&b);
+        let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+        cc(&env, &b.root, false, compiler, &b_args);
+        assert_eq!(hits_misses(&env.stats()), (1, 0), "{compiler}");
+        let restored = std::fs::read(b.obj()).unwrap();
+        cc(&env, &b.root, true, compiler, &b_args);
+        assert_eq!(restored, std::fs::read(b.obj()).unwrap(), "{compiler}");
+    }
+}
+
+#[test]
+fn debug_info_keys_the_directory_unless_a_prefix_map_covers_it() {
+    let env = Env::new();
+    let a = Project::new(&env, "a");
+    let b = Project::new(&env, "b");
+    let mut g = ARGS.to_vec();
+    g.push("-g");
+    cc(&env, &a.root, false, "gcc", &g);
+    env.stop();
+    env.zero();
+    cc(&env, &b.root, false, "gcc", &g);
+    assert_eq!(hits_misses(&env.stats()), (0, 1), "DW_AT_comp_dir differs");
+    let mapped = |p: &Project| format!("-ffile-prefix-map={}=.", p.root.display());
+    let (ma, mb) = (mapped(&a), mapped(&b));
+    let mut ga = g.clone();
+    ga.push(&ma);
+    let mut gb = g.clone();
+    gb.push(&mb);
+    cc(&env, &a.root, false, "gcc", &ga);
+    env.stop();
+    env.zero();
+    cc(&env, &b.root, false, "gcc", &gb);
+    assert_eq!(hits_misses(&env.stats()), (1, 0));
+    let restored = std::fs::read(b.obj()).unwrap();
+    cc(&env, &b.root, true, "gcc", &gb);
+    assert_eq!(restored, std::fs::read(b.obj()).unwrap());
+}
+
+#[test]
+fn time_macros_turn_direct_mode_off() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    write(
+        &p.root.join("include/value.h"),
+        "#define VALUE 41\nstatic const char *built = __TIME__;\n",
+    );
+    // First: a direct-mode miss finds the macro and turns direct mode off.
+    // Then every lookup preprocesses; the __TIME__ text changes each
+    // second, so a hit only ever replays the same second's object.
+    cc(&env, &p.root, false, "gcc", ARGS);
+    env.stop();
+    cc(&env, &p.root, false, "gcc", ARGS);
+    let s = env.stats();
+    assert_eq!(
+        count(&s, "cache_misses"),
+        1,
+        "statistics restart with the daemon"
+    );
+    assert_eq!(count(&s, "cache_hits"), 0);
+    // A source without time macros keeps direct mode.
+    write(&p.root.join("include/value.h"), "#define VALUE 41\n");
+    let mut d = ARGS.to_vec();
+    d.push("-DPLAIN");
+    cc(&env, &p.root, false, "gcc", &d);
+    env.stop();
+    cc(&env, &p.root, false, "gcc", &d);
+    assert_eq!(hits_misses(&env.stats()), (1, 0));
+}
+
+#[test]
+fn mmd_uses_the_preprocessor_and_hits() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    let mut args = ARGS.to_vec();
+    args.extend(["-MMD", "-MF", "out/main.d"]);
+    cc(&env, &p.root, false, "clang", &args);
+    let dep = std::fs::read_to_string(p.root.join("out/main.d")).unwrap();
+    assert!(
+        !dep.contains("stdio.h"),
+        "-MMD leaves system headers out: {dep}"
+    );
+    env.stop();
+    std::fs::remove_dir_all(p.root.join("out")).unwrap();
+    cc(&env, &p.root, false, "clang", &args);
+    assert_eq!(hits_misses(&env.stats()), (1, 0));
+    assert_eq!(
+        std::fs::read_to_string(p.root.join("out/main.d")).unwrap(),
+        dep
+    );
+    // A header edit changes the preprocessed text.
+    write(&p.root.join("include/value.h"), "#define VALUE 7\n");
+    cc(&env, &p.root, false, "clang", &args);
+    assert_eq!(hits_misses(&env.stats()), (1, 1));
+}
+
+#[test]
+fn cache_buster_and_cxx_are_keyed_and_counted() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    write(
+        &p.root.join("src/lib.cc"),
+        "#include <vector>\nint n() { return std::vector<int>(3).size(); }\n",
+    );
+    let args = ["-c", "src/lib.cc", "-o", "out/lib.o"];
+    cc(&env, &p.root, false, "g++", &args);
+    env.stop();
+    cc(&env, &p.root, false, "g++", &args);
+    assert_eq!(lang_hits(&env, "c++"), 1);
+    let mut busted = env.command(BIN);
+    let out = busted
+        .args(["g++"])
+        .args(args)
+        .current_dir(&p.root)
+        .env("CACHEPOT_C_CUSTOM_CACHE_BUSTER", "x")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(hits_misses(&env.stats()), (1, 1));
+}
+
+#[test]
+fn non_compiles_and_other_programs_are_passed_through_with_a_reason() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    cc(&env, &p.root, false, "gcc", ARGS);
+    // Linking, preprocessing only, a program that is no C compiler.
+    cc(
+        &env,
+        &p.root,
+        false,
+        "gcc",
+        &["out/main.o", "-shared", "-o", "out/libm.so"],
+    );
+    let pre = cc(
+        &env,
+        &p.root,
+        false,
+        "gcc",
+        &["-Iinclude", "-E", "src/main.c"],
+    );
+    assert!(String::from_utf8_lossy(&pre.stdout).contains("value(void)"));
+    let echo = cc(&env, &p.root, false, "echo", &["-c", "x.c"]);
+    assert_eq!(String::from_utf8_lossy(&echo.stdout), "-c x.c\n");
+    // A failing compile fails, with the compiler's message.
+    let bad = env
+        .command(BIN)
+        .args(["gcc", "-c", "missing.c"])
+        .current_dir(&p.root)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.c"));
+    let s = env.stats();
+    let reasons = &s["non_cacheable_reasons"];
+    assert_eq!(reasons["linking"], 1, "{s}");
+    assert_eq!(reasons["preprocessing only"], 1, "{s}");
+    assert_eq!(reasons["unsupported compiler"], 1, "{s}");
+}
+
+#[test]
+fn a_link_named_after_the_compiler_wraps_it() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    let bin = env.root.path().join("links");
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in ["gcc", "cc"] {
+        std::os::unix::fs::symlink(BIN, bin.join(name)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    for (i, name) in ["gcc", "cc"].into_iter().enumerate() {
+        if i > 0 {
+            env.stop();
+        }
+        let out = env
+            .command(name)
+            .args(ARGS)
+            .current_dir(&p.root)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // `cc` is gcc on this machine: the same compiler, known by what it
+    // says it is, so the second compile hits.
+    assert_eq!(hits_misses(&env.stats()), (1, 0));
+}
+
+#[test]
+fn c_compiled_by_a_build_script_through_the_cc_crate_hits() {
+    let env = Env::new();
+    let co = env.checkout_cc("a");
+    env.build(&co, &[]);
+    let s = env.rebuild_fresh(&co, &[]);
+    let c = &s["languages"]["c"];
+    assert_eq!(c["hits"], 1, "{s}");
+    assert_eq!(c["misses"], 0, "{s}");
+    assert_eq!(run(&co), "5");
+    // A header edit reaches the binary.
+    write(&co.ws.join("include/add.h"), "#define OFFSET 10\n");
+    env.build(&co, &[]);
+    assert_eq!(run(&co), "15");
+    assert_eq!(env.stats()["languages"]["c"]["misses"], 1);
+}
+
+fn run(co: &crate::harness::Checkout) -> String {
+    let out = std::process::Command::new(co.target.join("debug/cnative"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
