@@ -229,6 +229,7 @@ mod tests {
 pub struct CCompilerMemo {
     probes: Mutex<HashMap<(PathBuf, Stamp), Arc<CToolchain>>>,
     time_macros: Mutex<HashMap<Digest, bool>>,
+    pch_dirs: Mutex<HashMap<(PathBuf, i128), bool>>,
 }
 
 impl CCompilerMemo {
@@ -254,6 +255,36 @@ impl CCompilerMemo {
             m.insert(key, t.clone());
         }
         Ok(t)
+    }
+
+    /// Whether a directory holds a precompiled header (`*.gch`, `*.pch`),
+    /// memoised by the directory's mtime (which changes when an entry is
+    /// added or removed). A directory that cannot be read holds none.
+    pub fn has_precompiled_header(&self, dir: &Path) -> bool {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return false;
+        };
+        let s = stamp(&meta);
+        let key = (dir.to_path_buf(), s.mtime_ns);
+        let recent = is_recent(&meta);
+        if !recent {
+            if let Some(v) = self.pch_dirs.lock().ok().and_then(|m| m.get(&key).copied()) {
+                return v;
+            }
+        }
+        let found = std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".gch") || name.ends_with(".pch")
+            })
+        });
+        if !recent {
+            if let Ok(mut m) = self.pch_dirs.lock() {
+                m.insert(key, found);
+            }
+        }
+        found
     }
 
     /// Whether the file with this digest uses `__DATE__`, `__TIME__` or

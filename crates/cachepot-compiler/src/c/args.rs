@@ -149,6 +149,40 @@ impl CCompile {
         out
     }
 
+    /// The directories where an `#include` may find a header: the
+    /// source's own directory, the working directory, and every `-I`,
+    /// `-iquote`, `-isystem` and `-idirafter` directory, as written.
+    /// gcc uses a `NAME.gch` found beside a header without listing it in
+    /// the dependency file, so the daemon checks these for precompiled
+    /// headers.
+    pub fn search_dirs(&self) -> Vec<String> {
+        let parent = Path::new(&self.input)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| ".".into());
+        let mut dirs = vec![parent, ".".to_string()];
+        let mut take_next = false;
+        for a in &self.key_args {
+            if take_next {
+                dirs.push(a.clone());
+                take_next = false;
+                continue;
+            }
+            for opt in ["-I", "-iquote", "-isystem", "-idirafter"] {
+                if a == opt {
+                    take_next = true;
+                } else if let Some(v) = a.strip_prefix(opt) {
+                    if opt != "-I" || !v.starts_with('-') {
+                        dirs.push(v.to_string());
+                    }
+                }
+            }
+        }
+        dirs.dedup();
+        dirs
+    }
+
     /// Whether the working directory ends up in the outputs: debug
     /// information or coverage notes, with no prefix map that covers it.
     pub fn embeds_cwd(&self, cwd: &Path) -> bool {

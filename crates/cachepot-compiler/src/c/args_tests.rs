@@ -155,3 +155,13 @@ fn preprocess_args_drop_dependency_options() {
     let c = ok("-O2 -MD -MP -MT obj -MQ q -MF a.d -DX -c a.c -o a.o");
     assert_eq!(c.preprocess_args(), ["-O2", "-DX", "-E", "a.c"]);
 }
+
+#[test]
+fn search_dirs_cover_every_include_form() {
+    let c = ok("-Iinc -I /abs -iquote q -isystem/sys -idirafter after -c src/a.c");
+    assert_eq!(
+        c.search_dirs(),
+        ["src", ".", "inc", "/abs", "q", "/sys", "after"]
+    );
+    assert_eq!(ok("-c a.c").search_dirs(), ["."]);
+}

@@ -30,6 +30,10 @@
 //! | the source and every header read | B (direct) | path (base-relative) and content digest, from the dependency file |
 //! | the preprocessed text | P (preprocessor) | with base directories replaced by tokens |
 //!
+//! A limit of direct mode, shared with ccache: a header that would now be
+//! found earlier in the include path (a new file shadowing a recorded one)
+//! is not noticed, because the manifest checks the files it recorded.
+//!
 //! Left out on purpose: as for rustc, absolute paths under base directories
 //! that end up in the object (`__FILE__`, source names in debug info) come
 //! from the build that stored the entry; `-ffile-prefix-map` makes them

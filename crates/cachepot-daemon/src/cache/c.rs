@@ -103,6 +103,20 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         CParsed::Cacheable(b) => *b,
     };
     let lang = lang_name(compile.language);
+    // gcc reads a `NAME.gch` beside a header without naming it in the
+    // dependency file (or in `-E` output): never cache near one.
+    if let Some(dir) = compile
+        .search_dirs()
+        .into_iter()
+        .map(|d| c.cwd.join(d))
+        .find(|d| shared.c_compilers.has_precompiled_header(d))
+    {
+        return uncacheable(
+            Some(lang),
+            "precompiled header use",
+            dir.display().to_string(),
+        );
+    }
     let bases = cc::base_dirs(&c.cwd, &c.env, &shared.config.basedirs);
     let ctx = CKeyContext {
         cwd: &c.cwd,

@@ -47,7 +47,9 @@ fn cc(env: &Env, dir: &Path, plain: bool, compiler: &str, args: &[&str]) -> Outp
         c
     };
     std::fs::create_dir_all(dir.join("out")).unwrap();
-    let out = c.args(args).current_dir(dir).output().unwrap();
+    let out = c.args(args).current_dir(dir).output().unwrap_or_else(|e| {
+        panic!("{compiler}: {e}; `scripts/services.sh install` installs gcc, g++ and clang")
+    });
     assert!(
         out.status.success(),
         "{compiler} {args:?}: {}",
@@ -358,4 +360,146 @@ fn run(co: &crate::harness::Checkout) -> String {
         .unwrap();
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn side_outputs_assembler_and_objective_c_are_restored() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    write(
+        &p.root.join("src/start.S"),
+        "#define VALUE 7\n.globl seven\nseven:\n  mov $VALUE, %eax\n  ret\n",
+    );
+    write(&p.root.join("src/plain.s"), ".globl one\none:\n  ret\n");
+    write(
+        &p.root.join("src/obj.m"),
+        "int objc_value(void) { return 3; }\n",
+    );
+    let compiles: [(&str, &[&str], &[&str]); 5] = [
+        (
+            "gcc",
+            &[
+                "-gsplit-dwarf",
+                "-g",
+                "-c",
+                "src/main.c",
+                "-Iinclude",
+                "-o",
+                "out/split.o",
+            ],
+            &["out/split.o", "out/split.dwo"],
+        ),
+        (
+            "gcc",
+            &[
+                "--coverage",
+                "-c",
+                "src/main.c",
+                "-Iinclude",
+                "-o",
+                "out/cov.o",
+            ],
+            &["out/cov.o", "out/cov.gcno"],
+        ),
+        (
+            "gcc",
+            &["-c", "src/start.S", "-o", "out/start.o"],
+            &["out/start.o"],
+        ),
+        (
+            "gcc",
+            &["-c", "src/plain.s", "-o", "out/plain.o"],
+            &["out/plain.o"],
+        ),
+        (
+            "clang",
+            &["-c", "src/obj.m", "-o", "out/obj.o"],
+            &["out/obj.o"],
+        ),
+    ];
+    // What the missed compiles wrote (gcc's coverage notes carry a stamp
+    // that differs on every run, so the reference is the stored run's).
+    for (compiler, args, _) in &compiles {
+        cc(&env, &p.root, false, compiler, args);
+    }
+    let read_all = |files: &[&str]| -> Vec<Vec<u8>> {
+        files
+            .iter()
+            .map(|f| std::fs::read(p.root.join(f)).unwrap())
+            .collect()
+    };
+    let stored: Vec<_> = compiles.iter().map(|(_, _, f)| read_all(f)).collect();
+    env.stop();
+    std::fs::remove_dir_all(p.root.join("out")).unwrap();
+    for (compiler, args, _) in &compiles {
+        cc(&env, &p.root, false, compiler, args);
+    }
+    let s = env.stats();
+    assert_eq!(hits_misses(&s), (5, 0), "{s}");
+    assert_eq!(s["languages"]["asm"]["hits"], 2, "{s}");
+    assert_eq!(s["languages"]["objective-c"]["hits"], 1, "{s}");
+    for ((_, args, files), want) in compiles.iter().zip(stored) {
+        assert!(read_all(files) == want, "{args:?}: restored files differ");
+    }
+}
+
+#[test]
+fn a_precompiled_header_in_the_include_path_is_not_cached() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    // gcc uses value.h.gch for `#include "value.h"` and names neither file
+    // in the dependency file: a cached object could outlive a header edit.
+    let gch = cc(
+        &env,
+        &p.root,
+        true,
+        "gcc",
+        &[
+            "-x",
+            "c-header",
+            "include/value.h",
+            "-o",
+            "include/value.h.gch",
+        ],
+    );
+    assert!(gch.status.success());
+    cc(&env, &p.root, false, "gcc", ARGS);
+    let s = env.stats();
+    assert_eq!(hits_misses(&s), (0, 0), "{s}");
+    assert_eq!(
+        s["non_cacheable_reasons"]["precompiled header use"], 1,
+        "{s}"
+    );
+}
+
+#[test]
+fn build_script_c_hits_in_another_checkout_with_a_prefix_map() {
+    // The `cc` crate compiles with debug info in the dev profile and runs
+    // in the package's directory, so without a map the working directory
+    // is in the key; `-ffile-prefix-map` in CFLAGS makes objects (and
+    // keys) the same in every checkout.
+    let env = Env::new();
+    let (a, b, c) = (
+        env.checkout_cc("a"),
+        env.checkout_cc("b"),
+        env.checkout_cc("c"),
+    );
+    // Without a map, another checkout's C compile misses.
+    env.build(&a, &[]);
+    env.stop();
+    env.zero();
+    env.build(&c, &[]);
+    let s = env.stats();
+    assert_eq!(s["languages"]["c"]["misses"], 1, "{s}");
+    assert_eq!(s["languages"]["c"]["hits"], 0, "{s}");
+    // With one, it hits, and the binary works.
+    let map = |co: &crate::harness::Checkout| format!("-ffile-prefix-map={}=.", co.ws.display());
+    env.build(&a, &[("CFLAGS", &map(&a))]);
+    env.stop();
+    env.zero();
+    env.build(&b, &[("CFLAGS", &map(&b))]);
+    let s = env.stats();
+    assert_eq!(s["languages"]["c"]["hits"], 1, "{s}");
+    assert_eq!(s["languages"]["c"]["misses"], 0, "{s}");
+    assert_eq!(run(&b), "5");
 }
