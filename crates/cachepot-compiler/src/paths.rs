@@ -7,7 +7,10 @@
 //! (spaces as `\ `). NUL never occurs in paths, compiler messages or
 //! dep-info, so tokens cannot clash with real text.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+use crate::key::env_value;
 
 /// One base directory with the name its token carries.
 #[derive(Clone, Debug)]
@@ -187,6 +190,41 @@ fn replace_bounded(text: &[u8], patterns: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// The base directories every compile has: the working directory,
+/// `CARGO_HOME` (or `~/.cargo`), cargo's target directory when known, and
+/// the configured ones, named `base0`, `base1`, ….
+pub fn standard_bases(
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    target_dir: Option<PathBuf>,
+    configured: &[PathBuf],
+) -> BaseDirs {
+    let cargo_home = env_value(env, "CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env_value(env, "HOME").map(|h| Path::new(&h).join(".cargo")));
+    let mut pairs: Vec<(String, PathBuf)> = vec![("cwd".into(), cwd.to_path_buf())];
+    if let Some(t) = target_dir {
+        pairs.push(("target".into(), t));
+    }
+    if let Some(h) = cargo_home {
+        pairs.push(("cargo_home".into(), h));
+    }
+    for (i, b) in configured.iter().enumerate() {
+        pairs.push((format!("base{i}"), b.clone()));
+    }
+    BaseDirs::new(pairs.iter().map(|(n, p)| (n.as_str(), p.as_path())))
+}
+
+/// Walks up from a directory inside cargo's target directory (an output
+/// directory, `OUT_DIR`) to the one holding cargo's `CACHEDIR.TAG`.
+pub fn find_target_dir(inside: &Path) -> Option<PathBuf> {
+    inside
+        .ancestors()
+        .take(6)
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! | arguments | A | as written, in order, with base directories replaced by tokens; the object path, `-MF` path and the source are left out (they are where files go, not what they are) |
 //! | the source path | A | base-relative: it is what `__FILE__` and the dependency file name |
 //! | the object path | A, only with split DWARF or coverage | the object embeds the `.dwo` name or the `.gcda` path |
+//! | the object path, base-relative | A, only with a dependency file and no `-MT`/`-MQ` | it is the dependency file's target |
 //! | the working directory | A, only when debug info or coverage notes embed it and no `-fdebug-prefix-map`/`-ffile-prefix-map`/`-fdebug-compilation-dir` covers it | it is in `DW_AT_comp_dir` |
 //! | profiles and precompiled headers named by options (`-fprofile-use=`, `-include-pch`) | A | by content: the dependency file does not list them |
 //! | `CPATH`, `C_INCLUDE_PATH`, `CPLUS_INCLUDE_PATH`, `OBJC_INCLUDE_PATH`, `OBJCPLUS_INCLUDE_PATH`, `SOURCE_DATE_EPOCH`, `GCC_EXEC_PREFIX`, `COMPILER_PATH`, `GCC_COMPARE_DEBUG`, `CCC_OVERRIDE_OPTIONS`, `SDKROOT`, `*_DEPLOYMENT_TARGET` | A | the compiler reads them; path values are base-relative |
@@ -45,7 +46,7 @@ use std::path::{Path, PathBuf};
 use super::args::CCompile;
 use crate::digest::{Digest, FileDigester};
 use crate::key::{env_value, Key, KeyBuilder};
-use crate::paths::BaseDirs;
+use crate::paths::{find_target_dir, standard_bases, BaseDirs};
 use crate::rust::Uncacheable;
 
 /// Variables the compiler reads itself; path values are base-relative.
@@ -104,27 +105,8 @@ fn no(reason: &str, detail: impl Into<String>) -> Uncacheable {
 /// target directory when the compile runs under a build script (`OUT_DIR`),
 /// and the configured ones.
 pub fn base_dirs(cwd: &Path, env: &[(OsString, OsString)], configured: &[PathBuf]) -> BaseDirs {
-    let cargo_home = env_value(env, "CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env_value(env, "HOME").map(|h| Path::new(&h).join(".cargo")));
-    let target = env_value(env, "OUT_DIR").and_then(|d| {
-        cwd.join(d)
-            .ancestors()
-            .take(6)
-            .find(|d| d.join("CACHEDIR.TAG").is_file())
-            .map(Path::to_path_buf)
-    });
-    let mut pairs: Vec<(String, PathBuf)> = vec![("cwd".into(), cwd.to_path_buf())];
-    if let Some(t) = target {
-        pairs.push(("target".into(), t));
-    }
-    if let Some(h) = cargo_home {
-        pairs.push(("cargo_home".into(), h));
-    }
-    for (i, b) in configured.iter().enumerate() {
-        pairs.push((format!("base{i}"), b.clone()));
-    }
-    BaseDirs::new(pairs.iter().map(|(n, p)| (n.as_str(), p.as_path())))
+    let target = env_value(env, "OUT_DIR").and_then(|d| find_target_dir(&cwd.join(d)));
+    standard_bases(cwd, env, target, configured)
 }
 
 /// An argument with base directories replaced by tokens, including a path
@@ -156,6 +138,17 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
     if c.split_dwarf || c.coverage || c.key_args.iter().any(|a| a == "-fprofile-arcs") {
         let out = ctx.cwd.join(&c.output);
         k.add("output", out.to_string_lossy().as_bytes());
+    } else if c.depfile.is_some()
+        && !c
+            .key_args
+            .iter()
+            .any(|a| a.starts_with("-MT") || a.starts_with("-MQ"))
+    {
+        // The dependency file's target is the object path as written.
+        k.add(
+            "depfile-target",
+            ctx.bases.normalize_str(&c.output).as_bytes(),
+        );
     }
     if c.embeds_cwd(ctx.cwd) {
         k.add("cwd", ctx.cwd.to_string_lossy().as_bytes());

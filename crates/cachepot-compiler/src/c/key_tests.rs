@@ -165,3 +165,19 @@ fn preprocessed_text_is_base_relative() {
     let three = preprocessed_key(&ka, b"# 1 \"/w2/src/a.c\"\nint y;\n", &b);
     assert_ne!(one.digest, three.digest);
 }
+
+#[test]
+fn a_dependency_file_without_a_target_option_keys_the_object_path() {
+    let one = key("-MD -c a.c -o /tmp/1/a.o", "/w", &[]).unwrap();
+    assert_ne!(one, key("-MD -c a.c -o /tmp/2/a.o", "/w", &[]).unwrap());
+    // Under a base directory it is base-relative.
+    assert_eq!(
+        key("-MD -c a.c -o /w1/out/a.o", "/w1", &[]).unwrap(),
+        key("-MD -c a.c -o /w2/out/a.o", "/w2", &[]).unwrap()
+    );
+    // With -MT the target is the option's value, already in the key.
+    assert_eq!(
+        key("-MD -MT x -c a.c -o /tmp/1/a.o", "/w", &[]).unwrap(),
+        key("-MD -MT x -c a.c -o /tmp/2/a.o", "/w", &[]).unwrap()
+    );
+}

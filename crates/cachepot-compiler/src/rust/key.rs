@@ -46,8 +46,8 @@ use std::path::{Path, PathBuf};
 
 use super::args::{RustCompile, Uncacheable};
 use crate::digest::{Digest, FileDigester};
-use crate::key::{env_value, Key, KeyBuilder};
-use crate::paths::BaseDirs;
+use crate::key::{Key, KeyBuilder};
+use crate::paths::{find_target_dir, standard_bases, BaseDirs};
 
 /// Environment variables outside `CARGO_*` that rustc reads itself.
 const RUSTC_ENV: &[&str] = &[
@@ -135,34 +135,11 @@ pub fn base_dirs(
     env: &[(OsString, OsString)],
     configured: &[PathBuf],
 ) -> BaseDirs {
-    let cargo_home = env_value(env, "CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env_value(env, "HOME").map(|h| Path::new(&h).join(".cargo")));
     let target_dir = c
         .out_dir
         .as_ref()
         .and_then(|d| find_target_dir(&cwd.join(d)));
-    let mut pairs: Vec<(String, PathBuf)> = vec![("cwd".into(), cwd.to_path_buf())];
-    if let Some(t) = target_dir {
-        pairs.push(("target".into(), t));
-    }
-    if let Some(h) = cargo_home {
-        pairs.push(("cargo_home".into(), h));
-    }
-    for (i, b) in configured.iter().enumerate() {
-        pairs.push((format!("base{i}"), b.clone()));
-    }
-    BaseDirs::new(pairs.iter().map(|(n, p)| (n.as_str(), p.as_path())))
-}
-
-/// Walks up from an output directory to the directory holding cargo's
-/// `CACHEDIR.TAG` (the target or build directory).
-fn find_target_dir(out_dir: &Path) -> Option<PathBuf> {
-    out_dir
-        .ancestors()
-        .take(6)
-        .find(|d| d.join("CACHEDIR.TAG").is_file())
-        .map(Path::to_path_buf)
+    standard_bases(cwd, env, target_dir, configured)
 }
 
 /// Computes part A.

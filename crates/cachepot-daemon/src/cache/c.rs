@@ -165,7 +165,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     let (own_depfile, extra_args) = match (&mode, &compile.depfile) {
         (Mode::Direct { .. }, None) => match temp_beside(&c.cwd.join(&compile.output)) {
             Ok(tmp) => {
-                let tmp = tmp.with_extension("d");
+                let tmp = PathBuf::from(format!("{}.d", tmp.display()));
                 let extra = vec!["-MD".into(), "-MF".into(), tmp.clone().into_os_string()];
                 (Some(tmp), extra)
             }
