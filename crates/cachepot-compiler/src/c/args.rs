@@ -359,6 +359,11 @@ fn parse_strings(args: &[String]) -> CParsed {
                 Some(v) => depfile = Some(v),
                 None => return no("missing option value", a),
             },
+            _ if a.starts_with("-x") && !inputs.is_empty() => {
+                // `-x` applies to the sources after it only; one after the
+                // source would be read differently by the preprocessor run.
+                return no("-x after the source", a);
+            }
             "-x" => match value(&mut i) {
                 Some(v) if v.ends_with("-header") => return no("precompiled header output", v),
                 Some(v) => match Language::from_x(&v) {

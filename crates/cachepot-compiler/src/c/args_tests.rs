@@ -165,3 +165,10 @@ fn search_dirs_cover_every_include_form() {
     );
     assert_eq!(ok("-c a.c").search_dirs(), ["."]);
 }
+
+#[test]
+fn language_after_the_source_is_refused() {
+    assert_eq!(reason("-c a.c -x c++"), "-x after the source");
+    assert_eq!(reason("-c a.c -xc++"), "-x after the source");
+    assert_eq!(ok("-x c++ -c a.c").language, Language::Cxx);
+}

@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | key format version | A | bumped whenever an input changes meaning |
 //! | the compiler | A | family, every predefined macro (version, target, defaults) and the digest of its binary |
+//! | the driver mode of its name | A | `clang++`, `g++` and `c++` compile a `.c` file as C++; `clang` and `clang++` are one binary |
 //! | language | A | `-x` or the source's extension |
 //! | arguments | A | as written, in order, with base directories replaced by tokens; the object path, `-MF` path and the source are left out (they are where files go, not what they are) |
 //! | the source path | A | base-relative: it is what `__FILE__` and the dependency file name |
@@ -87,6 +88,9 @@ pub struct CKeyContext<'a> {
     pub env: &'a [(OsString, OsString)],
     /// The compiler's identity digest.
     pub compiler: &'a Digest,
+    /// The name the compiler was run by (`clang++` is clang in C++ mode:
+    /// the same binary, another behaviour).
+    pub invoked_as: &'a str,
     /// Base directories for path independence.
     pub bases: &'a BaseDirs,
     /// File digests.
@@ -121,6 +125,22 @@ fn normalize_arg(bases: &BaseDirs, a: &str) -> String {
     }
 }
 
+/// The driver mode a compiler's name selects: gcc and clang compile a `.c`
+/// file as C++ when run as `g++`, `c++` or `clang++`.
+pub fn driver_mode(invoked_as: &str) -> &'static str {
+    let name = Path::new(invoked_as)
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if name.contains("++") {
+        "c++"
+    } else if name.contains("cpp") {
+        "cpp"
+    } else {
+        "c"
+    }
+}
+
 /// Computes part A.
 pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
     for name in C_ENV_REFUSED {
@@ -130,6 +150,7 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
     }
     let mut k = KeyBuilder::new("c-a");
     k.add_digest("compiler", ctx.compiler);
+    k.add("driver", driver_mode(ctx.invoked_as).as_bytes());
     k.add("language", format!("{:?}", c.language).as_bytes());
     for a in &c.key_args {
         k.add("arg", normalize_arg(ctx.bases, a).as_bytes());

@@ -32,6 +32,7 @@ fn key(args: &str, cwd: &str, vars: &[(&str, &str)]) -> Result<Digest, Uncacheab
         cwd,
         env: &env,
         compiler: &compiler,
+        invoked_as: "gcc",
         bases: &bases,
         digester: &PlainDigester,
     };
@@ -180,4 +181,12 @@ fn a_dependency_file_without_a_target_option_keys_the_object_path() {
         key("-MD -MT x -c a.c -o /tmp/1/a.o", "/w", &[]).unwrap(),
         key("-MD -MT x -c a.c -o /tmp/2/a.o", "/w", &[]).unwrap()
     );
+}
+
+#[test]
+fn the_driver_name_selects_a_mode() {
+    assert_eq!(driver_mode("/usr/bin/clang++-14"), "c++");
+    assert_eq!(driver_mode("g++"), "c++");
+    assert_eq!(driver_mode("x86_64-linux-gnu-gcc-12"), "c");
+    assert_eq!(driver_mode("cc"), "c");
 }

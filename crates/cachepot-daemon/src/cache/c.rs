@@ -92,6 +92,15 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     let Some(compiler) = resolve_program(&c.compiler, &c.cwd, c.env("PATH")) else {
         return uncacheable(None, "compiler not found", c.compiler.display().to_string());
     };
+    // clang-cl takes MSVC's options, which this parser does not know.
+    let name = c
+        .compiler
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if name.ends_with("-cl") || name == "cl" || name == "cl.exe" {
+        return uncacheable(None, "unsupported compiler", name.into_owned());
+    }
     // What the binary says it is, not its name: anything but gcc or clang
     // (an assembler, nvcc, a linker) is passed through.
     let toolchain = match shared.c_compilers.probe(&compiler, &c.cwd, &c.env) {
@@ -122,6 +131,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         cwd: &c.cwd,
         env: &c.env,
         compiler: &toolchain.identity,
+        invoked_as: &c.compiler.to_string_lossy(),
         bases: &bases,
         digester: shared.digests.as_ref(),
     };

@@ -503,3 +503,16 @@ fn build_script_c_hits_in_another_checkout_with_a_prefix_map() {
     assert_eq!(s["languages"]["c"]["misses"], 0, "{s}");
     assert_eq!(run(&b), "5");
 }
+
+#[test]
+fn clang_and_clang_plus_plus_are_one_binary_with_two_keys() {
+    // clang++ compiles a `.c` file as C++: same binary, another object.
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    cc(&env, &p.root, false, "clang", ARGS);
+    let as_c = std::fs::read(p.obj()).unwrap();
+    env.stop();
+    cc(&env, &p.root, false, "clang++", ARGS);
+    assert_eq!(hits_misses(&env.stats()), (0, 1));
+    assert_ne!(as_c, std::fs::read(p.obj()).unwrap());
+}
