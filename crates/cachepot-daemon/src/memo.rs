@@ -223,12 +223,49 @@ mod tests {
     }
 }
 
+/// What a C source or header holds that the cache must know of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContentFlags {
+    /// `__DATE__`, `__TIME__` or `__TIMESTAMP__`: direct mode is off.
+    pub time_macros: bool,
+    /// `.incbin` (in assembler or inline asm): the assembler reads a file
+    /// no dependency file or preprocessor output names.
+    pub incbin: bool,
+    /// `.include` (assembler's own include).
+    pub asm_include: bool,
+}
+
+impl ContentFlags {
+    /// Scans a file's text.
+    pub fn of(text: &[u8]) -> ContentFlags {
+        let has = |needle: &[u8]| contains(text, needle);
+        ContentFlags {
+            time_macros: cachepot_compiler::c::has_time_macros(text),
+            incbin: has(b".incbin"),
+            asm_include: has(b".include"),
+        }
+    }
+}
+
+/// Whether `needle` (non-empty) occurs in `text`: a scan for its first
+/// byte, then a comparison.
+fn contains(text: &[u8], needle: &[u8]) -> bool {
+    let mut rest = text;
+    while let Some(pos) = rest.iter().position(|b| *b == needle[0]) {
+        if rest[pos..].starts_with(needle) {
+            return true;
+        }
+        rest = &rest[pos + 1..];
+    }
+    false
+}
+
 /// C compilers identified by path and binary stamp, and the files known to
 /// use time macros, by content digest.
 #[derive(Default)]
 pub struct CCompilerMemo {
     probes: Mutex<HashMap<(PathBuf, Stamp), Arc<CToolchain>>>,
-    time_macros: Mutex<HashMap<Digest, bool>>,
+    content: Mutex<HashMap<Digest, ContentFlags>>,
     pch_dirs: Mutex<HashMap<(PathBuf, i128), bool>>,
 }
 
@@ -287,19 +324,20 @@ impl CCompilerMemo {
         found
     }
 
-    /// Whether the file with this digest uses `__DATE__`, `__TIME__` or
-    /// `__TIMESTAMP__`; read once per content.
-    pub fn has_time_macros(&self, path: &Path, digest: &Digest) -> io::Result<bool> {
+    /// What a source or header with this digest holds that direct mode
+    /// must know of; read once per content.
+    pub fn content_flags(&self, path: &Path, digest: &Digest) -> io::Result<ContentFlags> {
         if let Some(v) = self
-            .time_macros
+            .content
             .lock()
             .ok()
             .and_then(|m| m.get(digest).copied())
         {
             return Ok(v);
         }
-        let v = cachepot_compiler::c::has_time_macros(&std::fs::read(path)?);
-        if let Ok(mut m) = self.time_macros.lock() {
+        let text = std::fs::read(path)?;
+        let v = ContentFlags::of(&text);
+        if let Ok(mut m) = self.content.lock() {
             m.insert(*digest, v);
         }
         Ok(v)

@@ -331,14 +331,15 @@ fn finish_miss(
     pending: cache::Pending,
 ) -> io::Result<()> {
     let shared = &server.shared;
-    let Some(Request::Finished {
+    let report = read_frame::<Request>(stream);
+    let Ok(Some(Request::Finished {
         exit_code,
         stdout,
         stderr,
-    }) = read_frame::<Request>(stream)?
+    })) = report
     else {
         pending.cleanup();
-        return Ok(());
+        return report.map(|_| ());
     };
     if exit_code != Some(0) {
         pending.cleanup();

@@ -7,6 +7,7 @@
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -57,8 +58,10 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
 /// `PATH`, the real gcc is the next one. Err(name) when only cachepot is
 /// found.
 fn real_compiler(name: OsString) -> Result<OsString, OsString> {
-    let me = std::env::current_exe().and_then(std::fs::canonicalize).ok();
-    let is_me = |p: &Path| me.is_some() && std::fs::canonicalize(p).ok() == me;
+    // By file identity, so a hard link named `gcc` is known too.
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let me = std::env::current_exe().ok().and_then(|p| id(&p));
+    let is_me = |p: &Path| me.is_some() && id(p) == me;
     if name.as_bytes().contains(&b'/') {
         return if is_me(Path::new(&name)) {
             Err(name)

@@ -123,6 +123,37 @@ const REFUSED_PREFIXES: &[(&str, &str)] = &[
     ("-fmodule-file", "clang modules"),
     ("-fsyntax-only", "no output"),
     ("-emit-pch", "precompiled header output"),
+    ("-fsave-optimization-record", "writes extra files"),
+    ("-fdiagnostics-format=sarif-file", "writes extra files"),
+    ("--write-dependencies", "dependency output through an alias"),
+    (
+        "--write-user-dependencies",
+        "dependency output through an alias",
+    ),
+    ("-frecord-command-line", "records the command line"),
+    ("-grecord-command-line", "records the command line"),
+    ("-frecord-gcc-switches", "records the command line"),
+    ("-march=native", "-march=native"),
+    ("-mcpu=native", "-march=native"),
+    ("-mtune=native", "-march=native"),
+    ("-fbranch-probabilities", "reads profile files"),
+    ("-fprofile-remapping-file", "reads profile files"),
+    ("-fpass-plugin", "compiler plugin"),
+    ("--config", "compiler configuration file"),
+    ("-fprebuilt-module-path", "clang modules"),
+];
+
+/// Values of `-Xclang` and `-Xpreprocessor` that load plugins, read
+/// precompiled headers or write dependency files behind the cache's back.
+const REFUSED_PASSED_ON: &[&str] = &[
+    "-load",
+    "-plugin",
+    "-add-plugin",
+    "-include-pch",
+    "-emit-pch",
+    "-fmodule",
+    "-M",
+    "-dependency-file",
 ];
 
 impl CCompile {
@@ -197,17 +228,18 @@ impl CCompile {
 
     /// Extra files written beside the object, by role.
     pub fn side_outputs(&self) -> Vec<(&'static str, String)> {
-        let stem = self
-            .output
-            .rsplit_once('.')
-            .map(|(s, _)| s)
-            .unwrap_or(&self.output);
+        let beside = |ext: &str| {
+            Path::new(&self.output)
+                .with_extension(ext)
+                .to_string_lossy()
+                .into_owned()
+        };
         let mut out = Vec::new();
         if self.split_dwarf {
-            out.push(("dwo", format!("{stem}.dwo")));
+            out.push(("dwo", beside("dwo")));
         }
         if self.coverage {
-            out.push(("gcno", format!("{stem}.gcno")));
+            out.push(("gcno", beside("gcno")));
         }
         if let Some(d) = &self.depfile {
             out.push(("depfile", d.clone()));
@@ -321,7 +353,13 @@ fn parse_strings(args: &[String]) -> CParsed {
                 extra_inputs.push(f.to_string());
             }
         }
-        if a == "-fprofile-use" || a == "-fauto-profile" {
+        if a == "--" {
+            return no("end-of-options marker", a);
+        }
+        if matches!(
+            a,
+            "-fprofile-use" | "-fauto-profile" | "-fprofile-instr-use" | "-fprofile-sample-use"
+        ) {
             return no("profile without a file", a);
         }
         if a.starts_with("-g") {
@@ -340,7 +378,8 @@ fn parse_strings(args: &[String]) -> CParsed {
             },
             "-MD" | "-MMD" => {
                 depfile_wanted = true;
-                deps_user_only = a == "-MMD";
+                // gcc applies -MMD whichever comes last.
+                deps_user_only |= a == "-MMD";
                 key_args.push(a.to_string());
             }
             "-include-pch" | "-include" => match value(&mut i) {
@@ -375,7 +414,7 @@ fn parse_strings(args: &[String]) -> CParsed {
                 },
                 None => return no("missing option value", a),
             },
-            "-gsplit-dwarf" => {
+            "-gsplit-dwarf" | "-gsplit-dwarf=split" => {
                 split_dwarf = true;
                 key_args.push(a.to_string());
             }
@@ -396,6 +435,16 @@ fn parse_strings(args: &[String]) -> CParsed {
                     key_args.push(a.to_string());
                 }
                 None => return no("unsupported language", a),
+            },
+            "-Xclang" | "-Xpreprocessor" => match value(&mut i) {
+                Some(v) if REFUSED_PASSED_ON.iter().any(|p| v.starts_with(p)) => {
+                    return no("plugin, precompiled header or dependency file passed on", v)
+                }
+                Some(v) => {
+                    key_args.push(a.to_string());
+                    key_args.push(v);
+                }
+                None => return no("missing option value", a),
             },
             _ if WITH_VALUE.contains(&a) => match value(&mut i) {
                 Some(v) => {
@@ -434,8 +483,10 @@ fn parse_strings(args: &[String]) -> CParsed {
     });
     let depfile = if depfile_wanted {
         Some(depfile.unwrap_or_else(|| {
-            let stem = output.rsplit_once('.').map(|(s, _)| s).unwrap_or(&output);
-            format!("{stem}.d")
+            Path::new(&output)
+                .with_extension("d")
+                .to_string_lossy()
+                .into_owned()
         }))
     } else {
         None

@@ -132,6 +132,23 @@ fn options_with_unknown_outputs_or_inputs_are_refused() {
         ("-c a.c -fmodules", "clang modules"),
         ("-c a.c -o -", "output to stdout"),
         ("-c a.c -fprofile-use", "profile without a file"),
+        ("-c a.c -fprofile-instr-use", "profile without a file"),
+        ("-c -o x.o -- a.c", "end-of-options marker"),
+        ("-c a.c -march=native", "-march=native"),
+        ("-c a.c -frecord-command-line", "records the command line"),
+        ("-c a.c -fsave-optimization-record", "writes extra files"),
+        (
+            "-c a.c --write-dependencies",
+            "dependency output through an alias",
+        ),
+        (
+            "-c a.c -Xclang -load -Xclang p.so",
+            "plugin, precompiled header or dependency file passed on",
+        ),
+        (
+            "-c a.c -Xpreprocessor -MD",
+            "plugin, precompiled header or dependency file passed on",
+        ),
     ] {
         assert_eq!(reason(args), why, "{args}");
     }
@@ -171,4 +188,19 @@ fn language_after_the_source_is_refused() {
     assert_eq!(reason("-c a.c -x c++"), "-x after the source");
     assert_eq!(reason("-c a.c -xc++"), "-x after the source");
     assert_eq!(ok("-x c++ -c a.c").language, Language::Cxx);
+}
+
+#[test]
+fn side_outputs_sit_beside_the_object_whatever_its_path() {
+    let c = ok("-gsplit-dwarf=split --coverage -MD -c a.c -o ../obj/foo");
+    assert_eq!(
+        c.side_outputs(),
+        vec![
+            ("dwo", "../obj/foo.dwo".to_string()),
+            ("gcno", "../obj/foo.gcno".to_string()),
+            ("depfile", "../obj/foo.d".to_string()),
+        ]
+    );
+    assert!(ok("-MD -MMD -c a.c").deps_user_only);
+    assert!(ok("-MMD -MD -c a.c").deps_user_only);
 }

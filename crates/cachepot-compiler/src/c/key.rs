@@ -20,17 +20,17 @@
 //! | the compiler | A | family, every predefined macro (version, target, defaults) and the digest of its binary |
 //! | the driver mode of its name | A | `clang++`, `g++` and `c++` compile a `.c` file as C++; `clang` and `clang++` are one binary |
 //! | language | A | `-x` or the source's extension |
-//! | arguments | A | as written, in order, with base directories replaced by tokens; the object path, `-MF` path and the source are left out (they are where files go, not what they are) |
+//! | arguments | A | as written, in order, with base directories replaced by tokens in the values of path options (`-I`, `-isystem`, `-include`, `--sysroot`, prefix maps, …) only: any other value (`-DDIR="/src/data"`) is embedded as written; the object path, `-MF` path and the source are left out (they are where files go, not what they are) |
 //! | the source path | A | base-relative: it is what `__FILE__` and the dependency file name |
 //! | the object path | A, only with split DWARF or coverage | the object embeds the `.dwo` name or the `.gcda` path |
 //! | the object path, base-relative | A, only with a dependency file and no `-MT`/`-MQ` | it is the dependency file's target |
-//! | the working directory | A, only when debug info or coverage notes embed it and no `-fdebug-prefix-map`/`-ffile-prefix-map`/`-fdebug-compilation-dir` covers it | it is in `DW_AT_comp_dir` |
+//! | the working directory, and `$PWD` | A, only when debug info or coverage notes embed it and no `-fdebug-prefix-map`/`-ffile-prefix-map`/`-fdebug-compilation-dir` covers it | it is in `DW_AT_comp_dir`; gcc writes `$PWD` there when it names the same directory through a symbolic link |
 //! | profiles and precompiled headers named by options (`-fprofile-use=`, `-include-pch`) | A | by content: the dependency file does not list them |
 //! | `CPATH`, `C_INCLUDE_PATH`, `CPLUS_INCLUDE_PATH`, `OBJC_INCLUDE_PATH`, `OBJCPLUS_INCLUDE_PATH`, `SOURCE_DATE_EPOCH`, `GCC_EXEC_PREFIX`, `COMPILER_PATH`, `GCC_COMPARE_DEBUG`, `CCC_OVERRIDE_OPTIONS`, `SDKROOT`, `*_DEPLOYMENT_TARGET` | A | the compiler reads them; path values are base-relative |
 //! | `LANG`, `LC_ALL`, `LC_CTYPE`, `LC_MESSAGES` | A | the language of the diagnostics that a hit replays (ccache does the same) |
 //! | `CACHEPOT_C_CUSTOM_CACHE_BUSTER` (or `SCCACHE_C_CUSTOM_CACHE_BUSTER`) | A | lets a user force distinct keys |
 //! | the source and every header read | B (direct) | path (base-relative) and content digest, from the dependency file |
-//! | the preprocessed text | P (preprocessor) | with base directories replaced by tokens |
+//! | the preprocessed text | P (preprocessor) | with base directories replaced by tokens in line markers only |
 //!
 //! A limit of direct mode, shared with ccache: a header that would now be
 //! found earlier in the include path (a new file shadowing a recorded one)
@@ -65,6 +65,12 @@ pub const C_ENV: &[&str] = &[
     "SDKROOT",
     "MACOSX_DEPLOYMENT_TARGET",
     "IPHONEOS_DEPLOYMENT_TARGET",
+    "TVOS_DEPLOYMENT_TARGET",
+    "WATCHOS_DEPLOYMENT_TARGET",
+    "XROS_DEPLOYMENT_TARGET",
+    "DRIVERKIT_DEPLOYMENT_TARGET",
+    "DEVELOPER_DIR",
+    "RC_DEBUG_OPTIONS",
     "LANG",
     "LC_ALL",
     "LC_CTYPE",
@@ -113,16 +119,61 @@ pub fn base_dirs(cwd: &Path, env: &[(OsString, OsString)], configured: &[PathBuf
     standard_bases(cwd, env, target, configured)
 }
 
-/// An argument with base directories replaced by tokens, including a path
-/// glued to its option (`-I/src/include`, `-ffile-prefix-map=/src=.`),
-/// which a plain search would not take for a path.
-fn normalize_arg(bases: &BaseDirs, a: &str) -> String {
-    match a.find('/') {
-        Some(pos) if a.starts_with('-') => {
-            format!("{}{}", &a[..pos], bases.normalize_str(&a[pos..]))
+/// Options whose value is a path: only these have base directories
+/// replaced by tokens. Any other value (`-DDATA_DIR="/src/data"`) is kept
+/// exactly, because the compiler embeds it as written.
+const PATH_OPTIONS: &[&str] = &[
+    "-I",
+    "-iquote",
+    "-isystem",
+    "-idirafter",
+    "-include",
+    "-imacros",
+    "-include-pch",
+    "-isysroot",
+    "--sysroot=",
+    "--sysroot",
+    "-iprefix",
+    "-iwithprefix",
+    "-iwithprefixbefore",
+    "-fdebug-prefix-map=",
+    "-ffile-prefix-map=",
+    "-fmacro-prefix-map=",
+    "-fprofile-use=",
+    "-fprofile-instr-use=",
+    "-fprofile-sample-use=",
+    "-fauto-profile=",
+    "-MT",
+    "-MQ",
+];
+
+/// The key arguments, with base directories replaced by tokens in path
+/// values (`-I/src/include`, `-I /src/include`, `-ffile-prefix-map=/src=.`).
+fn normalized_args(bases: &BaseDirs, args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut value_is_path = false;
+    for a in args {
+        if std::mem::take(&mut value_is_path) {
+            out.push(bases.normalize_str(a));
+            continue;
         }
-        _ => bases.normalize_str(a),
+        if PATH_OPTIONS.contains(&a.as_str()) {
+            value_is_path = true;
+            out.push(a.clone());
+            continue;
+        }
+        match PATH_OPTIONS.iter().find(|o| a.starts_with(*o)) {
+            Some(o) => out.push(format!("{o}{}", bases.normalize_str(&a[o.len()..]))),
+            None => out.push(a.clone()),
+        }
     }
+    out
+}
+
+/// Whether an argument uses a time macro (`-DBUILT=__DATE__`): direct mode
+/// cannot see its value change.
+pub fn args_use_time_macros(c: &CCompile) -> bool {
+    c.key_args.iter().any(|a| has_time_macros(a.as_bytes()))
 }
 
 /// The driver mode a compiler's name selects: gcc and clang compile a `.c`
@@ -141,6 +192,18 @@ pub fn driver_mode(invoked_as: &str) -> &'static str {
     }
 }
 
+/// The directory gcc names as the working directory in debug info: `$PWD`
+/// when it is the working directory (reached through a symbolic link, it
+/// is spelled differently), else the real path.
+fn debug_dir(cwd: &Path, env: &[(OsString, OsString)]) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    match env_value(env, "PWD").map(PathBuf::from) {
+        Some(pwd) if pwd.is_absolute() && id(&pwd).is_some() && id(&pwd) == id(cwd) => pwd,
+        _ => cwd.to_path_buf(),
+    }
+}
+
 /// Computes part A.
 pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
     for name in C_ENV_REFUSED {
@@ -152,8 +215,8 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
     k.add_digest("compiler", ctx.compiler);
     k.add("driver", driver_mode(ctx.invoked_as).as_bytes());
     k.add("language", format!("{:?}", c.language).as_bytes());
-    for a in &c.key_args {
-        k.add("arg", normalize_arg(ctx.bases, a).as_bytes());
+    for a in normalized_args(ctx.bases, &c.key_args) {
+        k.add("arg", a.as_bytes());
     }
     k.add("input", ctx.bases.normalize_str(&c.input).as_bytes());
     if c.split_dwarf || c.coverage || c.key_args.iter().any(|a| a == "-fprofile-arcs") {
@@ -171,8 +234,9 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
             ctx.bases.normalize_str(&c.output).as_bytes(),
         );
     }
-    if c.embeds_cwd(ctx.cwd) {
-        k.add("cwd", ctx.cwd.to_string_lossy().as_bytes());
+    let dir = debug_dir(ctx.cwd, ctx.env);
+    if c.embeds_cwd(&dir) {
+        k.add("cwd", dir.to_string_lossy().as_bytes());
     }
     for f in &c.extra_inputs {
         let path = ctx.cwd.join(f);
@@ -185,9 +249,11 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
         k.add_digest(&format!("file:{}", ctx.bases.normalize_str(f)), &d);
     }
     for inc in &c.forced_includes {
-        let gch = ctx.cwd.join(format!("{inc}.gch"));
-        if gch.exists() {
-            return Err(no("precompiled header use", gch.display().to_string()));
+        for ext in ["gch", "pch"] {
+            let pch = ctx.cwd.join(format!("{inc}.{ext}"));
+            if pch.exists() {
+                return Err(no("precompiled header use", pch.display().to_string()));
+            }
         }
     }
     for name in C_ENV.iter().chain(CACHE_BUSTER.iter()) {
@@ -200,11 +266,21 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
 }
 
 /// The preprocessor-mode key: part A and the preprocessed text, with base
-/// directories replaced by tokens.
+/// directories replaced by tokens in line markers (`# 12 "/src/a.h" 2`)
+/// only; a path in code (`__FILE__`, a `-D` value) stays as written,
+/// because the object embeds it.
 pub fn preprocessed_key(a: &Digest, preprocessed: &[u8], bases: &BaseDirs) -> Key {
+    let mut hasher = blake3::Hasher::new();
+    for line in preprocessed.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b"# ") || line.starts_with(b"#line ") {
+            hasher.update(&bases.normalize(line));
+        } else {
+            hasher.update(line);
+        }
+    }
     let mut k = KeyBuilder::new("c-p");
     k.add_digest("a", a);
-    k.add_digest("preprocessed", &Digest::of(&bases.normalize(preprocessed)));
+    k.add_digest("preprocessed", &Digest(*hasher.finalize().as_bytes()));
     k.finish()
 }
 
@@ -213,12 +289,12 @@ pub fn preprocessed_key(a: &Digest, preprocessed: &[u8], bases: &BaseDirs) -> Ke
 pub fn has_time_macros(text: &[u8]) -> bool {
     const NAMES: [&[u8]; 3] = [b"__DATE__", b"__TIME__", b"__TIMESTAMP__"];
     let mut rest = text;
-    while let Some(pos) = rest.windows(2).position(|w| w == b"__") {
+    while let Some(pos) = rest.iter().position(|b| *b == b'_') {
         let tail = &rest[pos..];
         if NAMES.iter().any(|n| tail.starts_with(n)) {
             return true;
         }
-        rest = &rest[pos + 2..];
+        rest = &rest[pos + 1..];
     }
     false
 }

@@ -161,6 +161,10 @@ fn preprocessed_text_is_base_relative() {
     let b = base_dirs(Path::new("/w2"), &env, &[]);
     let ka = Digest::of(b"a");
     let one = preprocessed_key(&ka, b"# 1 \"/w1/src/a.c\"\nint x;\n", &a);
+    // A path in code is not a line marker: kept exactly.
+    let code_a = preprocessed_key(&ka, b"const char *f = \"/w1/src/a.c\";\n", &a);
+    let code_b = preprocessed_key(&ka, b"const char *f = \"/w2/src/a.c\";\n", &b);
+    assert_ne!(code_a.digest, code_b.digest);
     let two = preprocessed_key(&ka, b"# 1 \"/w2/src/a.c\"\nint x;\n", &b);
     assert_eq!(one.digest, two.digest);
     let three = preprocessed_key(&ka, b"# 1 \"/w2/src/a.c\"\nint y;\n", &b);
@@ -189,4 +193,43 @@ fn the_driver_name_selects_a_mode() {
     assert_eq!(driver_mode("g++"), "c++");
     assert_eq!(driver_mode("x86_64-linux-gnu-gcc-12"), "c");
     assert_eq!(driver_mode("cc"), "c");
+}
+
+#[test]
+fn only_path_options_are_base_relative() {
+    // A -D value is embedded as written: two checkouts differ.
+    assert_ne!(
+        key("-DDIR=\"/w1/data\" -c a.c", "/w1", &[]).unwrap(),
+        key("-DDIR=\"/w2/data\" -c a.c", "/w2", &[]).unwrap()
+    );
+    assert_eq!(
+        key("-isystem /w1/sys -include /w1/cfg.h -c a.c", "/w1", &[]).unwrap(),
+        key("-isystem /w2/sys -include /w2/cfg.h -c a.c", "/w2", &[]).unwrap()
+    );
+}
+
+#[test]
+fn a_time_macro_in_an_argument_is_found() {
+    let c = compile("-DBUILT=__DATE__ -c a.c", Path::new("/w"));
+    assert!(args_use_time_macros(&c));
+    assert!(!args_use_time_macros(&compile(
+        "-DX=1 -c a.c",
+        Path::new("/w")
+    )));
+}
+
+#[test]
+fn pwd_names_the_directory_only_when_it_is_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let cwd = real.to_str().unwrap();
+    let through_link = key("-g -c a.c", cwd, &[("PWD", link.to_str().unwrap())]).unwrap();
+    let plain = key("-g -c a.c", cwd, &[]).unwrap();
+    assert_ne!(through_link, plain, "gcc writes $PWD: it is keyed");
+    // A stale PWD (another directory) is not what gcc writes.
+    let stale = key("-g -c a.c", cwd, &[("PWD", "/")]).unwrap();
+    assert_eq!(stale, plain);
 }

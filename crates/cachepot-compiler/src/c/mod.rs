@@ -6,5 +6,7 @@ pub mod key;
 pub mod toolchain;
 
 pub use args::{parse, CCompile, CParsed, Language};
-pub use key::{base_dirs, has_time_macros, key_a, preprocessed_key, CKeyContext};
+pub use key::{
+    args_use_time_macros, base_dirs, has_time_macros, key_a, preprocessed_key, CKeyContext,
+};
 pub use toolchain::{CToolchain, Family};

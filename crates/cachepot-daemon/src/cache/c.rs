@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,10 +19,10 @@ use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
 use super::{
-    changed_during, hit_by_key, hit_by_manifest, invalid, read_manifests, read_outputs,
-    temp_beside, Compile, Lookup, Pending, PendingKind, StoreJob,
+    changed_during, hit_by_key, hit_by_manifest, invalid, read_manifests, read_outputs, Compile,
+    Lookup, Pending, PendingKind, StoreJob,
 };
-use crate::memo::resolve_program;
+use crate::memo::{resolve_program, ContentFlags};
 use crate::stats::Event;
 use crate::Shared;
 
@@ -140,13 +141,30 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Err(u) => return uncacheable(Some(lang), &u.reason, u.detail),
     };
     let outputs = outputs(&compile, &c.cwd);
-    // Direct mode needs a dependency file with system headers; plain
-    // assembler has none.
-    let direct_possible = !compile.deps_user_only && compile.language != Language::Asm;
+    // Outputs go where the compiler would write them, or the compiler runs:
+    // never over a device (`-o /dev/null`) or into a directory it would
+    // not find.
+    for out in &outputs {
+        if let Err(why) = writable_place(&out.path) {
+            return uncacheable(Some(lang), why, out.path.display().to_string());
+        }
+    }
+    // Direct mode needs a dependency file with system headers (plain
+    // assembler has none), and no time macro on the command line.
+    let direct_possible = !compile.deps_user_only
+        && compile.language != Language::Asm
+        && !cc::args_use_time_macros(&compile);
     let mut direct = direct_possible;
     if direct_possible && !c.recache {
-        let (manifests, direct_off) = read_manifests(shared, &key_a);
-        direct = !direct_off;
+        let (manifests, marker) = read_manifests(shared, &key_a);
+        if marker.as_deref() == Some(NEVER) {
+            return uncacheable(
+                Some(lang),
+                "assembler includes files",
+                compile.input.clone(),
+            );
+        }
+        direct = marker.is_none();
         if direct {
             if let Some((stdout, stderr, key)) =
                 hit_by_manifest(shared, c, &key_a, manifests, &outputs, &bases)
@@ -172,15 +190,14 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     };
     shared.stats.count_in(lang, Event::Miss);
     tracing::debug!(input = %compile.input, direct, "miss");
+    // The cache's own dependency file goes to the daemon's private
+    // directory, never beside the object.
     let (own_depfile, extra_args) = match (&mode, &compile.depfile) {
-        (Mode::Direct { .. }, None) => match temp_beside(&c.cwd.join(&compile.output)) {
-            Ok(tmp) => {
-                let tmp = PathBuf::from(format!("{}.d", tmp.display()));
-                let extra = vec!["-MD".into(), "-MF".into(), tmp.clone().into_os_string()];
-                (Some(tmp), extra)
-            }
-            Err(e) => return uncacheable(Some(lang), "output directory", e.to_string()),
-        },
+        (Mode::Direct { .. }, None) => {
+            let tmp = own_depfile_path(shared);
+            let extra = vec!["-MD".into(), "-MF".into(), tmp.clone().into_os_string()];
+            (Some(tmp), extra)
+        }
         _ => (None, Vec::<OsString>::new()),
     };
     Lookup::Miss(Box::new(Pending {
@@ -195,6 +212,35 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         started,
         extra_args,
     }))
+}
+
+/// The marker that turns C compiles of a part A away for good (their
+/// files make the assembler read files no one names).
+pub(super) const NEVER: &str = "never";
+
+/// Why an output cannot go where the compile asks, if it cannot.
+fn writable_place(path: &Path) -> Result<(), &'static str> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() => return Err("output is not a regular file"),
+        _ => {}
+    }
+    match path.parent() {
+        Some(dir) if dir.is_dir() => Ok(()),
+        _ => Err("output directory missing"),
+    }
+}
+
+/// A fresh path in the daemon's private directory.
+fn own_depfile_path(shared: &Shared) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = shared
+        .config
+        .socket
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("deps-{}-{n}.d", std::process::id()))
 }
 
 fn hit(
@@ -221,8 +267,8 @@ fn preprocess(
     let source = c.cwd.join(&compile.input);
     if compile.language == Language::Asm {
         let text = std::fs::read(&source)?;
-        let mentions = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
-        if mentions(b".include") || mentions(b".incbin") {
+        let flags = ContentFlags::of(&text);
+        if flags.asm_include || flags.incbin {
             return Err(invalid("assembler that includes files"));
         }
         return Ok((text, vec![source]));
@@ -236,6 +282,11 @@ fn preprocess(
         .output()?;
     if !out.status.success() {
         return Err(invalid(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    // Inline asm's `.incbin` reads a file that nothing names.
+    let flags = ContentFlags::of(&out.stdout);
+    if flags.incbin || (compile.language == Language::AsmPreprocessed && flags.asm_include) {
+        return Err(invalid("assembler that includes files"));
     }
     let inputs = line_marker_files(&out.stdout, &c.cwd);
     Ok((out.stdout, inputs))
@@ -305,10 +356,23 @@ pub(super) fn prepare_store(
                 (None, None) => return Err(invalid("no dependency file")),
             };
             let text = String::from_utf8_lossy(&std::fs::read(&depfile)?).replace("$$", "$");
-            let manifest = direct_manifest(shared, &text, &p.cwd, &p.bases)?;
-            let Some(manifest) = manifest else {
-                tracing::debug!(input = %cp.compile.input, "time macros: direct mode off");
-                return Ok(Some(StoreJob::DirectOff { key_a: *key_a }));
+            let asm = cp.compile.language == Language::AsmPreprocessed;
+            let manifest = match direct_manifest(shared, &text, &p.cwd, &p.bases, asm)? {
+                DirectResult::Manifest(m) => m,
+                DirectResult::Off => {
+                    tracing::debug!(input = %cp.compile.input, "time macros: direct mode off");
+                    return Ok(Some(StoreJob::Marker {
+                        key_a: *key_a,
+                        marker: "off",
+                    }));
+                }
+                DirectResult::Never => {
+                    tracing::debug!(input = %cp.compile.input, "assembler includes files: not cached");
+                    return Ok(Some(StoreJob::Marker {
+                        key_a: *key_a,
+                        marker: NEVER,
+                    }));
+                }
             };
             if let Some(paths) = manifest.paths(&p.cwd, &p.bases) {
                 if changed_during(shared, &paths, p.started)? {
@@ -324,24 +388,42 @@ pub(super) fn prepare_store(
     }
 }
 
-/// The manifest of a dependency file, or `None` when a file it lists uses
-/// time macros (direct mode must not be used for this part A).
+/// What a direct-mode miss can store.
+enum DirectResult {
+    /// The manifest of the files read.
+    Manifest(Manifest),
+    /// A file uses time macros: direct mode off for this part A.
+    Off,
+    /// A file makes the assembler read files no one names: never cache.
+    Never,
+}
+
+/// The manifest of a dependency file, unless a file it lists rules direct
+/// mode out.
 fn direct_manifest(
     shared: &Shared,
     depfile_text: &str,
     cwd: &Path,
     bases: &BaseDirs,
-) -> io::Result<Option<Manifest>> {
+    asm: bool,
+) -> io::Result<DirectResult> {
     let info = depinfo::parse(depfile_text);
+    if info.files.is_empty() {
+        return Err(invalid("the dependency file names no source"));
+    }
     let manifest = Manifest::from_depinfo(&info, cwd, bases, shared.digests.as_ref())
         .map_err(|e| invalid(e.to_string()))?;
+    let mut off = false;
     for (file, (_, digest)) in info.files.iter().zip(&manifest.files) {
-        if shared
-            .c_compilers
-            .has_time_macros(&cwd.join(file), digest)?
-        {
-            return Ok(None);
+        let flags = shared.c_compilers.content_flags(&cwd.join(file), digest)?;
+        if flags.incbin || (asm && flags.asm_include) {
+            return Ok(DirectResult::Never);
         }
+        off |= flags.time_macros;
     }
-    Ok(Some(manifest))
+    Ok(if off {
+        DirectResult::Off
+    } else {
+        DirectResult::Manifest(manifest)
+    })
 }

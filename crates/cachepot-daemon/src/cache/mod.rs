@@ -105,9 +105,10 @@ pub enum StoreJob {
     },
     /// An entry under a key of its own (C preprocessor mode).
     Plain { key: Digest, entry: Entry },
-    /// A C compile whose files use time macros: direct mode is turned off
-    /// for its part A, so later lookups go through the preprocessor.
-    DirectOff { key_a: Digest },
+    /// A marker under part A for C compiles: `off` (a file uses time
+    /// macros: later lookups go through the preprocessor) or `never` (the
+    /// assembler reads files no one names: not cached).
+    Marker { key_a: Digest, marker: &'static str },
 }
 
 fn manifest_key(a: &Digest) -> Result<StorageKey, StorageError> {
@@ -168,13 +169,15 @@ fn read_entry(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<
     }
 }
 
-/// The manifests stored for part A (most recent first), and whether direct
-/// mode is off for it (C compiles whose files use time macros).
-fn read_manifests(shared: &Shared, a: &Digest) -> (Vec<Manifest>, bool) {
+/// The manifests stored for part A (most recent first), and the marker of
+/// a C part A that direct mode must not serve (see [`StoreJob::Marker`]).
+fn read_manifests(shared: &Shared, a: &Digest) -> (Vec<Manifest>, Option<String>) {
     let Some(entry) = read_entry(shared, manifest_key(a)) else {
-        return (Vec::new(), false);
+        return (Vec::new(), None);
     };
-    let direct_off = entry.meta("direct") == Some(b"off".as_slice());
+    let marker = entry
+        .meta("direct")
+        .map(|m| String::from_utf8_lossy(m).into_owned());
     let text = entry
         .meta("manifests")
         .map(String::from_utf8_lossy)
@@ -183,7 +186,7 @@ fn read_manifests(shared: &Shared, a: &Digest) -> (Vec<Manifest>, bool) {
         tracing::warn!(error = %e, "unreadable manifest list");
         Vec::new()
     });
-    (list, direct_off)
+    (list, marker)
 }
 
 /// Looks a compile up and, on a hit, writes its outputs.
@@ -395,10 +398,10 @@ pub fn store(shared: &Shared, job: StoreJob) {
             (key_b, result)
         }
         StoreJob::Plain { key, entry } => (key, put_entry(shared, entry_key(&key), &entry)),
-        StoreJob::DirectOff { key_a } => {
+        StoreJob::Marker { key_a, marker } => {
             let m_entry = Entry {
                 files: Vec::new(),
-                meta: vec![("direct".into(), b"off".to_vec())],
+                meta: vec![("direct".into(), marker.as_bytes().to_vec())],
             };
             (key_a, put_entry(shared, manifest_key(&key_a), &m_entry))
         }

@@ -315,6 +315,7 @@ fn a_link_named_after_the_compiler_wraps_it() {
         std::os::unix::fs::symlink(BIN, bin.join(name)).unwrap();
     }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    std::fs::create_dir_all(p.root.join("out")).unwrap();
     for (i, name) in ["gcc", "cc"].into_iter().enumerate() {
         if i > 0 {
             env.stop();
@@ -515,4 +516,44 @@ fn clang_and_clang_plus_plus_are_one_binary_with_two_keys() {
     cc(&env, &p.root, false, "clang++", ARGS);
     assert_eq!(hits_misses(&env.stats()), (0, 1));
     assert_ne!(as_c, std::fs::read(p.obj()).unwrap());
+}
+
+#[test]
+fn files_the_assembler_reads_and_device_outputs_are_never_cached() {
+    let env = Env::new();
+    let p = Project::new(&env, "p");
+    // `.incbin` in inline asm reads a file that no dependency file names.
+    write(&p.root.join("blob.bin"), "one");
+    write(
+        &p.root.join("src/blob.c"),
+        "__asm__(\".section .rodata\\nblob: .incbin \\\"blob.bin\\\"\\n.previous\");\n",
+    );
+    let args = ["-c", "src/blob.c", "-o", "out/blob.o"];
+    cc(&env, &p.root, false, "gcc", &args);
+    env.stop();
+    write(&p.root.join("blob.bin"), "two");
+    cc(&env, &p.root, false, "gcc", &args);
+    let with_two = std::fs::read(p.obj().with_file_name("blob.o")).unwrap();
+    cc(&env, &p.root, true, "gcc", &args);
+    assert_eq!(
+        with_two,
+        std::fs::read(p.obj().with_file_name("blob.o")).unwrap()
+    );
+    // Writing to a device: the compiler runs, nothing is stored.
+    cc(
+        &env,
+        &p.root,
+        false,
+        "gcc",
+        &["-Iinclude", "-c", "src/main.c", "-o", "/dev/null"],
+    );
+    let s = env.stats();
+    assert_eq!(hits_misses(&s), (0, 0), "{s}");
+    let reasons = &s["non_cacheable_reasons"];
+    assert_eq!(reasons["assembler includes files"], 1, "{s}");
+    assert_eq!(reasons["output is not a regular file"], 1, "{s}");
+    // /dev/null is still the device.
+    use std::os::unix::fs::FileTypeExt;
+    let dev_null = Path::new("/dev/null").metadata().unwrap();
+    assert!(dev_null.file_type().is_char_device());
 }
