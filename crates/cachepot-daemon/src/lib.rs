@@ -46,5 +46,6 @@ pub(crate) struct Shared {
     pub(crate) digests: Arc<memo::DigestMemo>,
     pub(crate) toolchains: memo::ToolchainMemo,
     pub(crate) c_compilers: memo::CCompilerMemo,
+    pub(crate) linkers: memo::LinkerMemo,
     pub(crate) warnings: warnings::Warnings,
 }

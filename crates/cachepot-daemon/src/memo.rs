@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use cachepot_compiler::c::CToolchain;
 use cachepot_compiler::digest::{digest_file, Digest, FileDigester};
+use cachepot_compiler::rust::linker::linker_identity;
 use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
 
 /// A file is not memoised while its mtime is this recent: a write within the
@@ -341,5 +342,45 @@ impl CCompilerMemo {
             m.insert(*digest, v);
         }
         Ok(v)
+    }
+}
+
+/// What selects a linker identity: its path, its stamp, `-fuse-ld=`.
+type LinkerKey = (PathBuf, Stamp, Option<String>);
+
+/// Linker identities by the linker's path and stamp and `-fuse-ld=`.
+#[derive(Default)]
+pub struct LinkerMemo {
+    map: Mutex<HashMap<LinkerKey, Digest>>,
+}
+
+impl LinkerMemo {
+    /// Identifies (once) the linker at `linker`.
+    pub fn identity(
+        &self,
+        linker: &Path,
+        fuse_ld: Option<&str>,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> Result<Digest, ToolchainError> {
+        let meta = std::fs::metadata(linker).map_err(|source| ToolchainError::Spawn {
+            program: linker.to_path_buf(),
+            args: String::new(),
+            source,
+        })?;
+        let key = (
+            linker.to_path_buf(),
+            stamp(&meta),
+            fuse_ld.map(str::to_string),
+        );
+        if let Some(d) = self.map.lock().ok().and_then(|m| m.get(&key).copied()) {
+            return Ok(d);
+        }
+        let d = linker_identity(linker, fuse_ld, cwd, env)?;
+        tracing::info!(linker = %linker.display(), "identified linker");
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(key, d);
+        }
+        Ok(d)
     }
 }

@@ -164,6 +164,7 @@ pub fn run(
             digests: Default::default(),
             toolchains: Default::default(),
             c_compilers: Default::default(),
+            linkers: Default::default(),
             warnings: Default::default(),
         }),
         writer: Mutex::new(Some(tx)),

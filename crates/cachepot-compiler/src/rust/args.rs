@@ -86,6 +86,12 @@ pub struct RustCompile {
     pub link_libs: Vec<LinkLib>,
     /// `--target`.
     pub target: Option<String>,
+    /// `--test`: a test harness binary.
+    pub test: bool,
+    /// `-C linker=`.
+    pub linker: Option<String>,
+    /// `-C link-arg=` and `-C link-args=` values, split into words.
+    pub link_args: Vec<String>,
     /// The arguments that go into the key, in order, with output locations
     /// left out and each `--extern` path replaced by `{extern:N}`, N being
     /// its index in `externs`.
@@ -147,7 +153,18 @@ const VALUE_FLAGS: &[&str] = &[
 const PLAIN_FLAGS: &[&str] = &["-g", "-O", "-v", "--verbose"];
 
 /// Crate types whose outputs are plain files written by rustc alone.
-const CACHEABLE_CRATE_TYPES: &[&str] = &["lib", "rlib", "staticlib"];
+const CACHEABLE_CRATE_TYPES: &[&str] = &[
+    "lib",
+    "rlib",
+    "staticlib",
+    "bin",
+    "proc-macro",
+    "dylib",
+    "cdylib",
+];
+
+/// Crate types that the system linker produces.
+const LINKED_CRATE_TYPES: &[&str] = &["bin", "proc-macro", "dylib", "cdylib"];
 
 /// `-C` options that make rustc write files other than the known outputs.
 const UNCACHEABLE_CODEGEN: &[&str] = &["save-temps", "profile-generate", "incremental"];
@@ -224,6 +241,9 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         search_paths: Vec::new(),
         link_libs: Vec::new(),
         target: None,
+        test: false,
+        linker: None,
+        link_args: Vec::new(),
         key_args: Vec::new(),
     };
     let query = |a: &String| {
@@ -246,7 +266,9 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
             continue;
         }
         if arg == "--test" {
-            return Err(Uncacheable::new("--test", "test harness (linked)"));
+            c.test = true;
+            c.key_args.push(arg.to_string());
+            continue;
         }
         if arg == "-" {
             return Err(Uncacheable::new(
@@ -343,8 +365,12 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                 if name == "split-debuginfo" && v != "off" {
                     return Err(Uncacheable::new("-C split-debuginfo", value.clone()));
                 }
-                if name == "extra-filename" {
-                    c.extra_filename = v.to_string();
+                match name.as_str() {
+                    "extra-filename" => c.extra_filename = v.to_string(),
+                    "linker" => c.linker = Some(v.to_string()),
+                    "link-arg" => c.link_args.push(v.to_string()),
+                    "link-args" => c.link_args.extend(v.split_whitespace().map(str::to_string)),
+                    _ => {}
                 }
                 push_pair(&mut c.key_args, "-C", &value);
             }
@@ -369,7 +395,8 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         return Err(Uncacheable::new("no --crate-name", ""));
     }
     if c.crate_types.is_empty() {
-        return Err(Uncacheable::new("crate-type bin", "no --crate-type (bin)"));
+        // rustc's default, and what `--test` builds.
+        c.crate_types.push("bin".into());
     }
     if !c.emits.iter().any(|e| e.kind == "dep-info") {
         return Err(Uncacheable::new("no dep-info", "--emit without dep-info"));
@@ -406,6 +433,19 @@ fn parse_link_lib(value: &str) -> LinkLib {
 }
 
 impl RustCompile {
+    /// Whether the system linker writes an output (binaries, tests,
+    /// proc-macros, dylibs, cdylibs).
+    /// (`cargo check` of a binary emits metadata only: nothing is linked.)
+    pub fn is_linked(&self) -> bool {
+        let links = self.emits.iter().any(|e| e.kind == "link");
+        links
+            && (self.test
+                || self
+                    .crate_types
+                    .iter()
+                    .any(|t| LINKED_CRATE_TYPES.contains(&t.as_str())))
+    }
+
     /// The files this compile writes, from the arguments alone.
     pub fn outputs(&self, cwd: &Path) -> Vec<Output> {
         let out_dir = match &self.out_dir {
@@ -434,6 +474,8 @@ impl RustCompile {
                     for t in &self.crate_types {
                         match t.as_str() {
                             "staticlib" => push("staticlib", format!("lib{stem}.a")),
+                            "bin" => push("bin", stem.clone()),
+                            "proc-macro" | "dylib" | "cdylib" => push(t, format!("lib{stem}.so")),
                             _ => push("link", format!("lib{stem}.rlib")),
                         }
                     }

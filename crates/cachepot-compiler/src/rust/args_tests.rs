@@ -101,18 +101,35 @@ fn flags_change_the_key_args() {
 }
 
 #[test]
-fn linked_crate_types_and_queries_are_not_cached_now() {
+fn linked_crate_types_write_their_files_and_queries_are_not_compiles() {
+    let outs = |line: &str| -> Vec<(String, String)> {
+        let c = cacheable(line);
+        assert!(c.is_linked(), "{line}");
+        roles_and_paths(&c)
+    };
     assert_eq!(
-        reason("--crate-name b --crate-type bin --emit=dep-info,link src/main.rs"),
-        "crate-type bin"
+        outs("--crate-name b --crate-type bin --emit=dep-info,link -C extra-filename=-1 --out-dir o src/main.rs"),
+        [
+            ("dep-info".to_string(), "/ws/o/b-1.d".to_string()),
+            ("bin".to_string(), "/ws/o/b-1".to_string())
+        ]
     );
     assert_eq!(
-        reason("--crate-name m --crate-type proc-macro --emit=dep-info,link src/lib.rs"),
-        "crate-type proc-macro"
+        outs("--crate-name m --crate-type proc-macro --emit=dep-info,link src/lib.rs")[1],
+        ("proc-macro".to_string(), "/ws/libm.so".to_string())
     );
+    // No --crate-type is a binary, as is --test.
     assert_eq!(
-        reason("--crate-name b --emit=dep-info,link src/main.rs"),
-        "crate-type bin"
+        outs("--crate-name b --emit=dep-info,link src/main.rs")[1].0,
+        "bin"
+    );
+    let t = cacheable("--crate-name t --test --emit=dep-info,link src/lib.rs");
+    assert!(t.test && t.key_args.contains(&"--test".to_string()));
+    let c = cacheable("--crate-name c --crate-type lib,cdylib --emit=dep-info,link -C linker=clang -C link-arg=-fuse-ld=lld -C link-args=-Wl,-z,now src/lib.rs");
+    assert_eq!(c.linker.as_deref(), Some("clang"));
+    assert_eq!(c.link_args, ["-fuse-ld=lld", "-Wl,-z,now"]);
+    assert!(
+        !cacheable("--crate-name l --crate-type lib --emit=dep-info,link src/lib.rs").is_linked()
     );
     assert_eq!(
         reason("--crate-name t --crate-type lib --emit=link src/lib.rs"),
@@ -232,11 +249,11 @@ fn link_lib_forms() {
 fn real_cargo_command_lines() {
     let cases: &[(&str, Option<&str>)] = &[
         // A build script.
-        ("--crate-name build_script_build --edition=2021 /h/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/proc-macro2-1.0.107/build.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type bin --emit=dep-info,link -C embed-bitcode=no --cfg feature=\"default\" --cfg feature=\"proc-macro\" --check-cfg cfg(docsrs,test) -C metadata=927528e9e56015a5 -C extra-filename=-01fa69198b2170f5 --out-dir /w/target/debug/build/proc-macro2-01fa69198b2170f5 -L dependency=/w/target/debug/deps --cap-lints allow", Some("crate-type bin")),
+        ("--crate-name build_script_build --edition=2021 /h/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/proc-macro2-1.0.107/build.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type bin --emit=dep-info,link -C embed-bitcode=no --cfg feature=\"default\" --cfg feature=\"proc-macro\" --check-cfg cfg(docsrs,test) -C metadata=927528e9e56015a5 -C extra-filename=-01fa69198b2170f5 --out-dir /w/target/debug/build/proc-macro2-01fa69198b2170f5 -L dependency=/w/target/debug/deps --cap-lints allow", None),
         // A proc-macro.
-        ("--crate-name serde_derive --edition=2021 /h/reg/serde_derive-1.0.228/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type proc-macro --emit=dep-info,link -C prefer-dynamic -C embed-bitcode=no --cfg feature=\"default\" -C metadata=1 -C extra-filename=-2 --out-dir /w/target/debug/deps -L dependency=/w/target/debug/deps --extern proc_macro2=/w/target/debug/deps/libproc_macro2-3.rlib --extern proc_macro --cap-lints allow", Some("crate-type proc-macro")),
+        ("--crate-name serde_derive --edition=2021 /h/reg/serde_derive-1.0.228/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type proc-macro --emit=dep-info,link -C prefer-dynamic -C embed-bitcode=no --cfg feature=\"default\" -C metadata=1 -C extra-filename=-2 --out-dir /w/target/debug/deps -L dependency=/w/target/debug/deps --extern proc_macro2=/w/target/debug/deps/libproc_macro2-3.rlib --extern proc_macro --cap-lints allow", None),
         // A unit test target.
-        ("--crate-name util --edition=2021 util/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --emit=dep-info,link -C embed-bitcode=no -C debuginfo=2 --test --check-cfg cfg(docsrs,test) -C metadata=4 -C extra-filename=-5 --out-dir /w/target/debug/deps -L dependency=/w/target/debug/deps", Some("--test")),
+        ("--crate-name util --edition=2021 util/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --emit=dep-info,link -C embed-bitcode=no -C debuginfo=2 --test --check-cfg cfg(docsrs,test) -C metadata=4 -C extra-filename=-5 --out-dir /w/target/debug/deps -L dependency=/w/target/debug/deps", None),
         // A release library with a feature, LTO-ready bitcode and a native lib.
         ("--crate-name ring --edition=2021 /h/reg/ring-0.17.8/src/lib.rs --error-format=json --json=diagnostic-rendered-ansi,artifacts,future-incompat --crate-type lib --emit=dep-info,metadata,link -C opt-level=3 -C embed-bitcode=no -C strip=debuginfo --cfg feature=\"alloc\" -C metadata=6 -C extra-filename=-7 --out-dir /w/target/release/deps -L dependency=/w/target/release/deps --extern cfg_if=/w/target/release/deps/libcfg_if-8.rmeta --cap-lints allow -L native=/w/target/release/build/ring-9/out -l static=ring_core_0_17_8_", None),
         // `cargo check` with a RUSTFLAGS-style -C target-cpu and a --cfg.

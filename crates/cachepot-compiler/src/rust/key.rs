@@ -29,6 +29,9 @@
 //! | `CARGO_MAKEFLAGS`, `CARGO` and cargo's own configuration variables (`CARGO_HOME`, `CARGO_TARGET_*`, `CARGO_BUILD_*`, `CARGO_TERM_*`, `CARGO_NET_*`, `CARGO_HTTP_*`, `CARGO_REGISTRIES_*`, `CARGO_REGISTRY_*`, `CARGO_PROFILE_*`, `CARGO_INCREMENTAL`, `CARGO_LOG`, `CARGO_ENCODED_RUSTFLAGS`, …) | no | jobserver file descriptors, the cargo binary's location, and settings cargo applies itself (their effect reaches rustc as arguments); some hold secrets |
 //! | `RUSTC_BOOTSTRAP`, `RUST_TARGET_PATH`, `RUSTC_FORCE_RUSTC_VERSION`, `*_DEPLOYMENT_TARGET` | A | rustc reads them itself |
 //! | `CLIPPY_ARGS`, `CLIPPY_CONF_DIR` | A, clippy-driver only | clippy-driver reads them (it also lists `clippy.toml` in the dep-info); rustc does not, so `cargo clippy` and `cargo check` share dependencies |
+//! | the linker, for binaries, tests, proc-macros, dylibs and cdylibs | A | `-C linker` (else `cc`) found in `PATH`: its binary, `--version`, the `ld` it runs (or `-fuse-ld=`'s) and the C runtime files it adds (`crt1.o`, `libgcc.a`, `libc_nonshared.a`, …), by content |
+//! | `-C link-arg(s)` of a linked crate | A | exactly as written (a path in `-rpath` ends up in the binary) |
+//! | what the link read | B | every file named by rustc's `--print link-args` (asked for on a miss): every crate linked in, dependencies of dependencies too, native libraries found through `-L`, linker scripts, by path (base-relative) and content; the toolchain's own files are covered by its identity |
 //! | other environment variables | no | rustc does not read them; anything the crate reads with `env!` is an `env-dep` |
 //! | absolute paths under base directories (working directory, `CARGO_HOME`, the target directory, `CACHEPOT_BASEDIRS`) | A, B | replaced by a token naming the base, so another checkout hits |
 //!
@@ -124,6 +127,9 @@ pub struct KeyContext<'a> {
     pub digester: &'a dyn FileDigester,
     /// The compiler is clippy-driver.
     pub clippy: bool,
+    /// The identity of the linker, for a linked crate (see
+    /// [`super::linker`]).
+    pub linker: Option<&'a Digest>,
 }
 
 /// The base directories of a rustc compile: the working directory,
@@ -149,6 +155,20 @@ pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> 
     b.add_digest("toolchain", ctx.toolchain);
     for a in &c.key_args {
         b.add("arg", &bases.normalize(a.as_bytes()));
+    }
+    if c.is_linked() {
+        let Some(linker) = ctx.linker else {
+            return Err(Uncacheable {
+                reason: "linker unknown".into(),
+                detail: c.linker.clone().unwrap_or_else(|| "cc".into()),
+            });
+        };
+        b.add_digest("linker", linker);
+        // A link argument can end up in the binary (`-Wl,-rpath,/src/lib`):
+        // kept exactly, not base-relative.
+        for a in &c.link_args {
+            b.add("link-arg", a.as_bytes());
+        }
     }
     for (i, e) in c.externs.iter().enumerate() {
         let Some(p) = &e.path else { continue };

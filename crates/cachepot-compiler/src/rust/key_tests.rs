@@ -74,6 +74,7 @@ fn key_of(co: &Checkout, c: &RustCompile, env: &[(OsString, OsString)]) -> Key {
             bases: &bases,
             digester: &PlainDigester,
             clippy: false,
+            linker: None,
         },
     )
     .unwrap()

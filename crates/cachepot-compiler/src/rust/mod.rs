@@ -2,6 +2,8 @@
 
 pub mod args;
 pub mod key;
+pub mod link;
+pub mod linker;
 
 pub use crate::manifest::{Manifest, ManifestError};
 pub use args::{parse, Extern, Output, Parsed, RustCompile, Uncacheable};

@@ -6,7 +6,6 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -19,8 +18,8 @@ use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
 use super::{
-    changed_during, hit_by_key, hit_by_manifest, invalid, read_manifests, read_outputs, Compile,
-    Lookup, Pending, PendingKind, StoreJob,
+    changed_during, hit_by_key, hit_by_manifest, invalid, private_temp, read_manifests,
+    read_outputs, Compile, Lookup, Pending, PendingKind, StoreJob,
 };
 use crate::memo::{resolve_program, ContentFlags};
 use crate::stats::Event;
@@ -194,7 +193,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     // directory, never beside the object.
     let (own_depfile, extra_args) = match (&mode, &compile.depfile) {
         (Mode::Direct { .. }, None) => {
-            let tmp = own_depfile_path(shared);
+            let tmp = private_temp(shared, "d");
             let extra = vec!["-MD".into(), "-MF".into(), tmp.clone().into_os_string()];
             (Some(tmp), extra)
         }
@@ -228,19 +227,6 @@ fn writable_place(path: &Path) -> Result<(), &'static str> {
         Some(dir) if dir.is_dir() => Ok(()),
         _ => Err("output directory missing"),
     }
-}
-
-/// A fresh path in the daemon's private directory.
-fn own_depfile_path(shared: &Shared) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = shared
-        .config
-        .socket
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("deps-{}-{n}.d", std::process::id()))
 }
 
 fn hit(

@@ -89,8 +89,9 @@ enum PendingKind {
 impl Pending {
     /// Removes files the compile wrote for the cache only.
     pub fn cleanup(&self) {
-        if let PendingKind::C(p) = &self.kind {
-            p.cleanup();
+        match &self.kind {
+            PendingKind::C(p) => p.cleanup(),
+            PendingKind::Rust(r) => r.cleanup(),
         }
     }
 }
@@ -289,6 +290,20 @@ fn read_outputs(
         });
     }
     Ok(files)
+}
+
+/// A fresh path in the daemon's private directory, for a file the
+/// compiler writes for the cache only (never beside the outputs).
+fn private_temp(shared: &Shared, ext: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = shared
+        .config
+        .socket
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!("tmp-{}-{n}.{ext}", std::process::id()))
 }
 
 /// Roles whose content names paths (rustc's dep-info, a C dependency file).

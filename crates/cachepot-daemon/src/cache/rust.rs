@@ -1,19 +1,23 @@
 //! rustc (and clippy-driver) compiles: direct mode only, never running the
 //! compiler on a lookup.
 
+use std::ffi::OsString;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use cachepot_compiler::depinfo;
 use cachepot_compiler::digest::Digest;
+use cachepot_compiler::digest::FileDigester;
+use cachepot_compiler::rust::link::link_inputs;
+use cachepot_compiler::rust::linker::{fuse_ld, linker_program};
 use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Parsed, RustCompile};
 use cachepot_storage::Entry;
 
 use super::{
-    changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, read_manifests, read_outputs,
-    Compile, Lookup, Pending, PendingKind, StoreJob,
+    changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, private_temp, read_manifests,
+    read_outputs, Compile, Lookup, Pending, PendingKind, StoreJob,
 };
 use crate::memo::resolve_program;
 use crate::stats::Event;
@@ -26,6 +30,19 @@ const LANG: &str = "rust";
 pub(super) struct RustPending {
     compile: RustCompile,
     key_a: Digest,
+    /// For a linked crate: where rustc prints the link command
+    /// (`--print=link-args=FILE`, added to the compile), removed once read.
+    link_args_file: Option<PathBuf>,
+    /// The toolchain's sysroot: its files are keyed by its identity.
+    sysroot: PathBuf,
+}
+
+impl RustPending {
+    pub(super) fn cleanup(&self) {
+        if let Some(p) = &self.link_args_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Looks a rustc compile up and, on a hit, writes its outputs.
@@ -68,6 +85,21 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Ok(d) => d,
         Err(e) => return uncacheable("unknown compiler", e.to_string()),
     };
+    let linker = if compile.is_linked() {
+        let program = linker_program(compile.linker.as_deref());
+        let Some(path) = resolve_program(Path::new(program), &c.cwd, c.env("PATH")) else {
+            return uncacheable("linker not found", program.to_string());
+        };
+        match shared
+            .linkers
+            .identity(&path, fuse_ld(&compile.link_args), &c.cwd, &c.env)
+        {
+            Ok(d) => Some(d),
+            Err(e) => return uncacheable("linker unknown", e.to_string()),
+        }
+    } else {
+        None
+    };
     let bases = rustc::base_dirs(&compile, &c.cwd, &c.env, &shared.config.basedirs);
     let ctx = KeyContext {
         cwd: &c.cwd,
@@ -76,6 +108,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         bases: &bases,
         digester: shared.digests.as_ref(),
         clippy: is_clippy(&c.compiler),
+        linker: linker.as_ref(),
     };
     let key_a = match rustc::key_a(&compile, &ctx) {
         Ok(k) => k.digest,
@@ -104,13 +137,27 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     }
     shared.stats.count_in(LANG, Event::Miss);
     tracing::debug!(crate_name = %compile.crate_name, key_a = %key_a, "miss");
+    // A linked crate: rustc tells what the link read.
+    let (link_args_file, extra_args) = if compile.is_linked() {
+        let file = private_temp(shared, "link");
+        let mut arg = OsString::from("--print=link-args=");
+        arg.push(&file);
+        (Some(file), vec![arg])
+    } else {
+        (None, Vec::new())
+    };
     Lookup::Miss(Box::new(Pending {
-        kind: PendingKind::Rust(Box::new(RustPending { compile, key_a })),
+        kind: PendingKind::Rust(Box::new(RustPending {
+            compile,
+            key_a,
+            link_args_file,
+            sysroot: toolchain.sysroot.clone(),
+        })),
         cwd: c.cwd.clone(),
         env: c.env.clone(),
         bases,
         started,
-        extra_args: Vec::new(),
+        extra_args,
     }))
 }
 
@@ -131,8 +178,22 @@ pub(super) fn prepare_store(
         .ok_or_else(|| invalid("no dep-info output"))?;
     let depinfo_text = String::from_utf8_lossy(&std::fs::read(depinfo_path)?).into_owned();
     let info = depinfo::parse(&depinfo_text);
-    let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
+    let mut manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
         .map_err(|e| invalid(e.to_string()))?;
+    if let Some(file) = &r.link_args_file {
+        let text = std::fs::read_to_string(file)?;
+        let produced: Vec<PathBuf> = outputs.iter().map(|o| o.path.clone()).collect();
+        if !text.contains('"') {
+            return Err(invalid("rustc printed no link command"));
+        }
+        let inputs = link_inputs(&text, &p.cwd, std::slice::from_ref(&r.sysroot), &produced);
+        for path in inputs {
+            let d = shared.digests.digest(&path)?;
+            manifest
+                .files
+                .push((p.bases.normalize_str(&path.to_string_lossy()), d));
+        }
+    }
     if let Some(paths) = manifest.paths(&p.cwd, &p.bases) {
         if changed_during(shared, &paths, p.started)? {
             return Ok(None);

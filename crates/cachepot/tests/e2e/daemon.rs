@@ -67,7 +67,7 @@ fn corrupt_entries_are_misses_counted_and_removed() {
     assert_eq!(lib_outputs(&co.target), reference);
     assert_eq!(run_app(&co), "hello 42");
     // Rewritten on the miss: the next build hits.
-    assert_eq!(count(&env.rebuild_fresh(&co, &[]), "cache_hits"), 2);
+    assert_eq!(count(&env.rebuild_fresh(&co, &[]), "cache_hits"), 4);
 }
 
 #[test]
@@ -98,12 +98,12 @@ fn stats_json_has_the_documented_counters() {
 fn non_cacheable_compiles_are_counted_with_their_reason() {
     let env = Env::new();
     let co = env.checkout("nc");
-    env.build(&co, &[]);
+    env.build(&co, &[("CARGO_INCREMENTAL", "1")]);
     let s = env.stats();
-    // The binary and the build script are linked crates.
+    // Incremental workspace members: util, its build script and the app.
     assert_eq!(
-        s["non_cacheable_reasons"]["crate-type bin"].as_u64(),
-        Some(2),
+        s["non_cacheable_reasons"]["-C incremental"].as_u64(),
+        Some(3),
         "{s}"
     );
     assert_eq!(count(&s, "compile_requests"), 4, "{s}");

@@ -277,19 +277,32 @@ pub fn hits_misses(stats: &serde_json::Value) -> (u64, u64) {
     (count(stats, "cache_hits"), count(stats, "cache_misses"))
 }
 
-/// The library outputs of the fixture's cacheable crates, by file name.
+/// The outputs of the fixture's cacheable crates, by file name: the
+/// libraries, the app binary and util's build script, with dep-info.
 pub fn lib_outputs(target: &Path) -> Vec<(String, Vec<u8>)> {
     let deps = target.join("debug/deps");
+    let build_scripts = std::fs::read_dir(target.join("debug/build"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| {
+            d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("util-")
+        })
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()));
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&deps)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .chain(build_scripts)
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy().to_string();
-            (n.starts_with("libitoa")
+            let lib = (n.starts_with("libitoa")
                 || n.starts_with("libutil")
                 || n.starts_with("itoa-")
                 || n.starts_with("util-"))
-                && (n.ends_with(".rlib") || n.ends_with(".rmeta") || n.ends_with(".d"))
+                && (n.ends_with(".rlib") || n.ends_with(".rmeta") || n.ends_with(".d"));
+            lib || n.starts_with("app-") || n.starts_with("build_script_build-")
         })
         .map(|p| {
             (

@@ -4,6 +4,7 @@ mod c_builds;
 mod daemon;
 mod direct;
 mod harness;
+mod linked;
 mod remote;
 mod remote_failures;
 mod rust_builds;

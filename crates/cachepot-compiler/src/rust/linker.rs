@@ -1,0 +1,122 @@
+//! The linker a linked crate (binary, test, proc-macro, dylib, cdylib)
+//! goes through, identified by content.
+//!
+//! rustc runs `-C linker` (default `cc`), which runs `ld` and adds the C
+//! runtime's start files and libraries of its own. The identity covers the
+//! driver binary and its version, the `ld` it runs (or the one chosen with
+//! `-fuse-ld=`), and the start files and static runtime libraries it adds.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::digest::{digest_file, Digest};
+use crate::key::{env_value, KeyBuilder};
+use crate::toolchain::ToolchainError;
+
+/// Files the C driver links into every binary, found with
+/// `-print-file-name=`.
+const RUNTIME_FILES: &[&str] = &[
+    "crt1.o",
+    "Scrt1.o",
+    "crti.o",
+    "crtn.o",
+    "crtbeginS.o",
+    "crtendS.o",
+    "libgcc.a",
+    "libgcc_eh.a",
+    "libc_nonshared.a",
+];
+
+/// The linker program a compile uses: `-C linker`, else `cc`.
+pub fn linker_program(linker: Option<&str>) -> &str {
+    linker.unwrap_or("cc")
+}
+
+/// The `-fuse-ld=` value among the link arguments, if any (`-Wl,` forms
+/// are the linker's own options, not this).
+pub fn fuse_ld(link_args: &[String]) -> Option<&str> {
+    link_args
+        .iter()
+        .rev()
+        .find_map(|a| a.strip_prefix("-fuse-ld="))
+}
+
+fn run(program: &Path, args: &[&str], cwd: &Path, env: &[(OsString, OsString)]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    out.status.success().then_some(text)
+}
+
+/// Finds a program by name in the compile's `PATH`.
+fn which(name: &str, cwd: &Path, env: &[(OsString, OsString)]) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = cwd.join(name);
+        return p.is_file().then_some(p);
+    }
+    let path = env_value(env, "PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| cwd.join(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Identifies the linker at `linker` (already found in `PATH`).
+pub fn linker_identity(
+    linker: &Path,
+    fuse_ld: Option<&str>,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+) -> Result<Digest, ToolchainError> {
+    let binary = std::fs::canonicalize(linker).unwrap_or_else(|_| linker.to_path_buf());
+    let digest = digest_file(&binary).map_err(|source| ToolchainError::Spawn {
+        program: binary.clone(),
+        args: "(reading the linker)".into(),
+        source,
+    })?;
+    let mut k = KeyBuilder::new("linker");
+    k.add_digest("binary", &digest);
+    let version = run(linker, &["--version"], cwd, env).unwrap_or_default();
+    k.add("version", version.as_bytes());
+    // A C driver (gcc, clang): the ld it runs and the runtime it adds.
+    let is_driver = run(linker, &["-print-prog-name=ld"], cwd, env);
+    if let Some(ld) = is_driver {
+        let ld_name = match fuse_ld {
+            Some(v) if v.contains('/') => v.to_string(),
+            Some(v) => format!("ld.{v}"),
+            None => ld.trim().to_string(),
+        };
+        match which(&ld_name, cwd, env) {
+            Some(path) => {
+                let real = std::fs::canonicalize(&path).unwrap_or(path);
+                let d = digest_file(&real).map_err(|source| ToolchainError::Spawn {
+                    program: real.clone(),
+                    args: "(reading ld)".into(),
+                    source,
+                })?;
+                k.add_digest("ld", &d);
+            }
+            None => k.add("ld", ld_name.as_bytes()),
+        }
+        for f in RUNTIME_FILES {
+            let arg = format!("-print-file-name={f}");
+            let Some(found) = run(linker, &[&arg], cwd, env) else {
+                continue;
+            };
+            let path = PathBuf::from(found.trim());
+            if path.is_absolute() && path.is_file() {
+                if let Ok(d) = digest_file(&path) {
+                    k.add_digest(&format!("runtime:{f}"), &d);
+                }
+            }
+        }
+    }
+    Ok(k.finish().digest)
+}

@@ -1,0 +1,112 @@
+//! Linked crates (binaries, build scripts, proc-macros, cdylibs): cached
+//! with the linker and everything the link read in their key.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use crate::harness::{hits_misses, lib_outputs, run_app, Env};
+
+/// The fixture with a cdylib member that exports a C function.
+const WITH_CDYLIB: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"app\", \"util\", \"cdy\"]\nresolver = \"2\"\n",
+    ),
+    (
+        "cdy/Cargo.toml",
+        "[package]\nname = \"cdy\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nutil = { path = \"../util\" }\n",
+    ),
+    (
+        "cdy/src/lib.rs",
+        "#[no_mangle]\npub extern \"C\" fn cdy_answer() -> u32 {\n    util::greeting().len() as u32\n}\n",
+    ),
+];
+
+#[test]
+fn a_cdylib_hits_byte_identical_and_loads() {
+    let env = Env::new();
+    let co = env.checkout_with("cdy", WITH_CDYLIB);
+    env.cargo_with(&co, false, &["build"], &[]);
+    let so = co.target.join("debug/libcdy.so");
+    let reference = std::fs::read(&so).unwrap();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.build(&co, &[]);
+    let s = env.rebuild_fresh(&co, &[]);
+    // itoa, util, its build script, app and cdy.
+    assert_eq!(hits_misses(&s), (5, 0), "{s}");
+    assert!(
+        std::fs::read(&so).unwrap() == reference,
+        "restored cdylib differs"
+    );
+    // "hello 42" is 8 bytes long.
+    let py = format!(
+        "import ctypes; print(ctypes.CDLL({:?}).cdy_answer())",
+        so.display().to_string()
+    );
+    let out = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8", "{out:?}");
+}
+
+#[test]
+fn another_linker_misses_the_linked_crates_only() {
+    let env = Env::new();
+    let co = env.checkout("linker");
+    env.build(&co, &[]);
+    env.stop();
+    // A `cc` of other content first in PATH: the same compiler underneath,
+    // but another linker as far as the key knows.
+    let bin = env.root.path().join("other-cc");
+    std::fs::create_dir_all(&bin).unwrap();
+    let cc = bin.join("cc");
+    std::fs::write(&cc, "#!/bin/sh\nexec /usr/bin/cc \"$@\"\n").unwrap();
+    std::fs::set_permissions(&cc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let s = {
+        std::fs::remove_dir_all(&co.target).unwrap();
+        env.zero();
+        env.build(&co, &[("PATH", &path)]);
+        env.stats()
+    };
+    // itoa and util hit; the build script and the app are linked again.
+    assert_eq!(hits_misses(&s), (2, 2), "{s}");
+    assert_eq!(run_app(&co), "hello 42");
+}
+
+#[test]
+fn a_link_argument_misses_that_binary_only() {
+    let env = Env::new();
+    let co = env.checkout("linkarg");
+    env.build(&co, &[]);
+    let before = lib_outputs(&co.target);
+    env.stop();
+    env.zero();
+    // `cargo rustc` passes the argument to the app's compile only.
+    let out = env
+        .command("cargo")
+        .args(["rustc", "--offline", "-p", "app", "--bin", "app", "--"])
+        .args(["-C", "link-arg=-Wl,--build-id=none"])
+        .current_dir(&co.ws)
+        .env("CARGO_HOME", &co.home)
+        .env("CARGO_TARGET_DIR", &co.target)
+        .env("CARGO_INCREMENTAL", "0")
+        .env("RUSTC_WRAPPER", crate::harness::BIN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = env.stats();
+    assert_eq!(hits_misses(&s), (0, 1), "{s}");
+    let after = lib_outputs(&co.target);
+    let app = |v: &Vec<(String, Vec<u8>)>| {
+        v.iter()
+            .find(|(n, _)| n.starts_with("app-") && !n.ends_with(".d"))
+            .map(|(_, d)| d.clone())
+            .unwrap()
+    };
+    assert_ne!(app(&before), app(&after), "the build id is gone");
+    assert_eq!(run_app(&co), "hello 42");
+}
