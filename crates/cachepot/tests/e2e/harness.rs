@@ -9,6 +9,10 @@ use std::sync::OnceLock;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cachepot");
 
+/// The fixture's cacheable compiles: itoa, util, util's build script and
+/// the app binary.
+pub const UNITS: u64 = 4;
+
 /// The fixture workspace: a binary, a library with a build script that reads
 /// an env var at compile time and has a feature, and one registry crate.
 const FILES: &[(&str, &str)] = &[

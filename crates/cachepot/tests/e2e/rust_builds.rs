@@ -2,12 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::harness::{count, hits_misses, lib_outputs, run_app, Env, WITH_PROC_MACRO};
+use crate::harness::{count, hits_misses, lib_outputs, run_app, Env, UNITS, WITH_PROC_MACRO};
 
 /// Cacheable units in the fixture: `itoa` and `util` (the binary and the
 /// build script are linked, which is a later issue's job).
-/// itoa, util, util's build script and the app binary.
-const CACHEABLE: u64 = 4;
+const CACHEABLE: u64 = UNITS;
 
 #[test]
 fn a_cached_rebuild_is_byte_identical_to_an_uncached_build() {
