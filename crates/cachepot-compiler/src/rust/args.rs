@@ -88,6 +88,8 @@ pub struct RustCompile {
     pub target: Option<String>,
     /// `--test`: a test harness binary.
     pub test: bool,
+    /// `-C incremental=`: rustc's session directory.
+    pub incremental: Option<String>,
     /// `-C linker=`.
     pub linker: Option<String>,
     /// `-C link-arg=` and `-C link-args=` values, split into words.
@@ -167,7 +169,7 @@ const CACHEABLE_CRATE_TYPES: &[&str] = &[
 const LINKED_CRATE_TYPES: &[&str] = &["bin", "proc-macro", "dylib", "cdylib"];
 
 /// `-C` options that make rustc write files other than the known outputs.
-const UNCACHEABLE_CODEGEN: &[&str] = &["save-temps", "profile-generate", "incremental"];
+const UNCACHEABLE_CODEGEN: &[&str] = &["save-temps", "profile-generate"];
 
 /// Parses a rustc command line (without the compiler itself).
 pub fn parse(args: &[OsString], cwd: &Path) -> Parsed {
@@ -242,6 +244,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         link_libs: Vec::new(),
         target: None,
         test: false,
+        incremental: None,
         linker: None,
         link_args: Vec::new(),
         key_args: Vec::new(),
@@ -364,6 +367,15 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                 }
                 if name == "split-debuginfo" && v != "off" {
                     return Err(Uncacheable::new("-C split-debuginfo", value.clone()));
+                }
+                if name == "incremental" {
+                    // Incremental compiles partition code differently, so
+                    // the key says "incremental"; where rustc keeps its
+                    // session files is not an input (a hit leaves them
+                    // alone, and rustc checks them on the next compile).
+                    c.incremental = Some(v.to_string());
+                    c.key_args.push("-C incremental".into());
+                    continue;
                 }
                 match name.as_str() {
                     "extra-filename" => c.extra_filename = v.to_string(),

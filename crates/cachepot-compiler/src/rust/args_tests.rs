@@ -149,14 +149,16 @@ fn linked_crate_types_write_their_files_and_queries_are_not_compiles() {
 }
 
 #[test]
-fn incremental_and_other_side_outputs_are_not_cached_now() {
+fn incremental_is_keyed_without_its_directory_and_side_outputs_are_not_cached() {
     let base = "--crate-name x --crate-type lib --emit=dep-info,link src/lib.rs";
+    let inc = |dir: &str| cacheable(&format!("{base} -C incremental={dir}"));
+    let (a, b) = (inc("/ws/target/debug/incremental"), inc("/elsewhere/inc"));
+    assert_eq!(a.key_args, b.key_args);
     assert_eq!(
-        reason(&format!(
-            "{base} -C incremental=/ws/target/debug/incremental"
-        )),
-        "-C incremental"
+        a.incremental.as_deref(),
+        Some("/ws/target/debug/incremental")
     );
+    assert_ne!(a.key_args, cacheable(base).key_args);
     assert_eq!(reason(&format!("{base} -C save-temps")), "-C save-temps");
     assert_eq!(
         reason(&format!("{base} -C split-debuginfo=unpacked")),
@@ -261,7 +263,7 @@ fn real_cargo_command_lines() {
         // cargo's probe of the compiler.
         ("- --crate-name ___ --print=file-names --crate-type bin --crate-type rlib -Wwarnings", None),
         // An incremental workspace member.
-        ("--crate-name member --edition=2021 src/lib.rs --crate-type lib --emit=dep-info,metadata,link -C embed-bitcode=no -C debuginfo=2 -C metadata=a -C extra-filename=-b --out-dir /w/target/debug/deps -C incremental=/w/target/debug/incremental -L dependency=/w/target/debug/deps", Some("-C incremental")),
+        ("--crate-name member --edition=2021 src/lib.rs --crate-type lib --emit=dep-info,metadata,link -C embed-bitcode=no -C debuginfo=2 -C metadata=a -C extra-filename=-b --out-dir /w/target/debug/deps -C incremental=/w/target/debug/incremental -L dependency=/w/target/debug/deps", None),
         // A cross compile with a custom target file.
         ("--crate-name k --crate-type lib --emit=dep-info,link --target /w/x86_64-kernel.json src/lib.rs", Some("custom target file")),
         // An explicit sysroot.

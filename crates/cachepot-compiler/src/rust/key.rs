@@ -18,6 +18,7 @@
 //! | crate name, types, edition, `--cfg`, `--check-cfg`, `-C` options, lints (`-A/-W/-D/-F`, `--cap-lints`), `--target`, `-Z`, `--remap-path-prefix`, `-g`, `-O`, `--test`, `-L` and `-l` | A | as written, in order, with base directories replaced by tokens |
 //! | `--error-format`, `--json`, `--color`, `--diagnostic-width` | A | they shape the stderr that a hit replays |
 //! | `--emit` kinds | A | which files are produced |
+//! | `-C incremental` | A, without its directory | incremental compiles split code into other units than non-incremental ones; the session directory is where rustc keeps state, not an input of the outputs (a hit leaves it alone, and rustc validates it on the next compile) |
 //! | `--emit` paths, `--out-dir` | no | where outputs go, not what they are; a hit writes them where this compile asks |
 //! | `--extern` files | A | replaced by the digest of their content, so a rebuilt but identical dependency still hits. Never by anything looser: rustc records each dependency's crate hash (SVH) in a crate's metadata, and that hash depends on where the dependency was built (its working directory is a tracked option). A crate compiled against one checkout's proc-macro and restored next to another checkout's rebuild of it breaks the build further down ("can't find crate"); a test pins this |
 //! | static native libraries (`-l static=…`, found through `-L`) | A | by content, because rustc bundles them into the rlib |

@@ -258,3 +258,34 @@ fn recache_compiles_and_overwrites_and_no_cache_bypasses_the_cache() {
     env.build(&co, &[]);
     assert_eq!(count(&env.stats(), "cache_hits"), CACHEABLE);
 }
+
+/// Incremental compiles (cargo's default for workspace members in the dev
+/// profile) hit; a hit leaves rustc's session directory alone, and the next
+/// edit compiles correctly from whatever session state is there.
+#[test]
+fn incremental_builds_hit_and_later_edits_compile_correctly() {
+    let env = Env::new();
+    let co = env.checkout("inc");
+    let inc = [("CARGO_INCREMENTAL", "1")];
+    let shout = co.ws.join("util/src/shout.rs");
+    let original = std::fs::read_to_string(&shout).unwrap();
+    env.build(&co, &inc);
+    let s = env.rebuild_fresh(&co, &inc);
+    assert_eq!(hits_misses(&s), (CACHEABLE, 0), "{s}");
+    assert_eq!(count(&s, "non_cacheable"), 0, "{s}");
+    assert!(co.target.join("debug/incremental").is_dir());
+    // v2 compiled (session state v2), back to v1 (a hit: outputs of v1,
+    // session state still v2), then v3: must be v3.
+    std::fs::write(&shout, original.replace("s\n}", "s + \"?\"\n}")).unwrap();
+    env.build(&co, &inc);
+    assert_eq!(run_app(&co), "hello 42?");
+    env.stop();
+    std::fs::write(&shout, &original).unwrap();
+    env.zero();
+    env.build(&co, &inc);
+    assert_eq!(hits_misses(&env.stats()), (2, 0));
+    assert_eq!(run_app(&co), "hello 42");
+    std::fs::write(&shout, original.replace("s\n}", "s + \"!\"\n}")).unwrap();
+    env.build(&co, &inc);
+    assert_eq!(run_app(&co), "hello 42!");
+}
