@@ -7,6 +7,7 @@
 //! descriptors and environment reach the compiler untouched.
 
 mod cache;
+mod inflight;
 pub mod memo;
 pub mod protocol;
 mod server;
@@ -36,6 +37,9 @@ pub struct DaemonConfig {
     pub build_id: String,
     /// Where the daemon logs, shown by `--show-stats`.
     pub log_file: Option<PathBuf>,
+    /// How long a compile waits for another compile of the same key (in
+    /// another build) before it compiles itself.
+    pub compile_wait: Duration,
 }
 
 /// State shared by every connection.
@@ -47,5 +51,6 @@ pub(crate) struct Shared {
     pub(crate) toolchains: memo::ToolchainMemo,
     pub(crate) c_compilers: memo::CCompilerMemo,
     pub(crate) linkers: memo::LinkerMemo,
+    pub(crate) inflight: Arc<inflight::InFlight>,
     pub(crate) warnings: warnings::Warnings,
 }

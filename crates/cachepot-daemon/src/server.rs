@@ -165,6 +165,7 @@ pub fn run(
             toolchains: Default::default(),
             c_compilers: Default::default(),
             linkers: Default::default(),
+            inflight: Default::default(),
             warnings: Default::default(),
         }),
         writer: Mutex::new(Some(tx)),
@@ -329,7 +330,7 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
 fn finish_miss(
     server: &Server,
     stream: &mut UnixStream,
-    pending: cache::Pending,
+    mut pending: cache::Pending,
 ) -> io::Result<()> {
     let shared = &server.shared;
     let report = read_frame::<Request>(stream);
@@ -355,7 +356,12 @@ fn finish_miss(
     match prepared {
         Ok(Some(job)) => {
             let s = shared.clone();
-            server.queue_write(Box::new(move || cache::store(&s, job)));
+            // Builds waiting for this key are woken once it is stored.
+            let claim = pending.claim.take();
+            server.queue_write(Box::new(move || {
+                cache::store(&s, job);
+                drop(claim);
+            }));
         }
         Ok(None) => {}
         Err(e) => {

@@ -59,6 +59,8 @@ vars! {
         "Any text: goes into the key of every C and C++ compile, so a new value forces distinct entries (read per compile, from the compiler's environment).";
     LOCAL = "CACHEPOT_LOCAL", None, Some("local"),
         "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
+    COMPILE_WAIT = "CACHEPOT_COMPILE_WAIT", None, Some("compile_wait"),
+        "Seconds a compile waits when another build compiles the same unit at the same moment (two worktrees, two CI jobs on one runner), before it compiles too. Default: `300`.";
     REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, Some("remote_timeout"),
         "Seconds one remote storage call may take before it counts as failed and the compile goes on without it. Default: `30`.";
     BUCKET = "CACHEPOT_BUCKET", Some("SCCACHE_BUCKET"), Some("s3.bucket"),
@@ -185,6 +187,8 @@ pub struct Config {
     pub remote: Option<crate::remote_config::RemoteSettings>,
     /// Time limit of one remote storage call.
     pub remote_timeout: Duration,
+    /// How long a compile waits for another compile of the same key.
+    pub compile_wait: Duration,
 }
 
 /// The config file's contents.
@@ -197,6 +201,7 @@ pub struct FileConfig {
     basedirs: Option<Vec<PathBuf>>,
     local: Option<toml::Value>,
     remote_timeout: Option<toml::Value>,
+    compile_wait: Option<toml::Value>,
     s3: Option<toml::Table>,
     redis: Option<toml::Table>,
     memcached: Option<toml::Table>,
@@ -213,6 +218,7 @@ impl FileConfig {
             None => match key {
                 "local" => self.local.clone(),
                 "remote_timeout" => self.remote_timeout.clone(),
+                "compile_wait" => self.compile_wait.clone(),
                 _ => None,
             },
             Some((section, name)) => {
@@ -372,6 +378,16 @@ impl Config {
                 ),
             },
         };
+        let compile_wait = match setting(&COMPILE_WAIT, &file)? {
+            None => Duration::from_secs(300),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) => Duration::from_secs(n),
+                _ => bail!(
+                    "{}: expected a whole number of seconds, got {v:?}",
+                    COMPILE_WAIT.name
+                ),
+            },
+        };
         let remote = crate::remote_config::load(&file)?;
         if !local && remote.is_none() {
             bail!(
@@ -389,6 +405,7 @@ impl Config {
             local,
             remote,
             remote_timeout,
+            compile_wait,
         })
     }
 
@@ -396,8 +413,14 @@ impl Config {
     /// wrappers with different settings reach different daemons.
     pub fn fingerprint(&self) -> String {
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}",
-            self.dir, self.cache_size, self.basedirs, self.local, self.remote, self.remote_timeout
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}",
+            self.dir,
+            self.cache_size,
+            self.basedirs,
+            self.local,
+            self.remote,
+            self.remote_timeout,
+            self.compile_wait
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
@@ -425,7 +448,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     };
     let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, local, remote_timeout and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, local, remote_timeout, compile_wait and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
             path.display()
         )
     })?;

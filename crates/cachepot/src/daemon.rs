@@ -23,6 +23,7 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
         basedirs: config.basedirs.clone(),
         build_id: build_id(),
         log_file: log_file.then(|| paths.log.clone()),
+        compile_wait: config.compile_wait,
     }
 }
 

@@ -19,7 +19,7 @@ use cachepot_storage::Entry;
 
 use super::{
     changed_during, hit_by_key, hit_by_manifest, invalid, private_temp, read_manifests,
-    read_outputs, Compile, Lookup, Pending, PendingKind, StoreJob,
+    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
 };
 use crate::memo::{resolve_program, ContentFlags};
 use crate::stats::Event;
@@ -187,6 +187,31 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         }
         Mode::Preprocessor { key, inputs }
     };
+    // Another build compiling this very source: wait for its entry.
+    let turn_key = match &mode {
+        Mode::Direct { key_a } => *key_a,
+        Mode::Preprocessor { key, .. } => *key,
+    };
+    let claim = match take_turn(shared, &turn_key, || match &mode {
+        Mode::Direct { key_a } => {
+            let (again, _) = read_manifests(shared, key_a);
+            hit_by_manifest(shared, c, key_a, again, &outputs, &bases).map(|(o, e, _)| (o, e))
+        }
+        Mode::Preprocessor { key, .. } => hit_by_key(shared, key, &outputs, &bases),
+    }) {
+        Ok(claim) => claim,
+        Err((stdout, stderr)) => {
+            return hit(
+                shared,
+                lang,
+                &compile,
+                &turn_key,
+                "after waiting",
+                stdout,
+                stderr,
+            )
+        }
+    };
     shared.stats.count_in(lang, Event::Miss);
     tracing::debug!(input = %compile.input, direct, "miss");
     // The cache's own dependency file goes to the daemon's private
@@ -210,6 +235,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         bases,
         started,
         extra_args,
+        claim,
     }))
 }
 

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
@@ -19,6 +19,7 @@ use cachepot_compiler::rust::Output;
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{Entry, StorageError, StorageKey};
 
+use crate::inflight::{Claim, Turn};
 use crate::protocol::CompileRequest;
 use crate::stats::Event;
 use crate::Shared;
@@ -79,6 +80,9 @@ pub struct Pending {
     /// Arguments the wrapper adds to the compile (a dependency file the
     /// cache needs and the user did not ask for).
     pub extra_args: Vec<OsString>,
+    /// This compile's turn on its key: other builds that miss the same key
+    /// wait until it is dropped (after the store).
+    pub claim: Option<Claim>,
 }
 
 enum PendingKind {
@@ -211,6 +215,33 @@ pub fn prepare_store(
     match &p.kind {
         PendingKind::Rust(r) => rust::prepare_store(shared, p, r, stdout, stderr),
         PendingKind::C(cp) => c::prepare_store(shared, p, cp, stdout, stderr),
+    }
+}
+
+/// At a miss: the turn to compile `key`, after waiting for another build's
+/// compile of it if there is one. `again` looks the key up once more after
+/// such a wait; its hit is returned instead of a turn.
+fn take_turn<T>(
+    shared: &Shared,
+    key: &Digest,
+    again: impl FnOnce() -> Option<T>,
+) -> Result<Option<Claim>, T> {
+    match shared
+        .inflight
+        .claim_or_wait(*key, shared.config.compile_wait)
+    {
+        Turn::Mine(c) => Ok(Some(c)),
+        Turn::TimedOut => {
+            tracing::info!(key = %key, "another compile of this key is still running; compiling too");
+            Ok(None)
+        }
+        Turn::Waited => match again() {
+            Some(hit) => Err(hit),
+            None => match shared.inflight.claim_or_wait(*key, Duration::ZERO) {
+                Turn::Mine(c) => Ok(Some(c)),
+                _ => Ok(None),
+            },
+        },
     }
 }
 

@@ -17,7 +17,7 @@ use cachepot_storage::Entry;
 
 use super::{
     changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, private_temp, read_manifests,
-    read_outputs, Compile, Lookup, Pending, PendingKind, StoreJob,
+    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
 };
 use crate::memo::resolve_program;
 use crate::stats::Event;
@@ -135,6 +135,18 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         );
         return Lookup::Hit(stdout, stderr);
     }
+    // Another build compiling this very unit: wait for its entry.
+    let claim = match take_turn(shared, &key_a, || {
+        let again = read_manifests(shared, &key_a).0;
+        hit_by_manifest(shared, c, &key_a, again, &outputs, &bases)
+    }) {
+        Ok(claim) => claim,
+        Err((stdout, stderr, key_b)) => {
+            shared.stats.count_in(LANG, Event::Hit);
+            tracing::debug!(crate_name = %compile.crate_name, key = %key_b, "hit after waiting");
+            return Lookup::Hit(stdout, stderr);
+        }
+    };
     shared.stats.count_in(LANG, Event::Miss);
     tracing::debug!(crate_name = %compile.crate_name, key_a = %key_a, "miss");
     // A linked crate: rustc tells what the link read.
@@ -158,6 +170,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         bases,
         started,
         extra_args,
+        claim,
     }))
 }
 

@@ -289,3 +289,32 @@ fn incremental_builds_hit_and_later_edits_compile_correctly() {
     env.build(&co, &inc);
     assert_eq!(run_app(&co), "hello 42!");
 }
+
+/// Two builds of one project, started together with an empty cache (two
+/// worktrees, two CI jobs on one runner): each unit is compiled once, and
+/// the other build waits for it and hits.
+#[test]
+fn two_builds_at_once_compile_each_unit_once() {
+    let env = Env::new();
+    let (a, b) = (env.checkout("twin-a"), env.checkout("twin-b"));
+    env.cachepot(&["--start-server"]);
+    let start = |co: &crate::harness::Checkout| {
+        env.command("cargo")
+            .args(["build", "--offline"])
+            .current_dir(&co.ws)
+            .env("CARGO_HOME", &co.home)
+            .env("CARGO_TARGET_DIR", &co.target)
+            .env("CARGO_INCREMENTAL", "0")
+            .env("RUSTC_WRAPPER", crate::harness::BIN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut ca, mut cb) = (start(&a), start(&b));
+    assert!(ca.wait().unwrap().success() && cb.wait().unwrap().success());
+    let s = env.stats();
+    assert_eq!(hits_misses(&s), (CACHEABLE, CACHEABLE), "{s}");
+    assert_eq!(run_app(&a), "hello 42");
+    assert_eq!(run_app(&b), "hello 42");
+}
