@@ -7,6 +7,7 @@
 //! descriptors and environment reach the compiler untouched.
 
 mod cache;
+pub mod explain;
 mod inflight;
 pub mod memo;
 pub mod protocol;
@@ -52,5 +53,6 @@ pub(crate) struct Shared {
     pub(crate) c_compilers: memo::CCompilerMemo,
     pub(crate) linkers: memo::LinkerMemo,
     pub(crate) inflight: Arc<inflight::InFlight>,
+    pub(crate) explanations: explain::Explanations,
     pub(crate) warnings: warnings::Warnings,
 }

@@ -54,6 +54,8 @@ pub enum Request {
     },
     /// Current statistics.
     Stats,
+    /// The explained misses of the current statistics period.
+    Explain,
     /// Reset statistics.
     ZeroStats,
     /// Stop the daemon after pending writes.
@@ -88,6 +90,8 @@ pub enum Response {
     RunUncached,
     /// Statistics.
     Stats(Box<StatsSnapshot>),
+    /// The answer to [`Request::Explain`].
+    Explain(Vec<crate::explain::Explained>),
     /// Done.
     Ok,
     /// Print this on the build's stderr, then read the real answer.

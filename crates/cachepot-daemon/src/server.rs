@@ -166,6 +166,7 @@ pub fn run(
             c_compilers: Default::default(),
             linkers: Default::default(),
             inflight: Default::default(),
+            explanations: Default::default(),
             warnings: Default::default(),
         }),
         writer: Mutex::new(Some(tx)),
@@ -277,6 +278,12 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                         stderr,
                     },
                     Lookup::Miss(pending) => {
+                        // Why it missed, worked out in the background.
+                        let (unit, cwd, bases, env) = pending.explain_parts();
+                        let s = shared.clone();
+                        server.queue_write(Box::new(move || {
+                            crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)
+                        }));
                         let extra_args = pending
                             .extra_args
                             .iter()
@@ -310,7 +317,18 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                 snap.pending_writes = server.pending_writes.load(Ordering::SeqCst) as u64;
                 Response::Stats(Box::new(snap))
             }
+            Request::Explain => {
+                // Every miss queued before this request is explained once
+                // the queue reaches this point (one writer, in order).
+                let (tx, rx) = std::sync::mpsc::channel();
+                server.queue_write(Box::new(move || {
+                    let _ = tx.send(());
+                }));
+                let _ = rx.recv_timeout(Duration::from_secs(60));
+                Response::Explain(shared.explanations.all())
+            }
             Request::ZeroStats => {
+                shared.explanations.clear();
                 shared.stats.zero();
                 shared.storage.zero_stats();
                 Response::Ok
@@ -358,8 +376,9 @@ fn finish_miss(
             let s = shared.clone();
             // Builds waiting for this key are woken once it is stored.
             let claim = pending.claim.take();
+            let unit = std::mem::take(&mut pending.unit);
             server.queue_write(Box::new(move || {
-                cache::store(&s, job);
+                cache::store_and_remember(&s, job, &unit);
                 drop(claim);
             }));
         }

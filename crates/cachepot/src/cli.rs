@@ -19,7 +19,9 @@ Usage:
 
 Options:
   -s, --show-stats          show statistics (add --stats-format json for JSON)
-  -z, --zero-stats          reset statistics
+  -z, --zero-stats          reset statistics (and the explained misses)
+      --explain             why each miss since the statistics were reset missed:
+                            the inputs that differ from the closest stored compile
       --start-server        start the daemon
       --stop-server         stop the daemon (pending writes finish first)
       --check-storage       write, read and delete a probe on each storage tier
@@ -56,7 +58,7 @@ fn env_help() -> String {
 /// How long `--stop-server` waits for pending writes.
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
@@ -86,6 +88,7 @@ fn run(args: &[OsString]) -> Result<i32> {
             "--start-server" => action = Some("start"),
             "--stop-server" => action = Some("stop"),
             "--check-storage" => action = Some("check"),
+            "--explain" => action = Some("explain"),
             "-V" | "--version" => action = Some("version"),
             "-h" | "--help" => action = Some("help"),
             "--stats-format" => {
@@ -112,6 +115,7 @@ fn run(args: &[OsString]) -> Result<i32> {
         Some("start") => Ok(start_server()),
         Some("stop") => stop_server(),
         Some("check") => crate::check::run(),
+        Some("explain") => crate::explain::run(format),
         Some("zero") => {
             let paths = Paths::new(&Config::load()?)?;
             let mut conn = client::connect_or_start(&paths)?;

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod config;
 mod daemon;
+mod explain;
 mod logging;
 mod remote_config;
 mod runtime;

@@ -21,6 +21,7 @@ use super::{
     changed_during, hit_by_key, hit_by_manifest, invalid, private_temp, read_manifests,
     read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
 };
+use crate::explain::UnitInputs;
 use crate::memo::{resolve_program, ContentFlags};
 use crate::stats::Event;
 use crate::Shared;
@@ -135,8 +136,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         bases: &bases,
         digester: shared.digests.as_ref(),
     };
-    let key_a = match cc::key_a(&compile, &ctx) {
-        Ok(k) => k.digest,
+    let (key_a, a_inputs) = match cc::key_a(&compile, &ctx) {
+        Ok(k) => (k.digest, k.inputs),
         Err(u) => return uncacheable(Some(lang), &u.reason, u.detail),
     };
     let outputs = outputs(&compile, &c.cwd);
@@ -224,6 +225,14 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         }
         _ => (None, Vec::<OsString>::new()),
     };
+    let unit = UnitInputs {
+        unit: format!(
+            "c {}",
+            bases.normalize_str(&compile.input).replace('\0', "$")
+        ),
+        language: lang.into(),
+        inputs: a_inputs,
+    };
     Lookup::Miss(Box::new(Pending {
         kind: PendingKind::C(Box::new(CPending {
             compile,
@@ -236,6 +245,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         started,
         extra_args,
         claim,
+        unit,
     }))
 }
 

@@ -19,6 +19,7 @@ use cachepot_compiler::rust::Output;
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{Entry, StorageError, StorageKey};
 
+use crate::explain::UnitInputs;
 use crate::inflight::{Claim, Turn};
 use crate::protocol::CompileRequest;
 use crate::stats::Event;
@@ -70,6 +71,10 @@ pub enum Lookup {
     Miss(Box<Pending>),
 }
 
+/// What explaining a miss needs: the unit's inputs, the working directory,
+/// the base directories and the environment.
+pub type ExplainParts = (UnitInputs, PathBuf, BaseDirs, Vec<(OsString, OsString)>);
+
 /// A miss waiting for the compile to finish.
 pub struct Pending {
     kind: PendingKind,
@@ -83,6 +88,8 @@ pub struct Pending {
     /// This compile's turn on its key: other builds that miss the same key
     /// wait until it is dropped (after the store).
     pub claim: Option<Claim>,
+    /// What explains the miss, and what the store remembers.
+    pub unit: UnitInputs,
 }
 
 enum PendingKind {
@@ -91,6 +98,17 @@ enum PendingKind {
 }
 
 impl Pending {
+    /// What explaining this miss needs, for a background job (it reads
+    /// storage).
+    pub fn explain_parts(&self) -> ExplainParts {
+        (
+            self.unit.clone(),
+            self.cwd.clone(),
+            self.bases.clone(),
+            self.env.clone(),
+        )
+    }
+
     /// Removes files the compile wrote for the cache only.
     pub fn cleanup(&self) {
         match &self.kind {
@@ -418,8 +436,21 @@ fn put_entry(
     shared.storage.put(&key?, &bytes)
 }
 
+/// Writes what a finished compile left to store, and remembers its inputs
+/// for explanations.
+pub fn store_and_remember(shared: &Shared, job: StoreJob, unit: &UnitInputs) {
+    match &job {
+        StoreJob::Manifest { manifest, .. } => {
+            crate::explain::remember(shared, unit, Some(manifest));
+        }
+        StoreJob::Plain { .. } => crate::explain::remember(shared, unit, None),
+        StoreJob::Marker { .. } => {}
+    }
+    store(shared, job);
+}
+
 /// Writes what a finished compile left to store.
-pub fn store(shared: &Shared, job: StoreJob) {
+fn store(shared: &Shared, job: StoreJob) {
     let (key, result) = match job {
         StoreJob::Manifest {
             key_a,

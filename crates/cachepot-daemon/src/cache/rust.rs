@@ -19,6 +19,7 @@ use super::{
     changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, private_temp, read_manifests,
     read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
 };
+use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
 use crate::stats::Event;
 use crate::Shared;
@@ -110,8 +111,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         clippy: is_clippy(&c.compiler),
         linker: linker.as_ref(),
     };
-    let key_a = match rustc::key_a(&compile, &ctx) {
-        Ok(k) => k.digest,
+    let (key_a, a_inputs) = match rustc::key_a(&compile, &ctx) {
+        Ok(k) => (k.digest, k.inputs),
         Err(u) => return uncacheable(&u.reason, u.detail),
     };
     let outputs = compile.outputs(&c.cwd);
@@ -149,6 +150,22 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     };
     shared.stats.count_in(LANG, Event::Miss);
     tracing::debug!(crate_name = %compile.crate_name, key_a = %key_a, "miss");
+    let unit = UnitInputs {
+        unit: format!(
+            "rust {} {}{}{} {}",
+            compile.crate_name,
+            compile.crate_types.join(","),
+            if compile.test { " test" } else { "" },
+            if is_clippy(&c.compiler) {
+                " clippy"
+            } else {
+                ""
+            },
+            bases.normalize_str(&compile.input).replace('\0', "$"),
+        ),
+        language: LANG.into(),
+        inputs: a_inputs,
+    };
     // A linked crate: rustc tells what the link read.
     let (link_args_file, extra_args) = if compile.is_linked() {
         let file = private_temp(shared, "link");
@@ -171,6 +188,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         started,
         extra_args,
         claim,
+        unit,
     }))
 }
 

@@ -3,6 +3,7 @@
 mod c_builds;
 mod daemon;
 mod direct;
+mod explain;
 mod harness;
 mod linked;
 mod remote;
