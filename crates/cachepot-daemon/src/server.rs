@@ -272,10 +272,10 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                 }
                 match lookup {
                     Lookup::NotACompile | Lookup::Uncacheable => Response::RunUncached,
-                    Lookup::Hit(stdout, stderr) => Response::Hit {
-                        exit_code: 0,
-                        stdout,
-                        stderr,
+                    Lookup::Hit(r) => Response::Hit {
+                        exit_code: r.exit_code,
+                        stdout: r.stdout,
+                        stderr: r.stderr,
                     },
                     Lookup::Miss(pending) => {
                         // Why it missed, worked out in the background.
@@ -361,15 +361,22 @@ fn finish_miss(
         pending.cleanup();
         return report.map(|_| ());
     };
-    if exit_code != Some(0) {
-        pending.cleanup();
-        shared.stats.count(Event::CompileFailure);
-        return write_frame(stream, &Response::Ok);
-    }
     // Read the outputs before the wrapper goes on: once it exits, cargo may
     // touch them (it sets the mtime of check outputs) and a later compile
     // may rewrite them. The write to storage happens in the background.
-    let prepared = cache::prepare_store(shared, &pending, &stdout, &stderr);
+    // A compile error (exit code 1) of a crate that is not linked is
+    // stored too, when rustc wrote its dep-info (see `prepare_failure`).
+    let prepared = match exit_code {
+        Some(0) => cache::prepare_store(shared, &pending, &stdout, &stderr),
+        Some(1) => {
+            shared.stats.count(Event::CompileFailure);
+            cache::prepare_failure(shared, &pending, &stdout, &stderr)
+        }
+        _ => {
+            shared.stats.count(Event::CompileFailure);
+            Ok(None)
+        }
+    };
     pending.cleanup();
     match prepared {
         Ok(Some(job)) => {
@@ -383,6 +390,9 @@ fn finish_miss(
             }));
         }
         Ok(None) => {}
+        Err(e) if exit_code != Some(0) => {
+            tracing::debug!(error = %e, "compile error not stored");
+        }
         Err(e) => {
             tracing::warn!(error = %e, "reading the compile's outputs failed; not stored");
             shared.stats.count(Event::Error);

@@ -19,7 +19,7 @@ use cachepot_storage::Entry;
 
 use super::{
     changed_during, hit_by_key, hit_by_manifest, invalid, private_temp, read_manifests,
-    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
+    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, Replay, StoreJob,
 };
 use crate::explain::UnitInputs;
 use crate::memo::{resolve_program, ContentFlags};
@@ -166,10 +166,10 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         }
         direct = marker.is_none();
         if direct {
-            if let Some((stdout, stderr, key)) =
+            if let Some((replay, key)) =
                 hit_by_manifest(shared, c, &key_a, manifests, &outputs, &bases)
             {
-                return hit(shared, lang, &compile, &key, "direct", stdout, stderr);
+                return hit(shared, lang, &compile, &key, "direct", replay);
             }
         }
     }
@@ -182,8 +182,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         };
         let key = cc::preprocessed_key(&key_a, &text, &bases).digest;
         if !c.recache {
-            if let Some((stdout, stderr)) = hit_by_key(shared, &key, &outputs, &bases) {
-                return hit(shared, lang, &compile, &key, "preprocessor", stdout, stderr);
+            if let Some(replay) = hit_by_key(shared, &key, &outputs, &bases) {
+                return hit(shared, lang, &compile, &key, "preprocessor", replay);
             }
         }
         Mode::Preprocessor { key, inputs }
@@ -196,21 +196,13 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     let claim = match take_turn(shared, &turn_key, || match &mode {
         Mode::Direct { key_a } => {
             let (again, _) = read_manifests(shared, key_a);
-            hit_by_manifest(shared, c, key_a, again, &outputs, &bases).map(|(o, e, _)| (o, e))
+            hit_by_manifest(shared, c, key_a, again, &outputs, &bases).map(|(r, _)| r)
         }
         Mode::Preprocessor { key, .. } => hit_by_key(shared, key, &outputs, &bases),
     }) {
         Ok(claim) => claim,
-        Err((stdout, stderr)) => {
-            return hit(
-                shared,
-                lang,
-                &compile,
-                &turn_key,
-                "after waiting",
-                stdout,
-                stderr,
-            )
+        Err(replay) => {
+            return hit(shared, lang, &compile, &turn_key, "after waiting", replay);
         }
     };
     shared.stats.count_in(lang, Event::Miss);
@@ -271,12 +263,11 @@ fn hit(
     compile: &CCompile,
     key: &Digest,
     mode: &str,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    replay: Replay,
 ) -> Lookup {
     shared.stats.count_in(lang, Event::Hit);
     tracing::debug!(input = %compile.input, key = %key, mode, "hit");
-    Lookup::Hit(stdout, stderr)
+    Lookup::Hit(replay)
 }
 
 /// Runs the preprocessor (or, for plain assembler, reads the source) and

@@ -25,6 +25,14 @@ use crate::protocol::CompileRequest;
 use crate::stats::Event;
 use crate::Shared;
 
+/// What a hit replays: the compiler's output and exit code (1 for a
+/// compile error that was cached, 0 otherwise).
+pub struct Replay {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
 /// How many manifests one part-A key keeps (most recent first).
 const MANIFESTS_KEPT: usize = 8;
 
@@ -65,8 +73,8 @@ pub enum Lookup {
     NotACompile,
     /// A compile that is not cached; the reason was counted.
     Uncacheable,
-    /// A hit; outputs are written. Stdout, stderr.
-    Hit(Vec<u8>, Vec<u8>),
+    /// A hit; outputs are written.
+    Hit(Replay),
     /// A miss: what is needed to store the result.
     Miss(Box<Pending>),
 }
@@ -263,6 +271,20 @@ fn take_turn<T>(
     }
 }
 
+/// After a compile error: what to store so that the same error is replayed
+/// (rustc compiles only; see `rust::prepare_failure`), or `None`.
+pub fn prepare_failure(
+    shared: &Arc<Shared>,
+    p: &Pending,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> io::Result<Option<StoreJob>> {
+    match &p.kind {
+        PendingKind::Rust(r) => rust::prepare_failure(shared, p, r, stdout, stderr),
+        PendingKind::C(_) => Ok(None),
+    }
+}
+
 /// Tries the entry named by each manifest that matches this compile's files,
 /// and restores the first one found. Returns the hit's stdout and stderr.
 fn hit_by_manifest(
@@ -272,14 +294,14 @@ fn hit_by_manifest(
     manifests: Vec<Manifest>,
     outputs: &[Output],
     bases: &BaseDirs,
-) -> Option<(Vec<u8>, Vec<u8>, Digest)> {
+) -> Option<(Replay, Digest)> {
     for m in manifests {
         if !m.matches(&c.cwd, bases, &c.env, shared.digests.as_ref()) {
             continue;
         }
         let key_b = m.key_b(key_a).digest;
         if let Some(out) = hit_by_key(shared, &key_b, outputs, bases) {
-            return Some((out.0, out.1, key_b));
+            return Some((out, key_b));
         }
     }
     None
@@ -291,7 +313,7 @@ fn hit_by_key(
     key: &Digest,
     outputs: &[Output],
     bases: &BaseDirs,
-) -> Option<(Vec<u8>, Vec<u8>)> {
+) -> Option<Replay> {
     let entry = read_entry(shared, entry_key(key))?;
     match restore(&entry, outputs, bases) {
         Ok(out) => Some(out),
@@ -367,7 +389,7 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// Writes an entry's outputs where this compile wants them. Every output is
 /// written to a temporary file first and renamed, so a reader never sees
 /// half a file.
-fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<(Vec<u8>, Vec<u8>)> {
+fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<Replay> {
     let text = |name: &str| -> io::Result<Vec<u8>> {
         bases
             .restore(entry.meta(name).unwrap_or_default())
@@ -375,9 +397,18 @@ fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<(V
     };
     let stdout = text("stdout")?;
     let stderr = text("stderr")?;
+    // A cached compile error: rustc wrote its dep-info and nothing else.
+    let exit_code = match entry.meta("exit_code") {
+        None => 0,
+        Some(b"1") => 1,
+        Some(_) => return Err(invalid("unexpected exit code in entry")),
+    };
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(outputs.len());
     let result = (|| {
         for out in outputs {
+            if exit_code != 0 && entry.file(&out.role).is_none() {
+                continue;
+            }
             let file = entry
                 .file(&out.role)
                 .ok_or_else(|| invalid(format!("entry lacks {}", out.role)))?;
@@ -405,7 +436,11 @@ fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<(V
         }
         return Err(e);
     }
-    Ok((stdout, stderr))
+    Ok(Replay {
+        stdout,
+        stderr,
+        exit_code,
+    })
 }
 
 fn temp_beside(dest: &Path) -> io::Result<PathBuf> {

@@ -123,8 +123,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     } else {
         read_manifests(shared, &key_a).0
     };
-    if let Some((stdout, stderr, key_b)) =
-        hit_by_manifest(shared, c, &key_a, candidates, &outputs, &bases)
+    if let Some((replay, key_b)) = hit_by_manifest(shared, c, &key_a, candidates, &outputs, &bases)
     {
         shared.stats.count_in(LANG, Event::Hit);
         tracing::debug!(
@@ -134,7 +133,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
             total_us = timer.elapsed().as_micros(),
             "hit"
         );
-        return Lookup::Hit(stdout, stderr);
+        return Lookup::Hit(replay);
     }
     // Another build compiling this very unit: wait for its entry.
     let claim = match take_turn(shared, &key_a, || {
@@ -142,10 +141,10 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         hit_by_manifest(shared, c, &key_a, again, &outputs, &bases)
     }) {
         Ok(claim) => claim,
-        Err((stdout, stderr, key_b)) => {
+        Err((replay, key_b)) => {
             shared.stats.count_in(LANG, Event::Hit);
             tracing::debug!(crate_name = %compile.crate_name, key = %key_b, "hit after waiting");
-            return Lookup::Hit(stdout, stderr);
+            return Lookup::Hit(replay);
         }
     };
     shared.stats.count_in(LANG, Event::Miss);
@@ -240,6 +239,62 @@ pub(super) fn prepare_store(
             ("stdout".into(), p.bases.normalize(stdout)),
             ("stderr".into(), p.bases.normalize(stderr)),
             ("crate".into(), r.compile.crate_name.clone().into_bytes()),
+        ],
+    };
+    Ok(Some(StoreJob::Manifest {
+        key_a: r.key_a,
+        manifest,
+        entry,
+    }))
+}
+
+/// After a compile error (exit code 1) of a crate that is not linked: the
+/// error is as reproducible as a success when rustc got as far as writing
+/// its dep-info (the files and `env!` variables it read), so it is stored
+/// with that dep-info and replayed with exit code 1. Not stored: linked
+/// crates (a link error depends on the system: a missing library), and
+/// errors before the dep-info was written (a missing file, a bad option).
+/// Build scripts' feature probes (anyhow, thiserror, proc-macro2) fail on
+/// stable on purpose; a warm build then runs no compiler for them either.
+pub(super) fn prepare_failure(
+    shared: &Arc<Shared>,
+    p: &Pending,
+    r: &RustPending,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> io::Result<Option<StoreJob>> {
+    if r.compile.is_linked() {
+        return Ok(None);
+    }
+    let outputs = r.compile.outputs(&p.cwd);
+    let Some(dep) = outputs.iter().find(|o| o.role == "dep-info") else {
+        return Ok(None);
+    };
+    // Written by this compile, not left from an earlier one.
+    match std::fs::metadata(&dep.path).and_then(|m| m.modified()) {
+        Ok(t) if t >= p.started => {}
+        _ => return Ok(None),
+    }
+    let files = read_outputs(std::slice::from_ref(dep), &p.bases)?;
+    let text = String::from_utf8_lossy(&std::fs::read(&dep.path)?).into_owned();
+    let info = depinfo::parse(&text);
+    let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
+        .map_err(|e| invalid(e.to_string()))?;
+    if let Some(paths) = manifest.paths(&p.cwd, &p.bases) {
+        if changed_during(shared, &paths, p.started)? {
+            return Ok(None);
+        }
+    }
+    if !manifest.env_matches(&p.env, &p.bases) {
+        return Ok(None);
+    }
+    let entry = Entry {
+        files,
+        meta: vec![
+            ("stdout".into(), p.bases.normalize(stdout)),
+            ("stderr".into(), p.bases.normalize(stderr)),
+            ("crate".into(), r.compile.crate_name.clone().into_bytes()),
+            ("exit_code".into(), b"1".to_vec()),
         ],
     };
     Ok(Some(StoreJob::Manifest {
