@@ -26,6 +26,8 @@ pub struct CompileRequest {
     pub ppid: u32,
     /// Compile and overwrite the entry without looking it up.
     pub recache: bool,
+    /// Standard input, when the compile reads its source from it (`-`).
+    pub stdin: Option<Vec<u8>>,
 }
 
 /// Wrapper to daemon.

@@ -36,7 +36,20 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
     if is_query(&args) || config::env_flag(&config::NO_CACHE) {
         return exec_plain(&compiler, &args);
     }
-    match through_daemon(&compiler, &args, start) {
+    // A source read from standard input (`-`, as autocfg's probes do): read
+    // it here, for the key and for the compiler.
+    let stdin = if args.iter().any(|a| a == "-") {
+        let mut buf = Vec::new();
+        if let Err(e) = io::stdin().read_to_end(&mut buf) {
+            eprintln!("cachepot: reading standard input: {e}");
+            return 1;
+        }
+        Some(buf)
+    } else {
+        None
+    };
+    let stdin = stdin.as_deref();
+    match through_daemon(&compiler, &args, start, stdin) {
         Ok(code) => code,
         Err(e) => {
             tracing::warn!(
@@ -47,7 +60,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
             if let Some(why) = e.downcast_ref::<client::DaemonStartFailed>() {
                 eprintln!("cachepot: {why}; compiling without the cache");
             }
-            exec_plain(&compiler, &args)
+            run_plain(&compiler, &args, stdin)
         }
     }
 }
@@ -106,13 +119,18 @@ fn is_query(args: &[OsString]) -> bool {
 }
 
 /// Result of talking to the daemon: an exit code once the compile is done.
-fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Result<i32> {
+fn through_daemon(
+    compiler: &OsString,
+    args: &[OsString],
+    start: Instant,
+    stdin: Option<&[u8]>,
+) -> Result<i32> {
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
             // Bad configuration: say what to fix, but never fail the build.
             eprintln!("cachepot: {e:#}; compiling without the cache");
-            return Ok(exec_plain(compiler, args));
+            return Ok(run_plain(compiler, args, stdin));
         }
     };
     let paths = Paths::new(&config)?;
@@ -127,6 +145,7 @@ fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Res
             .collect(),
         ppid: std::os::unix::process::parent_id(),
         recache: config::env_flag(&config::RECACHE),
+        stdin: stdin.map(<[u8]>::to_vec),
     };
     match conn.call(&Request::Compile(req))? {
         Response::Hit {
@@ -150,11 +169,11 @@ fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Res
                     .map(|a| std::ffi::OsStr::from_bytes(&a).to_os_string()),
             );
             // From here on the compiler has run: never run it twice.
-            let (status, stdout, stderr) = match compile_captured(compiler, &full) {
+            let (status, stdout, stderr) = match compile_captured(compiler, &full, stdin) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not run the compiler with captured output");
-                    return Ok(exec_plain(compiler, args));
+                    return Ok(run_plain(compiler, args, stdin));
                 }
             };
             let report = Request::Finished {
@@ -170,7 +189,7 @@ fn through_daemon(compiler: &OsString, args: &[OsString], start: Instant) -> Res
             }
             Ok(exit_code(status))
         }
-        Response::RunUncached => Ok(exec_plain(compiler, args)),
+        Response::RunUncached => Ok(run_plain(compiler, args, stdin)),
         Response::Error(e) => bail!("daemon error: {e}"),
         other => bail!("unexpected daemon answer: {other:?}"),
     }
@@ -180,6 +199,32 @@ fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(1))
+}
+
+/// Runs the compiler without the cache: replaces this process by it, or,
+/// when standard input was already read, runs it with that input.
+fn run_plain(compiler: &OsString, args: &[OsString], stdin: Option<&[u8]>) -> i32 {
+    let Some(input) = stdin else {
+        return exec_plain(compiler, args);
+    };
+    let run = || -> io::Result<ExitStatus> {
+        let mut child = Command::new(compiler)
+            .args(args)
+            .stdin(Stdio::piped())
+            .spawn()?;
+        if let Some(mut pipe) = child.stdin.take() {
+            // A compiler that stops reading early closes the pipe: fine.
+            let _ = pipe.write_all(input);
+        }
+        child.wait()
+    };
+    match run() {
+        Ok(status) => exit_code(status),
+        Err(e) => {
+            eprintln!("cachepot: cannot run {}: {e}", compiler.to_string_lossy());
+            127
+        }
+    }
 }
 
 /// Replaces this process by the compiler; returns only if that fails.
@@ -195,12 +240,24 @@ fn exec_plain(compiler: &OsString, args: &[OsString]) -> i32 {
 fn compile_captured(
     compiler: &OsString,
     args: &[OsString],
+    stdin: Option<&[u8]>,
 ) -> io::Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
     let mut child = Command::new(compiler)
         .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
     let out = child
         .stdout
         .take()

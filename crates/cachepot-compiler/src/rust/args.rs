@@ -273,13 +273,9 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
             c.key_args.push(arg.to_string());
             continue;
         }
-        if arg == "-" {
-            return Err(Uncacheable::new(
-                "stdin input",
-                "source read from standard input",
-            ));
-        }
-        if !arg.starts_with('-') {
+        // `-` is the source read from standard input (the wrapper passes
+        // it on, and the key has its digest).
+        if !arg.starts_with('-') || arg == "-" {
             inputs.push(arg);
             continue;
         }
@@ -317,7 +313,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                         Some((k, p)) => (k, Some(p.to_string())),
                         None => (e, None),
                     };
-                    if !matches!(kind, "link" | "metadata" | "dep-info") {
+                    if !matches!(kind, "link" | "metadata" | "dep-info" | "llvm-ir") {
                         return Err(Uncacheable::new(format!("emit {kind}"), value.clone()));
                     }
                     kinds.push(kind);
@@ -410,9 +406,6 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         // rustc's default, and what `--test` builds.
         c.crate_types.push("bin".into());
     }
-    if !c.emits.iter().any(|e| e.kind == "dep-info") {
-        return Err(Uncacheable::new("no dep-info", "--emit without dep-info"));
-    }
     if c.emits.is_empty() {
         return Err(Uncacheable::new("no --emit", ""));
     }
@@ -445,6 +438,17 @@ fn parse_link_lib(value: &str) -> LinkLib {
 }
 
 impl RustCompile {
+    /// Whether the source is read from standard input (`-`).
+    pub fn reads_stdin(&self) -> bool {
+        self.input == "-"
+    }
+
+    /// Whether the compile writes dep-info itself (else the cache asks
+    /// for a private one on a miss).
+    pub fn emits_depinfo(&self) -> bool {
+        self.emits.iter().any(|e| e.kind == "dep-info")
+    }
+
     /// Whether the system linker writes an output (binaries, tests,
     /// proc-macros, dylibs, cdylibs).
     /// (`cargo check` of a binary emits metadata only: nothing is linked.)
@@ -481,6 +485,7 @@ impl RustCompile {
             };
             match emit.kind.as_str() {
                 "dep-info" => push("dep-info", format!("{stem}.d")),
+                "llvm-ir" => push("llvm-ir", format!("{stem}.ll")),
                 "metadata" => push("metadata", format!("lib{stem}.rmeta")),
                 "link" => {
                     for t in &self.crate_types {

@@ -131,10 +131,8 @@ fn linked_crate_types_write_their_files_and_queries_are_not_compiles() {
     assert!(
         !cacheable("--crate-name l --crate-type lib --emit=dep-info,link src/lib.rs").is_linked()
     );
-    assert_eq!(
-        reason("--crate-name t --crate-type lib --emit=link src/lib.rs"),
-        "no dep-info"
-    );
+    // No dep-info asked for: the cache asks for a private one on a miss.
+    assert!(!cacheable("--crate-name t --crate-type lib --emit=link src/lib.rs").emits_depinfo());
     assert!(matches!(
         parse(&words("-vV"), Path::new("/")),
         Parsed::NotACompile
@@ -164,13 +162,16 @@ fn incremental_is_keyed_without_its_directory_and_side_outputs_are_not_cached() 
         reason(&format!("{base} -C split-debuginfo=unpacked")),
         "-C split-debuginfo"
     );
-    assert_eq!(reason(&format!("{base} --emit=llvm-ir")), "emit llvm-ir");
+    assert_eq!(reason(&format!("{base} --emit=asm")), "emit asm");
     assert_eq!(reason(&format!("{base} -o /x/y")), "-o");
     assert_eq!(reason(&format!("{base} --frobnicate")), "unknown flag");
     assert_eq!(reason(&format!("{base} other.rs")), "several input files");
+    // autocfg's probes: the source on standard input, LLVM IR out.
+    let probe = cacheable("--crate-name probe0 --crate-type lib --emit=llvm-ir --out-dir o -");
+    assert!(probe.reads_stdin() && !probe.emits_depinfo());
     assert_eq!(
-        reason("--crate-name x --crate-type lib --emit=dep-info,link -"),
-        "stdin input"
+        roles_and_paths(&probe),
+        [("llvm-ir".to_string(), "/ws/o/probe0.ll".to_string())]
     );
 }
 

@@ -22,6 +22,7 @@
 //! | `--emit` paths, `--out-dir` | no | where outputs go, not what they are; a hit writes them where this compile asks |
 //! | `--extern` files | A | replaced by the digest of their content, so a rebuilt but identical dependency still hits. Never by anything looser: rustc records each dependency's crate hash (SVH) in a crate's metadata, and that hash depends on where the dependency was built (its working directory is a tracked option). A crate compiled against one checkout's proc-macro and restored next to another checkout's rebuild of it breaks the build further down ("can't find crate"); a test pins this |
 //! | static native libraries (`-l static=…`, found through `-L`) | A | by content, because rustc bundles them into the rlib |
+//! | the source read from standard input (`-`, as in autocfg's probes) | A | its digest (the wrapper reads standard input and passes it on to rustc) |
 //! | the source file path | A | as written (cargo writes it relative to the workspace root for local crates) |
 //! | source files the compile read (`mod`, `include!`, `include_bytes!`, …) | B | path (base-relative) and content digest, from the dep-info of the compile that stored the entry |
 //! | `env-dep` variables (`env!`, `option_env!`) | B | name and exact value: a value may be embedded in the output and used at run time (`env!("CARGO_MANIFEST_DIR")` to find test data) |
@@ -131,6 +132,9 @@ pub struct KeyContext<'a> {
     /// The identity of the linker, for a linked crate (see
     /// [`super::linker`]).
     pub linker: Option<&'a Digest>,
+    /// The digest of standard input, when the wrapper read it for a source
+    /// given as `-`.
+    pub stdin: Option<&'a Digest>,
 }
 
 /// The base directories of a rustc compile: the working directory,
@@ -156,6 +160,15 @@ pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> 
     b.add_digest("toolchain", ctx.toolchain);
     for a in &c.key_args {
         b.add("arg", &bases.normalize(a.as_bytes()));
+    }
+    if c.reads_stdin() {
+        let Some(d) = ctx.stdin else {
+            return Err(Uncacheable {
+                reason: "stdin input".into(),
+                detail: "source read from standard input".into(),
+            });
+        };
+        b.add_digest("stdin", d);
     }
     if c.is_linked() {
         let Some(linker) = ctx.linker else {

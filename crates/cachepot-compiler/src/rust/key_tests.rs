@@ -75,6 +75,7 @@ fn key_of(co: &Checkout, c: &RustCompile, env: &[(OsString, OsString)]) -> Key {
             digester: &PlainDigester,
             clippy: false,
             linker: None,
+            stdin: None,
         },
     )
     .unwrap()

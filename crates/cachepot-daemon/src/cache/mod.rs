@@ -43,6 +43,7 @@ pub struct Compile {
     args: Vec<OsString>,
     cwd: PathBuf,
     env: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
 }
 
 impl Compile {
@@ -55,6 +56,7 @@ impl Compile {
             args: r.args.into_iter().map(os).collect(),
             cwd: PathBuf::from(os(r.cwd)),
             env: r.env.into_iter().map(|(k, v)| (os(k), os(v))).collect(),
+            stdin: r.stdin,
         }
     }
 

@@ -12,7 +12,7 @@ use cachepot_compiler::digest::Digest;
 use cachepot_compiler::digest::FileDigester;
 use cachepot_compiler::rust::link::link_inputs;
 use cachepot_compiler::rust::linker::{fuse_ld, linker_program};
-use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Parsed, RustCompile};
+use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Output, Parsed, RustCompile};
 use cachepot_storage::Entry;
 
 use super::{
@@ -36,11 +36,17 @@ pub(super) struct RustPending {
     link_args_file: Option<PathBuf>,
     /// The toolchain's sysroot: its files are keyed by its identity.
     sysroot: PathBuf,
+    /// The dep-info the cache asked for (`--emit=dep-info=FILE`, added to
+    /// a compile that did not ask for one), removed once read.
+    own_depinfo: Option<PathBuf>,
 }
 
 impl RustPending {
     pub(super) fn cleanup(&self) {
-        if let Some(p) = &self.link_args_file {
+        for p in [&self.link_args_file, &self.own_depinfo]
+            .into_iter()
+            .flatten()
+        {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -102,6 +108,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         None
     };
     let bases = rustc::base_dirs(&compile, &c.cwd, &c.env, &shared.config.basedirs);
+    let stdin = c.stdin.as_deref().map(Digest::of);
     let ctx = KeyContext {
         cwd: &c.cwd,
         env: &c.env,
@@ -110,6 +117,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         digester: shared.digests.as_ref(),
         clippy: is_clippy(&c.compiler),
         linker: linker.as_ref(),
+        stdin: stdin.as_ref(),
     };
     let (key_a, a_inputs) = match rustc::key_a(&compile, &ctx) {
         Ok(k) => (k.digest, k.inputs),
@@ -166,20 +174,29 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         inputs: a_inputs,
     };
     // A linked crate: rustc tells what the link read.
-    let (link_args_file, extra_args) = if compile.is_linked() {
+    let mut extra_args = Vec::new();
+    let link_args_file = compile.is_linked().then(|| {
         let file = private_temp(shared, "link");
         let mut arg = OsString::from("--print=link-args=");
         arg.push(&file);
-        (Some(file), vec![arg])
-    } else {
-        (None, Vec::new())
-    };
+        extra_args.push(arg);
+        file
+    });
+    // What the compile read, when it did not ask for dep-info itself.
+    let own_depinfo = (!compile.emits_depinfo()).then(|| {
+        let file = private_temp(shared, "d");
+        let mut arg = OsString::from("--emit=dep-info=");
+        arg.push(&file);
+        extra_args.push(arg);
+        file
+    });
     Lookup::Miss(Box::new(Pending {
         kind: PendingKind::Rust(Box::new(RustPending {
             compile,
             key_a,
             link_args_file,
             sysroot: toolchain.sysroot.clone(),
+            own_depinfo,
         })),
         cwd: c.cwd.clone(),
         env: c.env.clone(),
@@ -200,12 +217,16 @@ pub(super) fn prepare_store(
     stderr: &[u8],
 ) -> io::Result<Option<StoreJob>> {
     let outputs = r.compile.outputs(&p.cwd);
+    // LLVM IR is written under the expected name only when the crate has
+    // one codegen unit; an older file of that name is not this compile's.
+    for o in outputs.iter().filter(|o| o.role == "llvm-ir") {
+        let written = std::fs::metadata(&o.path).and_then(|m| m.modified())?;
+        if written < p.started {
+            return Err(invalid("the LLVM IR file is not this compile's"));
+        }
+    }
     let files = read_outputs(&outputs, &p.bases)?;
-    let depinfo_path = outputs
-        .iter()
-        .find(|o| o.role == "dep-info")
-        .map(|o| o.path.clone())
-        .ok_or_else(|| invalid("no dep-info output"))?;
+    let depinfo_path = depinfo_path(r, &outputs).ok_or_else(|| invalid("no dep-info output"))?;
     let depinfo_text = String::from_utf8_lossy(&std::fs::read(depinfo_path)?).into_owned();
     let info = depinfo::parse(&depinfo_text);
     let mut manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
@@ -267,16 +288,21 @@ pub(super) fn prepare_failure(
         return Ok(None);
     }
     let outputs = r.compile.outputs(&p.cwd);
-    let Some(dep) = outputs.iter().find(|o| o.role == "dep-info") else {
+    let Some(dep) = depinfo_path(r, &outputs) else {
         return Ok(None);
     };
     // Written by this compile, not left from an earlier one.
-    match std::fs::metadata(&dep.path).and_then(|m| m.modified()) {
+    match std::fs::metadata(&dep).and_then(|m| m.modified()) {
         Ok(t) if t >= p.started => {}
         _ => return Ok(None),
     }
-    let files = read_outputs(std::slice::from_ref(dep), &p.bases)?;
-    let text = String::from_utf8_lossy(&std::fs::read(&dep.path)?).into_owned();
+    // The user's dep-info is restored with the error; a private one is not.
+    let user_dep: Vec<Output> = outputs
+        .into_iter()
+        .filter(|o| o.role == "dep-info")
+        .collect();
+    let files = read_outputs(&user_dep, &p.bases)?;
+    let text = String::from_utf8_lossy(&std::fs::read(&dep)?).into_owned();
     let info = depinfo::parse(&text);
     let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
         .map_err(|e| invalid(e.to_string()))?;
@@ -302,4 +328,15 @@ pub(super) fn prepare_failure(
         manifest,
         entry,
     }))
+}
+
+/// Where this compile's dep-info is: the one the cache asked for, else
+/// the compile's own.
+fn depinfo_path(r: &RustPending, outputs: &[Output]) -> Option<PathBuf> {
+    r.own_depinfo.clone().or_else(|| {
+        outputs
+            .iter()
+            .find(|o| o.role == "dep-info")
+            .map(|o| o.path.clone())
+    })
 }

@@ -146,3 +146,125 @@ fn the_rustup_proxy_and_the_toolchain_rustc_share_entries() {
     );
     assert_eq!(count(&env.stats(), "cache_hits"), 1);
 }
+
+/// Runs `cachepot ARGS…` in `dir` with `input` on standard input.
+fn with_stdin(env: &Env, dir: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = env
+        .command(BIN)
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// autocfg's probes: the source on standard input, LLVM IR out, no
+/// dep-info asked for. Cached by the digest of the input.
+#[test]
+fn a_probe_read_from_standard_input_is_cached_by_its_content() {
+    let env = Env::new();
+    let dir = project(&env, "probe", "");
+    let rustc = real_rustc();
+    let args = [
+        rustc.as_str(),
+        "--crate-name",
+        "probe0",
+        "--crate-type",
+        "lib",
+        "--emit=llvm-ir",
+        "--out-dir",
+        "target/debug/deps",
+        "-",
+    ];
+    let code = "pub fn probe() -> i128 { 1 }\n";
+    let first = with_stdin(&env, &dir, &args, code);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let ll = dir.join("target/debug/deps/probe0.ll");
+    let stored = std::fs::read(&ll).unwrap();
+    env.stop();
+    std::fs::remove_file(&ll).unwrap();
+    let second = with_stdin(&env, &dir, &args, code);
+    assert!(second.status.success());
+    assert_eq!(std::fs::read(&ll).unwrap(), stored);
+    let s = env.stats();
+    assert_eq!(
+        (count(&s, "cache_hits"), count(&s, "non_cacheable")),
+        (1, 0),
+        "{s}"
+    );
+    // Other input, another key; a failing probe fails the same way twice.
+    let other = with_stdin(&env, &dir, &args, "pub fn probe() -> u8 { 1 }\n");
+    assert!(other.status.success());
+    assert_eq!(count(&env.stats(), "cache_misses"), 1);
+    // The C compilers take standard input too (not cached, passed on).
+    let obj = dir.join("c.o");
+    let c = with_stdin(
+        &env,
+        &dir,
+        &["gcc", "-x", "c", "-c", "-", "-o", obj.to_str().unwrap()],
+        "int x = 1;\n",
+    );
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert!(obj.is_file());
+}
+
+/// A compile that asks for no dep-info (`--emit=metadata`, as rustix's
+/// probe does): the cache asks for a private one, so a module edit misses.
+#[test]
+fn a_compile_without_dep_info_is_keyed_by_the_files_it_read() {
+    let env = Env::new();
+    let dir = project(&env, "nodep", "mod m;\npub fn f() -> u32 { m::V }\n");
+    std::fs::write(dir.join("src/m.rs"), "pub const V: u32 = 1;\n").unwrap();
+    let rustc = real_rustc();
+    let args = [
+        rustc.as_str(),
+        "--crate-name",
+        "nodep",
+        "--crate-type",
+        "lib",
+        "--emit=metadata",
+        "--out-dir",
+        "target/debug/deps",
+        "src/lib.rs",
+    ];
+    let run = || {
+        let out = env
+            .command(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run();
+    env.stop();
+    run();
+    assert_eq!(count(&env.stats(), "cache_hits"), 1);
+    std::fs::write(dir.join("src/m.rs"), "pub const V: u32 = 2;\n").unwrap();
+    run();
+    assert_eq!(count(&env.stats(), "cache_misses"), 1);
+    // Nothing of the cache's own is left beside the outputs.
+    let names: Vec<String> = std::fs::read_dir(dir.join("target/debug/deps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["libnodep.rmeta"], "{names:?}");
+}
