@@ -245,27 +245,42 @@ pub(super) fn prepare_store(
                 .push((p.bases.normalize_str(&path.to_string_lossy()), d));
         }
     }
+    finish_job(shared, p, r, manifest, files, stdout, stderr, None)
+}
+
+/// The store job of a finished compile, unless a file it read changed
+/// while it ran or an `env-dep` value is not this compile's.
+#[allow(clippy::too_many_arguments)]
+fn finish_job(
+    shared: &Shared,
+    p: &Pending,
+    r: &RustPending,
+    manifest: Manifest,
+    files: Vec<cachepot_storage::EntryFile>,
+    stdout: &[u8],
+    stderr: &[u8],
+    exit_code: Option<&[u8]>,
+) -> io::Result<Option<StoreJob>> {
     if let Some(paths) = manifest.paths(&p.cwd, &p.bases) {
         if changed_during(shared, &paths, p.started)? {
             return Ok(None);
         }
     }
-    // Check the env-deps against this compile's environment too.
     if !manifest.env_matches(&p.env, &p.bases) {
         return Ok(None);
     }
-    let entry = Entry {
-        files,
-        meta: vec![
-            ("stdout".into(), p.bases.normalize(stdout)),
-            ("stderr".into(), p.bases.normalize(stderr)),
-            ("crate".into(), r.compile.crate_name.clone().into_bytes()),
-        ],
-    };
+    let mut meta = vec![
+        ("stdout".into(), p.bases.normalize(stdout)),
+        ("stderr".into(), p.bases.normalize(stderr)),
+        ("crate".into(), r.compile.crate_name.clone().into_bytes()),
+    ];
+    if let Some(code) = exit_code {
+        meta.push(("exit_code".into(), code.to_vec()));
+    }
     Ok(Some(StoreJob::Manifest {
         key_a: r.key_a,
         manifest,
-        entry,
+        entry: Entry { files, meta },
     }))
 }
 
@@ -306,28 +321,7 @@ pub(super) fn prepare_failure(
     let info = depinfo::parse(&text);
     let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
         .map_err(|e| invalid(e.to_string()))?;
-    if let Some(paths) = manifest.paths(&p.cwd, &p.bases) {
-        if changed_during(shared, &paths, p.started)? {
-            return Ok(None);
-        }
-    }
-    if !manifest.env_matches(&p.env, &p.bases) {
-        return Ok(None);
-    }
-    let entry = Entry {
-        files,
-        meta: vec![
-            ("stdout".into(), p.bases.normalize(stdout)),
-            ("stderr".into(), p.bases.normalize(stderr)),
-            ("crate".into(), r.compile.crate_name.clone().into_bytes()),
-            ("exit_code".into(), b"1".to_vec()),
-        ],
-    };
-    Ok(Some(StoreJob::Manifest {
-        key_a: r.key_a,
-        manifest,
-        entry,
-    }))
+    finish_job(shared, p, r, manifest, files, stdout, stderr, Some(b"1"))
 }
 
 /// Where this compile's dep-info is: the one the cache asked for, else

@@ -192,16 +192,8 @@ impl Env {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Output {
-        let mut c = self.command("cargo");
-        c.args(args)
-            .arg("--offline")
-            .current_dir(&co.ws)
-            .env("CARGO_HOME", &co.home)
-            .env("CARGO_TARGET_DIR", &co.target)
-            .env("CARGO_INCREMENTAL", "0");
-        if cached {
-            c.env("RUSTC_WRAPPER", BIN);
-        }
+        let mut c = self.cargo_command(co, cached);
+        c.args(args).arg("--offline");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -212,6 +204,20 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// cargo in a checkout (its CARGO_HOME and target directory, not
+    /// incremental), through cachepot when `cached`; no arguments yet.
+    pub fn cargo_command(&self, co: &Checkout, cached: bool) -> Command {
+        let mut c = self.command("cargo");
+        c.current_dir(&co.ws)
+            .env("CARGO_HOME", &co.home)
+            .env("CARGO_TARGET_DIR", &co.target)
+            .env("CARGO_INCREMENTAL", "0");
+        if cached {
+            c.env("RUSTC_WRAPPER", BIN);
+        }
+        c
     }
 
     /// `cargo build` through cachepot.

@@ -83,14 +83,9 @@ fn a_link_argument_misses_that_binary_only() {
     env.zero();
     // `cargo rustc` passes the argument to the app's compile only.
     let out = env
-        .command("cargo")
+        .cargo_command(&co, true)
         .args(["rustc", "--offline", "-p", "app", "--bin", "app", "--"])
         .args(["-C", "link-arg=-Wl,--build-id=none"])
-        .current_dir(&co.ws)
-        .env("CARGO_HOME", &co.home)
-        .env("CARGO_TARGET_DIR", &co.target)
-        .env("CARGO_INCREMENTAL", "0")
-        .env("RUSTC_WRAPPER", crate::harness::BIN)
         .output()
         .unwrap();
     assert!(

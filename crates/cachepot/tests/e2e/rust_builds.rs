@@ -299,13 +299,8 @@ fn two_builds_at_once_compile_each_unit_once() {
     let (a, b) = (env.checkout("twin-a"), env.checkout("twin-b"));
     env.cachepot(&["--start-server"]);
     let start = |co: &crate::harness::Checkout| {
-        env.command("cargo")
+        env.cargo_command(co, true)
             .args(["build", "--offline"])
-            .current_dir(&co.ws)
-            .env("CARGO_HOME", &co.home)
-            .env("CARGO_TARGET_DIR", &co.target)
-            .env("CARGO_INCREMENTAL", "0")
-            .env("RUSTC_WRAPPER", crate::harness::BIN)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
