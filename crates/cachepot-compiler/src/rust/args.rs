@@ -90,6 +90,8 @@ pub struct RustCompile {
     pub test: bool,
     /// `-C incremental=`: rustc's session directory.
     pub incremental: Option<String>,
+    /// `-C split-debuginfo=packed`.
+    pub split_debuginfo_packed: bool,
     /// `-C linker=`.
     pub linker: Option<String>,
     /// `-C link-arg=` and `-C link-args=` values, split into words.
@@ -107,6 +109,9 @@ pub struct Output {
     pub role: String,
     /// Where this compile writes it (absolute).
     pub path: PathBuf,
+    /// Written only in some cases (a `.dwp` only with debug info): stored
+    /// when this compile wrote it, restored when the entry has it.
+    pub optional: bool,
 }
 
 /// Flags that take a value, either as the next argument or after `=`
@@ -245,6 +250,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         target: None,
         test: false,
         incremental: None,
+        split_debuginfo_packed: false,
         linker: None,
         link_args: Vec::new(),
         key_args: Vec::new(),
@@ -361,8 +367,15 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                 if UNCACHEABLE_CODEGEN.contains(&name.as_str()) {
                     return Err(Uncacheable::new(format!("-C {name}"), value.clone()));
                 }
-                if name == "split-debuginfo" && v != "off" {
-                    return Err(Uncacheable::new("-C split-debuginfo", value.clone()));
+                // `packed` writes one `.dwp` beside a linked output (an
+                // optional output: only with debug info); `unpacked` leaves
+                // `.dwo` files under names of rustc's choosing.
+                if name == "split-debuginfo" {
+                    match v {
+                        "off" => {}
+                        "packed" => c.split_debuginfo_packed = true,
+                        _ => return Err(Uncacheable::new("-C split-debuginfo", value.clone())),
+                    }
                 }
                 if name == "incremental" {
                     // Incremental compiles partition code differently, so
@@ -480,6 +493,7 @@ impl RustCompile {
                     outputs.push(Output {
                         role: role.to_string(),
                         path,
+                        optional: false,
                     });
                 }
             };
@@ -499,6 +513,25 @@ impl RustCompile {
                 }
                 _ => {}
             }
+        }
+        if self.split_debuginfo_packed {
+            let mut dwp = Vec::new();
+            for o in outputs
+                .iter()
+                .filter(|o| LINKED_CRATE_TYPES.contains(&o.role.as_str()))
+            {
+                let path = if o.role == "bin" {
+                    out_dir.join(format!("{stem}.dwp"))
+                } else {
+                    PathBuf::from(format!("{}.dwp", o.path.display()))
+                };
+                dwp.push(Output {
+                    role: format!("dwp:{}", o.role),
+                    path,
+                    optional: true,
+                });
+            }
+            outputs.extend(dwp);
         }
         outputs
     }

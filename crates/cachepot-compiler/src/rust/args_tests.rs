@@ -162,6 +162,20 @@ fn incremental_is_keyed_without_its_directory_and_side_outputs_are_not_cached() 
         reason(&format!("{base} -C split-debuginfo=unpacked")),
         "-C split-debuginfo"
     );
+    // Packed: one `.dwp` beside a linked output, when there is debug info.
+    let bin = cacheable("--crate-name m --crate-type bin --emit=dep-info,link -C split-debuginfo=packed -C extra-filename=-x --out-dir o m.rs");
+    let dwp: Vec<_> = bin
+        .outputs(Path::new("/ws"))
+        .into_iter()
+        .filter(|o| o.optional)
+        .collect();
+    assert_eq!(dwp.len(), 1);
+    assert_eq!(dwp[0].path, Path::new("/ws/o/m-x.dwp"));
+    let so = cacheable("--crate-name c --crate-type cdylib --emit=dep-info,link -C split-debuginfo=packed --out-dir o l.rs");
+    assert!(so
+        .outputs(Path::new("/ws"))
+        .iter()
+        .any(|o| o.path == Path::new("/ws/o/libc.so.dwp")));
     assert_eq!(reason(&format!("{base} --emit=asm")), "emit asm");
     assert_eq!(reason(&format!("{base} -o /x/y")), "-o");
     assert_eq!(reason(&format!("{base} --frobnicate")), "unknown flag");

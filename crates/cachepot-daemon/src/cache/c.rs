@@ -68,11 +68,13 @@ fn outputs(c: &CCompile, cwd: &Path) -> Vec<Output> {
     let mut out = vec![Output {
         role: "object".into(),
         path: cwd.join(&c.output),
+        optional: false,
     }];
     for (role, path) in c.side_outputs() {
         out.push(Output {
             role: role.into(),
             path: cwd.join(path),
+            optional: false,
         });
     }
     out
@@ -343,7 +345,7 @@ pub(super) fn prepare_store(
     stderr: &[u8],
 ) -> io::Result<Option<StoreJob>> {
     let outputs = outputs(&cp.compile, &p.cwd);
-    let files = read_outputs(&outputs, &p.bases)?;
+    let files = read_outputs(&outputs, &p.bases, p.started)?;
     let entry = Entry {
         files,
         meta: vec![

@@ -346,9 +346,17 @@ fn changed_during(shared: &Shared, paths: &[PathBuf], started: SystemTime) -> io
 fn read_outputs(
     outputs: &[Output],
     bases: &BaseDirs,
+    started: SystemTime,
 ) -> io::Result<Vec<cachepot_storage::EntryFile>> {
     let mut files = Vec::with_capacity(outputs.len());
     for out in outputs {
+        // An optional output counts only when this compile wrote it.
+        if out.optional {
+            match std::fs::metadata(&out.path).and_then(|m| m.modified()) {
+                Ok(t) if t >= started => {}
+                _ => continue,
+            }
+        }
         let data = std::fs::read(&out.path)?;
         let mode = std::fs::metadata(&out.path)?.permissions().mode();
         let data = if is_depfile(&out.role) {
@@ -408,7 +416,7 @@ fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<Re
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(outputs.len());
     let result = (|| {
         for out in outputs {
-            if exit_code != 0 && entry.file(&out.role).is_none() {
+            if (exit_code != 0 || out.optional) && entry.file(&out.role).is_none() {
                 continue;
             }
             let file = entry

@@ -225,7 +225,7 @@ pub(super) fn prepare_store(
             return Err(invalid("the LLVM IR file is not this compile's"));
         }
     }
-    let files = read_outputs(&outputs, &p.bases)?;
+    let files = read_outputs(&outputs, &p.bases, p.started)?;
     let depinfo_path = depinfo_path(r, &outputs).ok_or_else(|| invalid("no dep-info output"))?;
     let depinfo_text = String::from_utf8_lossy(&std::fs::read(depinfo_path)?).into_owned();
     let info = depinfo::parse(&depinfo_text);
@@ -316,7 +316,7 @@ pub(super) fn prepare_failure(
         .into_iter()
         .filter(|o| o.role == "dep-info")
         .collect();
-    let files = read_outputs(&user_dep, &p.bases)?;
+    let files = read_outputs(&user_dep, &p.bases, p.started)?;
     let text = String::from_utf8_lossy(&std::fs::read(&dep)?).into_owned();
     let info = depinfo::parse(&text);
     let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())

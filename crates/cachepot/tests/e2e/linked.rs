@@ -105,3 +105,37 @@ fn a_link_argument_misses_that_binary_only() {
     assert_ne!(app(&before), app(&after), "the build id is gone");
     assert_eq!(run_app(&co), "hello 42");
 }
+
+#[test]
+fn packed_split_debuginfo_comes_along_with_the_binary() {
+    let env = Env::new();
+    let co = env.checkout("dwp");
+    let flags = [("RUSTFLAGS", "-Csplit-debuginfo=packed")];
+    env.build(&co, &flags);
+    let dwp = |co: &crate::harness::Checkout| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(co.target.join("debug/deps"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "dwp"))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let stored = dwp(&co);
+    assert_eq!(
+        stored.len(),
+        1,
+        "the app's .dwp: {:?}",
+        stored.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
+    let s = env.rebuild_fresh(&co, &flags);
+    assert_eq!(hits_misses(&s), (4, 0), "{s}");
+    assert_eq!(dwp(&co), stored);
+    assert_eq!(run_app(&co), "hello 42");
+}
