@@ -346,7 +346,7 @@ impl CCompilerMemo {
 }
 
 /// What selects a linker identity: its path, its stamp, `-fuse-ld=`.
-type LinkerKey = (PathBuf, Stamp, Option<String>);
+type LinkerKey = (PathBuf, Stamp, Option<String>, Option<OsString>);
 
 /// Linker identities by the linker's path and stamp and `-fuse-ld=`.
 #[derive(Default)]
@@ -368,10 +368,18 @@ impl LinkerMemo {
             args: String::new(),
             source,
         })?;
+        // The `PATH` in which the driver finds `ld` is part of what is
+        // identified.
+        let path_var = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone());
         let key = (
             linker.to_path_buf(),
             stamp(&meta),
             fuse_ld.map(str::to_string),
+            path_var,
         );
         if let Some(d) = self.map.lock().ok().and_then(|m| m.get(&key).copied()) {
             return Ok(d);

@@ -108,6 +108,21 @@ impl Server {
     }
 }
 
+/// Removes files a previous daemon asked compilers to write for the cache
+/// (`tmp-*` in its private directory) and could not read: its wrapper went
+/// away mid-compile, or it stopped.
+fn sweep_private_temps(socket: &Path) {
+    let Some(dir) = socket.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Takes the daemon lock, waiting a little for a daemon that is exiting.
 fn take_lock(path: &Path) -> Result<File, DaemonError> {
     let file = File::options()
@@ -139,6 +154,7 @@ pub fn run(
     on_ready: impl FnOnce(),
 ) -> Result<(), DaemonError> {
     let _lock = take_lock(&config.lock)?;
+    sweep_private_temps(&config.socket);
     let socket = config.socket.clone();
     match std::fs::remove_file(&socket) {
         Ok(()) => {}

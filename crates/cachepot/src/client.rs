@@ -60,6 +60,13 @@ impl Conn {
     }
 
     /// Sends a request and waits for its response.
+    /// Lets the next answers take up to `d` (a compile may wait for
+    /// another build's compile of the same unit first).
+    pub fn allow_replies_for(&self, d: Duration) -> Result<()> {
+        self.stream.set_read_timeout(Some(d))?;
+        Ok(())
+    }
+
     pub fn call(&mut self, req: &Request) -> Result<Response> {
         self.send(req)?;
         self.recv()

@@ -38,7 +38,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
     }
     // A source read from standard input (`-`, as autocfg's probes do): read
     // it here, for the key and for the compiler.
-    let stdin = if args.iter().any(|a| a == "-") {
+    let stdin = if reads_stdin_source(&compiler, &args) {
         let mut buf = Vec::new();
         if let Err(e) = io::stdin().read_to_end(&mut buf) {
             eprintln!("cachepot: reading standard input: {e}");
@@ -108,6 +108,26 @@ fn real_compiler(name: OsString) -> Result<OsString, OsString> {
     }
 }
 
+/// Whether a rustc compile takes its source from standard input: `-` as an
+/// argument of its own, not the value of an option (`-o -`). C compilers
+/// reading standard input are not cached, and keep their stdin untouched.
+fn reads_stdin_source(compiler: &OsString, args: &[OsString]) -> bool {
+    let name = Path::new(compiler)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !(name.starts_with("rustc") || name.starts_with("clippy-driver")) {
+        return false;
+    }
+    args.iter().enumerate().any(|(i, a)| {
+        a == "-"
+            && !matches!(
+                i.checked_sub(1).map(|p| args[p].to_string_lossy()),
+                Some(prev) if prev == "-o" || prev == "--out-dir" || prev == "--emit"
+            )
+    })
+}
+
 fn is_query(args: &[OsString]) -> bool {
     args.iter().any(|a| {
         let a = a.as_bytes();
@@ -135,6 +155,9 @@ fn through_daemon(
     };
     let paths = Paths::new(&config)?;
     let mut conn = client::connect_or_start(&paths)?;
+    // The daemon may make this compile wait for the same unit compiled by
+    // another build: never give up on it before it gives up waiting.
+    conn.allow_replies_for(config.compile_wait + client::REPLY_TIMEOUT)?;
     let cwd = std::env::current_dir()?;
     let req = CompileRequest {
         compiler: compiler.as_bytes().to_vec(),
@@ -169,15 +192,22 @@ fn through_daemon(
                     .map(|a| std::ffi::OsStr::from_bytes(&a).to_os_string()),
             );
             // From here on the compiler has run: never run it twice.
-            let (status, stdout, stderr) = match compile_captured(compiler, &full, stdin) {
+            let (status, captured) = match compile_captured(compiler, &full, stdin) {
                 Ok(r) => r,
+                // Not started at all: run it plainly.
                 Err(e) => {
                     tracing::warn!(error = %e, "could not run the compiler with captured output");
                     return Ok(run_plain(compiler, args, stdin));
                 }
             };
+            // Output that could not be kept: reported as no exit code, so
+            // nothing is stored.
+            let (exit, stdout, stderr) = match captured {
+                Some((out, err)) => (status.code(), out, err),
+                None => (None, Vec::new(), Vec::new()),
+            };
             let report = Request::Finished {
-                exit_code: status.code(),
+                exit_code: exit,
                 stdout,
                 stderr,
             };
@@ -234,6 +264,9 @@ fn exec_plain(compiler: &OsString, args: &[OsString]) -> i32 {
     127
 }
 
+/// A compile's stdout and stderr, as kept for the cache.
+type Captured = (Vec<u8>, Vec<u8>);
+
 /// Runs the compiler, passing its output through as it comes (cargo reads
 /// artifact notifications from stderr while the compile runs) and keeping
 /// a copy for the cache.
@@ -241,7 +274,7 @@ fn compile_captured(
     compiler: &OsString,
     args: &[OsString],
     stdin: Option<&[u8]>,
-) -> io::Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+) -> io::Result<(ExitStatus, Option<Captured>)> {
     let mut child = Command::new(compiler)
         .args(args)
         .stdin(if stdin.is_some() {
@@ -266,16 +299,23 @@ fn compile_captured(
         .stderr
         .take()
         .map(|s| std::thread::spawn(move || tee(s, io::stderr())));
-    let status = child.wait()?;
-    let join = |h: Option<std::thread::JoinHandle<io::Result<Vec<u8>>>>| -> io::Result<Vec<u8>> {
-        match h {
-            Some(h) => h
-                .join()
-                .map_err(|_| io::Error::other("output thread panicked"))?,
-            None => Ok(Vec::new()),
+    // From here on the compiler runs: whatever fails, it is never run a
+    // second time; a compile whose output could not be kept is not stored.
+    let status = match child.wait() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "waiting for the compiler failed");
+            return Ok((ExitStatus::from_raw(1 << 8), None));
         }
     };
-    Ok((status, join(out)?, join(err)?))
+    let join = |h: Option<std::thread::JoinHandle<io::Result<Vec<u8>>>>| -> Option<Vec<u8>> {
+        match h {
+            Some(h) => h.join().ok()?.ok(),
+            None => Some(Vec::new()),
+        }
+    };
+    let captured = join(out).zip(join(err));
+    Ok((status, captured))
 }
 
 fn tee(mut from: impl Read, mut to: impl Write) -> io::Result<Vec<u8>> {

@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 
 use super::args::{RustCompile, Uncacheable};
 use crate::digest::{Digest, FileDigester};
-use crate::key::{Key, KeyBuilder};
+use crate::key::{env_value, Key, KeyBuilder};
 use crate::paths::{find_target_dir, standard_bases, BaseDirs};
 
 /// Environment variables outside `CARGO_*` that rustc reads itself.
@@ -182,6 +182,13 @@ pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> 
         // kept exactly, not base-relative.
         for a in &c.link_args {
             b.add("link-arg", a.as_bytes());
+        }
+        // ld reads these: library search directories, and a run path it
+        // writes into the binary.
+        for name in ["LIBRARY_PATH", "LD_RUN_PATH"] {
+            if let Some(v) = env_value(ctx.env, name) {
+                b.add(&format!("env:{name}"), v.as_encoded_bytes());
+            }
         }
     }
     for (i, e) in c.externs.iter().enumerate() {

@@ -50,6 +50,7 @@ pub fn link_inputs(
     cwd: &Path,
     exclude: &[PathBuf],
     outputs: &[PathBuf],
+    library_path: &[PathBuf],
 ) -> Vec<PathBuf> {
     let args = quoted_args(text);
     let mut files: Vec<PathBuf> = Vec::new();
@@ -93,6 +94,9 @@ pub fn link_inputs(
         }
         if let Some(list) = a.strip_prefix("-Wl,") {
             for part in list.split(',') {
+                if let Some(d) = part.strip_prefix("-L").filter(|d| !d.is_empty()) {
+                    search.push(cwd.join(d));
+                }
                 add(part, &mut files);
                 if let Some((_, v)) = part.split_once('=') {
                     add(v, &mut files);
@@ -105,16 +109,25 @@ pub fn link_inputs(
             add(v, &mut files);
         }
     }
+    // `LIBRARY_PATH` comes after the command's own directories, as in gcc.
+    search.extend(library_path.iter().map(|d| cwd.join(d)));
     for lib in libs {
         let names = match lib.strip_prefix(':') {
             Some(exact) => vec![exact.to_string()],
             None => vec![format!("lib{lib}.so"), format!("lib{lib}.a")],
         };
-        if let Some(found) = search
+        // The first directory that has the library: both its shared and
+        // static forms are recorded (`-Bstatic` picks the latter).
+        if let Some(dir) = search
             .iter()
-            .find_map(|d| names.iter().map(|n| d.join(n)).find(|p| p.is_file()))
+            .find(|d| names.iter().any(|n| d.join(n).is_file()))
         {
-            add(&found.to_string_lossy(), &mut files);
+            for n in &names {
+                let p = dir.join(n);
+                if p.is_file() {
+                    add(&p.to_string_lossy(), &mut files);
+                }
+            }
         }
     }
     files
@@ -143,7 +156,7 @@ mod tests {
             r#"LC_ALL="C" PATH="/usr/bin:/bin" "cc" "-m64" "/tmp/rustcX/symbols.o" "app.app.1-cgu.0.rcgu.o" "{d}/deps/liba-1.rlib" "{d}/sys/libstd-2.rlib" "-L" "{d}/native" "-lz" "-lc" "-Wl,-T,link.x" "-o" "{d}/deps/app-1""#,
             d = d.display()
         );
-        let inputs = link_inputs(&text, d, &[d.join("sys")], &[d.join("deps/app-1")]);
+        let inputs = link_inputs(&text, d, &[d.join("sys")], &[d.join("deps/app-1")], &[]);
         assert_eq!(
             inputs,
             vec![

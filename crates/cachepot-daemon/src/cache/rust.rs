@@ -92,6 +92,34 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Ok(d) => d,
         Err(e) => return uncacheable("unknown compiler", e.to_string()),
     };
+    // A linked crate's inputs come from `--print=link-args=FILE`, which
+    // rustc writes to a file since 1.74 (rust-lang/rust#114183).
+    if compile.is_linked() && !release_at_least(&toolchain.version, 1, 75) {
+        return uncacheable(
+            "rustc too old to report link inputs",
+            toolchain.version.clone(),
+        );
+    }
+    // Outputs are named as on Linux (`.so`, no `.exe`).
+    if compile.is_linked()
+        && compile
+            .target
+            .as_deref()
+            .is_some_and(|t| !t.contains("-linux"))
+    {
+        return uncacheable(
+            "linked output for a non-Linux target",
+            compile.target.clone().unwrap_or_default(),
+        );
+    }
+    // Linker search paths the identity does not follow.
+    if let Some(a) = compile
+        .link_args
+        .iter()
+        .find(|a| a.starts_with("-B") || a.starts_with("--ld-path"))
+    {
+        return uncacheable("linker search path in link arguments", a.clone());
+    }
     let linker = if compile.is_linked() {
         let program = linker_program(compile.linker.as_deref());
         let Some(path) = resolve_program(Path::new(program), &c.cwd, c.env("PATH")) else {
@@ -145,6 +173,9 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     }
     // Another build compiling this very unit: wait for its entry.
     let claim = match take_turn(shared, &key_a, || {
+        if c.recache {
+            return None;
+        }
         let again = read_manifests(shared, &key_a).0;
         hit_by_manifest(shared, c, &key_a, again, &outputs, &bases)
     }) {
@@ -237,7 +268,20 @@ pub(super) fn prepare_store(
         if !text.contains('"') {
             return Err(invalid("rustc printed no link command"));
         }
-        let inputs = link_inputs(&text, &p.cwd, std::slice::from_ref(&r.sysroot), &produced);
+        let library_path: Vec<PathBuf> = p
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "LIBRARY_PATH")
+            .map(|(_, v)| std::env::split_paths(v).collect())
+            .unwrap_or_default();
+        let inputs = link_inputs(
+            &text,
+            &p.cwd,
+            std::slice::from_ref(&r.sysroot),
+            &produced,
+            &library_path,
+        );
         for path in inputs {
             let d = shared.digests.digest(&path)?;
             manifest
@@ -284,7 +328,25 @@ fn finish_job(
     }))
 }
 
-/// After a compile error (exit code 1) of a crate that is not linked: the
+/// Whether a compile is a build script's probe: its source is standard
+/// input or a file under the build script's `OUT_DIR` (anyhow, thiserror
+/// and proc-macro2 write `probe.rs` there). Only those have their errors
+/// cached: a developer's compile error is usually fixed by creating a file
+/// that the failed compile's dep-info could not name.
+fn is_probe(c: &RustCompile, p: &Pending) -> bool {
+    if c.reads_stdin() {
+        return true;
+    }
+    let out_dir = p
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "OUT_DIR")
+        .map(|(_, v)| p.cwd.join(v));
+    out_dir.is_some_and(|d| p.cwd.join(&c.input).starts_with(d))
+}
+
+/// After a compile error (exit code 1) of a build script's probe: the
 /// error is as reproducible as a success when rustc got as far as writing
 /// its dep-info (the files and `env!` variables it read), so it is stored
 /// with that dep-info and replayed with exit code 1. Not stored: linked
@@ -292,6 +354,7 @@ fn finish_job(
 /// errors before the dep-info was written (a missing file, a bad option).
 /// Build scripts' feature probes (anyhow, thiserror, proc-macro2) fail on
 /// stable on purpose; a warm build then runs no compiler for them either.
+/// Other compile errors are not stored (see [`is_probe`]).
 pub(super) fn prepare_failure(
     shared: &Arc<Shared>,
     p: &Pending,
@@ -299,7 +362,21 @@ pub(super) fn prepare_failure(
     stdout: &[u8],
     stderr: &[u8],
 ) -> io::Result<Option<StoreJob>> {
-    if r.compile.is_linked() {
+    if r.compile.is_linked() || !is_probe(&r.compile, p) {
+        return Ok(None);
+    }
+    // Errors that name a missing file or the system are never replayed.
+    let text = String::from_utf8_lossy(stderr);
+    if [
+        "E0583",
+        "couldn't read",
+        "os error",
+        "No space left",
+        "panicked",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+    {
         return Ok(None);
     }
     let outputs = r.compile.outputs(&p.cwd);
@@ -333,4 +410,30 @@ fn depinfo_path(r: &RustPending, outputs: &[Output]) -> Option<PathBuf> {
             .find(|o| o.role == "dep-info")
             .map(|o| o.path.clone())
     })
+}
+
+/// Whether `rustc -vV` output names a release at least `major.minor`.
+fn release_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let Some(release) = version.lines().find_map(|l| l.strip_prefix("release: ")) else {
+        return false;
+    };
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_at_least;
+
+    #[test]
+    fn releases_compare_by_major_and_minor() {
+        let v = |r: &str| format!("rustc {r} (x)\nbinary: rustc\nrelease: {r}\n");
+        assert!(release_at_least(&v("1.95.0"), 1, 75));
+        assert!(release_at_least(&v("1.75.0-nightly"), 1, 75));
+        assert!(!release_at_least(&v("1.74.1"), 1, 75));
+        assert!(!release_at_least("garbage", 1, 75));
+    }
 }
