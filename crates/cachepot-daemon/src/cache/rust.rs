@@ -329,21 +329,13 @@ fn finish_job(
 }
 
 /// Whether a compile is a build script's probe: its source is standard
-/// input or a file under the build script's `OUT_DIR` (anyhow, thiserror
-/// and proc-macro2 write `probe.rs` there). Only those have their errors
-/// cached: a developer's compile error is usually fixed by creating a file
-/// that the failed compile's dep-info could not name.
+/// input (autocfg), or it runs in a build script's environment (cargo sets
+/// `CARGO_CFG_*` for build scripts only; anyhow, thiserror and proc-macro2
+/// compile their probes from there). Only those have their errors cached:
+/// a developer's compile error is usually fixed by creating a file that the
+/// failed compile's dep-info could not name.
 fn is_probe(c: &RustCompile, p: &Pending) -> bool {
-    if c.reads_stdin() {
-        return true;
-    }
-    let out_dir = p
-        .env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "OUT_DIR")
-        .map(|(_, v)| p.cwd.join(v));
-    out_dir.is_some_and(|d| p.cwd.join(&c.input).starts_with(d))
+    c.reads_stdin() || p.env.iter().any(|(k, _)| k == "CARGO_CFG_TARGET_ARCH")
 }
 
 /// After a compile error (exit code 1) of a build script's probe: the
