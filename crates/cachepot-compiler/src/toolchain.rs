@@ -56,6 +56,19 @@ pub struct RustToolchain {
     pub rustc: PathBuf,
 }
 
+/// Finds a program the way a shell would: a path with a directory part is
+/// taken relative to `cwd`, a bare name is looked up in `path_var` (the
+/// compile's `PATH`).
+pub fn find_program(program: &Path, cwd: &Path, path_var: Option<&OsString>) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return Some(cwd.join(program));
+    }
+    let path_var = path_var?;
+    std::env::split_paths(path_var)
+        .map(|d| cwd.join(d).join(program))
+        .find(|p| p.is_file())
+}
+
 pub(crate) fn run(
     program: &Path,
     args: &[&str],
@@ -166,5 +179,26 @@ impl RustToolchain {
             hasher.update(&d.0);
         }
         Ok(Digest(*hasher.finalize().as_bytes()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod find_tests {
+    use super::*;
+
+    #[test]
+    fn programs_resolve_through_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rustc"), "").unwrap();
+        let path = OsString::from(format!("/nonexistent:{}", dir.path().display()));
+        assert_eq!(
+            find_program(Path::new("rustc"), Path::new("/"), Some(&path)),
+            Some(dir.path().join("rustc"))
+        );
+        assert_eq!(
+            find_program(Path::new("./x/rustc"), Path::new("/w"), None),
+            Some(PathBuf::from("/w/./x/rustc"))
+        );
     }
 }

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use cachepot_compiler::c::CToolchain;
+use cachepot_compiler::c::{CToolchain, ContentFlags};
 use cachepot_compiler::digest::{digest_file, Digest, FileDigester};
+use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::linker::linker_identity;
+pub use cachepot_compiler::toolchain::find_program as resolve_program;
 use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
 
 /// A file is not memoised while its mtime is this recent: a write within the
@@ -82,17 +84,6 @@ pub struct ToolchainMemo {
     identities: Mutex<HashMap<(PathBuf, Option<String>), Digest>>,
 }
 
-/// Finds a program the way a shell would, using the compile's `PATH`.
-pub fn resolve_program(program: &Path, cwd: &Path, path_var: Option<&OsString>) -> Option<PathBuf> {
-    if program.components().count() > 1 {
-        return Some(cwd.join(program));
-    }
-    let path_var = path_var?;
-    std::env::split_paths(path_var)
-        .map(|d| cwd.join(d).join(program))
-        .find(|p| p.is_file())
-}
-
 /// The rust-toolchain file rustup would read for a compile in `cwd`.
 fn toolchain_file(cwd: &Path) -> Option<(PathBuf, i64)> {
     cwd.ancestors().find_map(|d| {
@@ -122,11 +113,8 @@ impl ToolchainMemo {
         let is_proxy = canonical.file_name().is_some_and(|n| n == "rustup");
         let mut memo_key = format!("{}\0{:?}\0", compiler.display(), stamp(&meta)).into_bytes();
         if is_proxy {
-            let selected = env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == "RUSTUP_TOOLCHAIN")
-                .map(|(_, v)| v.to_string_lossy().into_owned());
+            let selected =
+                env_value(env, "RUSTUP_TOOLCHAIN").map(|v| v.to_string_lossy().into_owned());
             match selected {
                 Some(t) => memo_key.extend_from_slice(t.as_bytes()),
                 None => memo_key.extend_from_slice(format!("{:?}", toolchain_file(cwd)).as_bytes()),
@@ -169,96 +157,6 @@ impl ToolchainMemo {
         }
         Ok(d)
     }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digest_follows_content_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, "one").unwrap();
-        let memo = DigestMemo::default();
-        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"one"));
-        std::fs::write(&p, "two!").unwrap();
-        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two!"));
-        assert!(memo.digest(&dir.path().join("missing")).is_err());
-    }
-
-    #[test]
-    fn old_files_are_memoised_and_a_new_stamp_rereads() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, "one").unwrap();
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        let memo = DigestMemo::default();
-        memo.digest(&p).unwrap();
-        assert_eq!(memo.map.read().unwrap().len(), 1);
-        // Same length, new content, new mtime: the stamp differs, so it is read again.
-        std::fs::write(&p, "two").unwrap();
-        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two"));
-    }
-
-    #[test]
-    fn programs_resolve_through_path() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("rustc"), "").unwrap();
-        let path = OsString::from(format!("/nonexistent:{}", dir.path().display()));
-        assert_eq!(
-            resolve_program(Path::new("rustc"), Path::new("/"), Some(&path)),
-            Some(dir.path().join("rustc"))
-        );
-        assert_eq!(
-            resolve_program(Path::new("./x/rustc"), Path::new("/w"), None),
-            Some(PathBuf::from("/w/./x/rustc"))
-        );
-    }
-}
-
-/// What a C source or header holds that the cache must know of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ContentFlags {
-    /// `__DATE__`, `__TIME__` or `__TIMESTAMP__`: direct mode is off.
-    pub time_macros: bool,
-    /// `.incbin` (in assembler or inline asm): the assembler reads a file
-    /// no dependency file or preprocessor output names.
-    pub incbin: bool,
-    /// `.include` (assembler's own include).
-    pub asm_include: bool,
-}
-
-impl ContentFlags {
-    /// Scans a file's text.
-    pub fn of(text: &[u8]) -> ContentFlags {
-        let has = |needle: &[u8]| contains(text, needle);
-        ContentFlags {
-            time_macros: cachepot_compiler::c::has_time_macros(text),
-            incbin: has(b".incbin"),
-            asm_include: has(b".include"),
-        }
-    }
-}
-
-/// Whether `needle` (non-empty) occurs in `text`: a scan for its first
-/// byte, then a comparison.
-fn contains(text: &[u8], needle: &[u8]) -> bool {
-    let mut rest = text;
-    while let Some(pos) = rest.iter().position(|b| *b == needle[0]) {
-        if rest[pos..].starts_with(needle) {
-            return true;
-        }
-        rest = &rest[pos + 1..];
-    }
-    false
 }
 
 /// C compilers identified by path and binary stamp, and the files known to
@@ -370,11 +268,7 @@ impl LinkerMemo {
         })?;
         // The `PATH` in which the driver finds `ld` is part of what is
         // identified.
-        let path_var = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone());
+        let path_var = env_value(env, "PATH");
         let key = (
             linker.to_path_buf(),
             stamp(&meta),
@@ -390,5 +284,43 @@ impl LinkerMemo {
             m.insert(key, d);
         }
         Ok(d)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_follows_content_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "one").unwrap();
+        let memo = DigestMemo::default();
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"one"));
+        std::fs::write(&p, "two!").unwrap();
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two!"));
+        assert!(memo.digest(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn old_files_are_memoised_and_a_new_stamp_rereads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "one").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let memo = DigestMemo::default();
+        memo.digest(&p).unwrap();
+        assert_eq!(memo.map.read().unwrap().len(), 1);
+        // Same length, new content, new mtime: the stamp differs, so it is read again.
+        std::fs::write(&p, "two").unwrap();
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two"));
     }
 }

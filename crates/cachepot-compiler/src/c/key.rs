@@ -45,6 +45,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::args::CCompile;
+use super::content::has_time_macros;
 use crate::digest::{Digest, FileDigester};
 use crate::key::{env_value, Key, KeyBuilder};
 use crate::paths::{find_target_dir, standard_bases, BaseDirs};
@@ -282,21 +283,6 @@ pub fn preprocessed_key(a: &Digest, preprocessed: &[u8], bases: &BaseDirs) -> Ke
     k.add_digest("a", a);
     k.add_digest("preprocessed", &Digest(*hasher.finalize().as_bytes()));
     k.finish()
-}
-
-/// Whether a source or header uses a macro whose value changes while the
-/// files do not, which rules out direct mode.
-pub fn has_time_macros(text: &[u8]) -> bool {
-    const NAMES: [&[u8]; 3] = [b"__DATE__", b"__TIME__", b"__TIMESTAMP__"];
-    let mut rest = text;
-    while let Some(pos) = rest.iter().position(|b| *b == b'_') {
-        let tail = &rest[pos..];
-        if NAMES.iter().any(|n| tail.starts_with(n)) {
-            return true;
-        }
-        rest = &rest[pos + 1..];
-    }
-    false
 }
 
 #[cfg(test)]

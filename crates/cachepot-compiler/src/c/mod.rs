@@ -2,11 +2,11 @@
 //! parsing, the files a compile writes, compiler identity and cache keys.
 
 pub mod args;
+pub mod content;
 pub mod key;
 pub mod toolchain;
 
 pub use args::{parse, CCompile, CParsed, Language};
-pub use key::{
-    args_use_time_macros, base_dirs, has_time_macros, key_a, preprocessed_key, CKeyContext,
-};
+pub use content::{has_time_macros, ContentFlags};
+pub use key::{args_use_time_macros, base_dirs, key_a, preprocessed_key, CKeyContext};
 pub use toolchain::{CToolchain, Family};

@@ -8,11 +8,10 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::digest::{digest_file, Digest};
 use crate::key::{env_value, KeyBuilder};
-use crate::toolchain::ToolchainError;
+use crate::toolchain::{find_program, ToolchainError};
 
 /// Files the C driver links into every binary, found with
 /// `-print-file-name=`.
@@ -42,30 +41,14 @@ pub fn fuse_ld(link_args: &[String]) -> Option<&str> {
         .find_map(|a| a.strip_prefix("-fuse-ld="))
 }
 
+/// What the linker prints for `args`, when it succeeds.
 fn run(program: &Path, args: &[&str], cwd: &Path, env: &[(OsString, OsString)]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    out.status.success().then_some(text)
+    crate::toolchain::run(program, args, cwd, env).ok()
 }
 
-/// Finds a program by name in the compile's `PATH`.
+/// Finds a program by name (or path) in the compile's `PATH`.
 fn which(name: &str, cwd: &Path, env: &[(OsString, OsString)]) -> Option<PathBuf> {
-    if name.contains('/') {
-        let p = cwd.join(name);
-        return p.is_file().then_some(p);
-    }
-    let path = env_value(env, "PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| cwd.join(d).join(name))
-        .find(|p| p.is_file())
+    find_program(Path::new(name), cwd, env_value(env, "PATH").as_ref()).filter(|p| p.is_file())
 }
 
 /// Identifies the linker at `linker` (already found in `PATH`).

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cachepot_compiler::c::{self as cc, CCompile, CKeyContext, CParsed, Language};
+use cachepot_compiler::c::{self as cc, CCompile, CKeyContext, CParsed, ContentFlags, Language};
 use cachepot_compiler::depinfo;
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
@@ -22,7 +22,7 @@ use super::{
     read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, Replay, StoreJob,
 };
 use crate::explain::UnitInputs;
-use crate::memo::{resolve_program, ContentFlags};
+use crate::memo::resolve_program;
 use crate::stats::Event;
 use crate::Shared;
 

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use cachepot_compiler::depinfo;
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::digest::FileDigester;
+use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::link::link_inputs;
 use cachepot_compiler::rust::linker::{fuse_ld, linker_program};
 use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Output, Parsed, RustCompile};
@@ -268,12 +269,8 @@ pub(super) fn prepare_store(
         if !text.contains('"') {
             return Err(invalid("rustc printed no link command"));
         }
-        let library_path: Vec<PathBuf> = p
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "LIBRARY_PATH")
-            .map(|(_, v)| std::env::split_paths(v).collect())
+        let library_path: Vec<PathBuf> = env_value(&p.env, "LIBRARY_PATH")
+            .map(|v| std::env::split_paths(&v).collect())
             .unwrap_or_default();
         let inputs = link_inputs(
             &text,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::harness::{count, hits_misses, Env, BIN};
+use crate::harness::{assert_ok, count, hits_misses, Env, BIN};
 
 /// The C compilers every test runs with; both must be installed
 /// (`scripts/services.sh install` puts clang in).
@@ -327,11 +327,7 @@ fn a_link_named_after_the_compiler_wraps_it() {
             .env("PATH", &path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
     }
     // `cc` is gcc on this machine: the same compiler, known by what it
     // says it is, so the second compile hits.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::harness::{count, Env, BIN};
+use crate::harness::{assert_ok, count, Env, BIN};
 
 /// A directory that looks like a cargo project: a source and a target dir.
 fn project(env: &Env, name: &str, source: &str) -> PathBuf {
@@ -119,11 +119,7 @@ fn a_failing_build_script_probe_is_cached_and_other_errors_are_not() {
     assert_eq!(count(&s, "cache_hits"), 1, "{s}");
     std::fs::write(dir.join("src/lib.rs"), "pub fn f() -> u32 { 7 }\n").unwrap();
     let fixed = rustc_through(&env, &dir, &rustc, None);
-    assert!(
-        fixed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fixed.stderr)
-    );
+    assert_ok(&fixed);
     assert!(dir.join("target/debug/deps/libdirect.rlib").is_file());
 
     let env = Env::new();
@@ -156,11 +152,7 @@ fn the_rustup_proxy_and_the_toolchain_rustc_share_entries() {
     assert!(stored.status.success());
     env.stop();
     let through_proxy = rustc_through(&env, &dir, "rustc", Some(&proxy_dir));
-    assert!(
-        through_proxy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&through_proxy.stderr)
-    );
+    assert_ok(&through_proxy);
     assert_eq!(count(&env.stats(), "cache_hits"), 1);
 }
 
@@ -205,11 +197,7 @@ fn a_probe_read_from_standard_input_is_cached_by_its_content() {
     ];
     let code = "pub fn probe() -> i128 { 1 }\n";
     let first = with_stdin(&env, &dir, &args, code);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert_ok(&first);
     let ll = dir.join("target/debug/deps/probe0.ll");
     let stored = std::fs::read(&ll).unwrap();
     env.stop();
@@ -235,7 +223,7 @@ fn a_probe_read_from_standard_input_is_cached_by_its_content() {
         &["gcc", "-x", "c", "-c", "-", "-o", obj.to_str().unwrap()],
         "int x = 1;\n",
     );
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert_ok(&c);
     assert!(obj.is_file());
 }
 
@@ -265,11 +253,7 @@ fn a_compile_without_dep_info_is_keyed_by_the_files_it_read() {
             .current_dir(&dir)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
     };
     run();
     env.stop();

@@ -275,6 +275,15 @@ impl Drop for Env {
     }
 }
 
+/// Asserts that a command succeeded, showing its stderr if not.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The counters of a stats JSON.
 pub fn count(stats: &serde_json::Value, name: &str) -> u64 {
     stats[name]

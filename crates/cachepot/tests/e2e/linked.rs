@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::harness::{hits_misses, lib_outputs, run_app, Env};
+use crate::harness::{assert_ok, hits_misses, lib_outputs, run_app, Env};
 
 /// The fixture with a cdylib member that exports a C function.
 const WITH_CDYLIB: &[(&str, &str)] = &[
@@ -88,11 +88,7 @@ fn a_link_argument_misses_that_binary_only() {
         .args(["-C", "link-arg=-Wl,--build-id=none"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let s = env.stats();
     assert_eq!(hits_misses(&s), (0, 1), "{s}");
     let after = lib_outputs(&co.target);
