@@ -77,6 +77,22 @@ impl FileDigester for DigestMemo {
     }
 }
 
+impl DigestMemo {
+    /// Remembers the digest of a file the daemon has just written, from
+    /// the metadata of its own handle after the last write (so the stamp
+    /// describes exactly those bytes), even though its mtime is recent:
+    /// the racy window guards a file read while someone may still write it
+    /// within one timestamp tick, and nobody writes these in place (rustc
+    /// and the linker write new files and rename them; a new inode is a
+    /// new stamp). A warm build otherwise hashes each restored rlib once
+    /// for every crate that depends on it.
+    pub fn remember(&self, path: &Path, written: &std::fs::Metadata, digest: Digest) {
+        if let Ok(mut map) = self.map.write() {
+            map.insert(path.to_path_buf(), (stamp(written), digest));
+        }
+    }
+}
+
 /// Toolchains memoised by what selects them.
 #[derive(Default)]
 pub struct ToolchainMemo {
@@ -321,6 +337,24 @@ mod tests {
         assert_eq!(memo.map.read().unwrap().len(), 1);
         // Same length, new content, new mtime: the stamp differs, so it is read again.
         std::fs::write(&p, "two").unwrap();
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two"));
+    }
+
+    #[test]
+    fn a_remembered_digest_serves_until_the_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "one").unwrap();
+        let memo = DigestMemo::default();
+        // Remembered although recent: the remembered value is what is served
+        // (a planted one proves the file was not read again).
+        let planted = Digest::of(b"planted");
+        memo.remember(&p, &std::fs::metadata(&p).unwrap(), planted);
+        assert_eq!(memo.digest(&p).unwrap(), planted);
+        // A new file renamed over it (as rustc writes): another inode.
+        let q = dir.path().join("g");
+        std::fs::write(&q, "two").unwrap();
+        std::fs::rename(&q, &p).unwrap();
         assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two"));
     }
 }

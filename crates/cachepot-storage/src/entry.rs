@@ -128,35 +128,7 @@ impl Entry {
 
     /// Decodes an entry produced by [`Entry::encode`], verifying it fully.
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(corrupt(format!(
-                "{} bytes is shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            )));
-        }
-        let (header, compressed) = bytes.split_at(HEADER_LEN);
-        if header[..4] != MAGIC {
-            return Err(corrupt("bad magic"));
-        }
-        let version = le_u32(&header[4..8]);
-        if version != FORMAT_VERSION {
-            return Err(EntryError::Version {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        if blake3::hash(compressed).as_bytes()[..] != header[CHECKSUM_RANGE] {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let ulen = le_u64(&header[ULEN_RANGE]);
-        match zstd::zstd_safe::get_frame_content_size(compressed) {
-            Ok(Some(n)) if n == ulen => {}
-            other => {
-                return Err(corrupt(format!(
-                    "header length {ulen} does not match zstd frame size {other:?}"
-                )))
-            }
-        }
+        let (compressed, ulen) = check_header(bytes)?;
         let payload = decompress(compressed, ulen)?;
         parse_payload(&payload)
     }
@@ -215,6 +187,38 @@ impl Entry {
             w.write_all(value)?;
         }
         Ok(())
+    }
+}
+
+/// Checks the header, the checksum and the frame's declared size; returns
+/// the compressed payload and its uncompressed length.
+fn check_header(bytes: &[u8]) -> Result<(&[u8], u64), EntryError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(format!(
+            "{} bytes is shorter than the {HEADER_LEN}-byte header",
+            bytes.len()
+        )));
+    }
+    let (header, compressed) = bytes.split_at(HEADER_LEN);
+    if header[..4] != MAGIC {
+        return Err(corrupt("bad magic"));
+    }
+    let version = le_u32(&header[4..8]);
+    if version != FORMAT_VERSION {
+        return Err(EntryError::Version {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if blake3::hash(compressed).as_bytes()[..] != header[CHECKSUM_RANGE] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let ulen = le_u64(&header[ULEN_RANGE]);
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(n)) if n == ulen => Ok((compressed, ulen)),
+        other => Err(corrupt(format!(
+            "header length {ulen} does not match zstd frame size {other:?}"
+        ))),
     }
 }
 
@@ -348,6 +352,9 @@ fn le_u64(b: &[u8]) -> u64 {
     a.copy_from_slice(b);
     u64::from_le_bytes(a)
 }
+
+mod stream;
+pub use stream::{decode_streaming, StreamError};
 
 #[cfg(test)]
 mod tests;

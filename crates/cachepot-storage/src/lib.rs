@@ -27,7 +27,7 @@ pub mod metered;
 pub mod remote;
 
 pub use disk::DiskCache;
-pub use entry::{Entry, EntryError, EntryFile};
+pub use entry::{decode_streaming, Entry, EntryError, EntryFile, StreamError};
 
 use std::fmt;
 use std::path::PathBuf;

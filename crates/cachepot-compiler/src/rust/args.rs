@@ -456,6 +456,34 @@ impl RustCompile {
         self.input == "-"
     }
 
+    /// The random part of an autocfg probe's crate name, when this compile
+    /// is one: since autocfg 1.2 a probe is `rustc --crate-name
+    /// autocfg_<16 hex digits>_<N> --crate-type=lib --emit=llvm-ir -`, the
+    /// hex digits drawn at random by each build script run, and autocfg
+    /// deletes the `.ll` file unread once the probe succeeded. What the
+    /// build script sees of a probe is its exit code (and messages), which
+    /// the random name does not change; the `.ll` does depend on it (the
+    /// crate hash is in every symbol), so a hit replays the outcome and
+    /// writes no `.ll` (see the daemon's `cache/rust.rs`).
+    pub fn autocfg_probe(&self) -> Option<&str> {
+        let rest = self.crate_name.strip_prefix("autocfg_")?;
+        let (uuid, n) = rest.split_once('_')?;
+        let hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let only_ir = matches!(&self.emits[..], [e] if e.kind == "llvm-ir" && e.path.is_none());
+        (self.reads_stdin()
+            && uuid.len() == 16
+            && hex(uuid)
+            && digits(n)
+            && only_ir
+            && self.crate_types == ["lib"]
+            && !self.test)
+            .then_some(uuid)
+    }
+
     /// Whether the compile writes dep-info itself (else the cache asks
     /// for a private one on a miss).
     pub fn emits_depinfo(&self) -> bool {

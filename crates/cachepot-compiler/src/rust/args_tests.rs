@@ -187,6 +187,33 @@ fn incremental_is_keyed_without_its_directory_and_side_outputs_are_not_cached() 
         roles_and_paths(&probe),
         [("llvm-ir".to_string(), "/ws/o/probe0.ll".to_string())]
     );
+    assert_eq!(probe.autocfg_probe(), None);
+}
+
+#[test]
+fn autocfg_probes_are_known_by_their_random_crate_name() {
+    // The command line of autocfg 1.5's probes (num-traits' build script).
+    let line = |name: &str, extra: &str| {
+        cacheable(&format!(
+            "--crate-name {name} --crate-type=lib --out-dir /ws/target/debug/build/num-traits-0b1c/out --emit=llvm-ir {extra} -"
+        ))
+    };
+    let probe = line("autocfg_5c2a96f0e4d1b873_3", "");
+    assert_eq!(probe.autocfg_probe(), Some("5c2a96f0e4d1b873"));
+    for (name, extra) in [
+        ("autocfg_5c2a96f0e4d1b873_x", ""),
+        ("autocfg_5c2a96f0e4d1b87_3", ""),
+        ("autocfg_5C2A96F0E4D1B873_3", ""),
+        ("autocfg_5c2a96f0e4d1b873_3", "--emit=metadata"),
+        ("autocfg_5c2a96f0e4d1b873_3", "--test"),
+        ("probe3", ""),
+    ] {
+        assert_eq!(line(name, extra).autocfg_probe(), None, "{name} {extra}");
+    }
+    let from_file = cacheable(
+        "--crate-name autocfg_5c2a96f0e4d1b873_3 --crate-type=lib --emit=llvm-ir src/lib.rs",
+    );
+    assert_eq!(from_file.autocfg_probe(), None);
 }
 
 #[test]

@@ -23,6 +23,7 @@
 //! | `--extern` files | A | replaced by the digest of their content, so a rebuilt but identical dependency still hits. Never by anything looser: rustc records each dependency's crate hash (SVH) in a crate's metadata, and that hash depends on where the dependency was built (its working directory is a tracked option). A crate compiled against one checkout's proc-macro and restored next to another checkout's rebuild of it breaks the build further down ("can't find crate"); a test pins this |
 //! | static native libraries (`-l static=…`, found through `-L`) | A | by content, because rustc bundles them into the rlib |
 //! | the source read from standard input (`-`, as in autocfg's probes) | A | its digest (the wrapper reads standard input and passes it on to rustc) |
+//! | the 16 random hex digits of an autocfg probe's crate name (`autocfg_<hex>_<N>`, source on standard input, `--emit=llvm-ir` only) | no | drawn anew by every build script run; the probe's outcome (exit code, messages) does not depend on them, and it is all that is cached: the `.ll`, which autocfg deletes unread, does depend on them and is never restored. Messages that name the crate are not stored |
 //! | the source file path | A | as written (cargo writes it relative to the workspace root for local crates) |
 //! | source files the compile read (`mod`, `include!`, `include_bytes!`, …) | B | path (base-relative) and content digest, from the dep-info of the compile that stored the entry |
 //! | `env-dep` variables (`env!`, `option_env!`) | B | name and exact value: a value may be embedded in the output and used at run time (`env!("CARGO_MANIFEST_DIR")` to find test data) |
@@ -158,8 +159,19 @@ pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> 
     let bases = ctx.bases;
     let mut b = KeyBuilder::new("rust-a");
     b.add_digest("toolchain", ctx.toolchain);
+    // An autocfg probe's crate name is random per build script run (see
+    // `RustCompile::autocfg_probe`); its random part is left out.
+    let probe = c.autocfg_probe();
     for a in &c.key_args {
-        b.add("arg", &bases.normalize(a.as_bytes()));
+        match probe {
+            Some(uuid) if a.contains(uuid) => {
+                b.add(
+                    "arg",
+                    &bases.normalize(a.replace(uuid, "{autocfg}").as_bytes()),
+                );
+            }
+            _ => b.add("arg", &bases.normalize(a.as_bytes())),
+        }
     }
     if c.reads_stdin() {
         let Some(d) = ctx.stdin else {

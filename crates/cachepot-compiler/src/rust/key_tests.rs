@@ -225,3 +225,40 @@ fn out_dir_env_dep_is_base_relative_but_other_paths_are_exact() {
     };
     assert!(only_out_dir.env_matches(&with_env(&b, &eb), &bb));
 }
+
+#[test]
+fn autocfg_probes_share_part_a_whatever_their_random_name() {
+    let co = checkout(b"dep");
+    let env = vec![(
+        OsString::from("OUT_DIR"),
+        co.root.join("target/debug/build/n-1/out").into_os_string(),
+    )];
+    let probe = |name: &str| {
+        let line = format!("--crate-name {name} --crate-type=lib --out-dir target/debug/build/n-1/out --emit=llvm-ir -");
+        let args: Vec<OsString> = line.split(' ').map(OsString::from).collect();
+        let Parsed::Cacheable(c) = parse(&args, &co.root) else {
+            panic!()
+        };
+        let bases = base_dirs(&c, &co.root, &env, &[]);
+        let (tc, stdin) = (Digest::of(b"toolchain"), Digest::of(b"pub fn probe() {}"));
+        let ctx = KeyContext {
+            cwd: &co.root,
+            env: &env,
+            toolchain: &tc,
+            bases: &bases,
+            digester: &PlainDigester,
+            clippy: false,
+            linker: None,
+            stdin: Some(&stdin),
+        };
+        key_a(&c, &ctx).unwrap().digest
+    };
+    let k = probe("autocfg_0123456789abcdef_2");
+    assert_eq!(k, probe("autocfg_fedcba9876543210_2"));
+    // The probe's number, and any name not of autocfg's form, still count.
+    assert_ne!(k, probe("autocfg_0123456789abcdef_3"));
+    assert_ne!(
+        probe("probe_0123456789abcdef_2"),
+        probe("probe_fedcba9876543210_2")
+    );
+}

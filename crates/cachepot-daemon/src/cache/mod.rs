@@ -3,6 +3,7 @@
 //! modules.
 
 mod c;
+mod restore;
 mod rust;
 
 use std::ffi::{OsStr, OsString};
@@ -17,7 +18,7 @@ use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
 use cachepot_compiler::rust::Output;
 use cachepot_compiler::BaseDirs;
-use cachepot_storage::{Entry, StorageError, StorageKey};
+use cachepot_storage::{Entry, StorageError, StorageKey, StreamError};
 
 use crate::explain::UnitInputs;
 use crate::inflight::{Claim, Turn};
@@ -168,8 +169,11 @@ fn is_clippy(compiler: &Path) -> bool {
         .is_some_and(|n| n.starts_with("clippy-driver"))
 }
 
-/// Reads an entry, counting and removing corrupt ones.
-fn read_entry(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<Entry> {
+/// Reads an entry's bytes, counting storage errors.
+fn read_bytes(
+    shared: &Shared,
+    key: Result<StorageKey, StorageError>,
+) -> Option<(StorageKey, Vec<u8>)> {
     let key = match key {
         Ok(k) => k,
         Err(e) => {
@@ -178,25 +182,34 @@ fn read_entry(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<
             return None;
         }
     };
-    let key = &key;
-    let bytes = match shared.storage.get(key) {
-        Ok(Some(b)) => b,
-        Ok(None) => return None,
+    match shared.storage.get(&key) {
+        Ok(Some(b)) => Some((key, b)),
+        Ok(None) => None,
         Err(e) => {
             tracing::warn!(key = key.as_str(), error = %e, "storage read failed");
             shared.stats.count(Event::Error);
             shared.warnings.storage_error(&e.to_string());
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Counts and removes an entry that does not decode.
+fn drop_corrupt(shared: &Shared, key: &StorageKey, error: &dyn std::fmt::Display) {
+    tracing::warn!(key = key.as_str(), error = %error, "corrupt entry removed");
+    shared.stats.count(Event::Corrupt);
+    if let Err(e) = shared.storage.remove(key) {
+        tracing::warn!(key = key.as_str(), error = %e, "removing corrupt entry failed");
+    }
+}
+
+/// Reads and decodes an entry, counting and removing corrupt ones.
+fn read_entry(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<Entry> {
+    let (key, bytes) = read_bytes(shared, key)?;
     match Entry::decode(&bytes) {
         Ok(e) => Some(e),
         Err(e) => {
-            tracing::warn!(key = key.as_str(), error = %e, "corrupt entry removed");
-            shared.stats.count(Event::Corrupt);
-            if let Err(e) = shared.storage.remove(key) {
-                tracing::warn!(key = key.as_str(), error = %e, "removing corrupt entry failed");
-            }
+            drop_corrupt(shared, &key, &e);
             None
         }
     }
@@ -316,10 +329,19 @@ fn hit_by_key(
     outputs: &[Output],
     bases: &BaseDirs,
 ) -> Option<Replay> {
-    let entry = read_entry(shared, entry_key(key))?;
-    match restore(&entry, outputs, bases) {
-        Ok(out) => Some(out),
-        Err(e) => {
+    let (skey, bytes) = read_bytes(shared, entry_key(key))?;
+    match restore::restore(&bytes, outputs, bases) {
+        Ok((out, written)) => {
+            for w in written {
+                shared.digests.remember(&w.path, &w.meta, w.digest);
+            }
+            Some(out)
+        }
+        Err(StreamError::Entry(e)) => {
+            drop_corrupt(shared, &skey, &e);
+            None
+        }
+        Err(StreamError::Sink(e)) => {
             tracing::warn!(key = %key, error = %e, "restore failed");
             shared.stats.count(Event::Error);
             None
@@ -396,77 +418,18 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// Writes an entry's outputs where this compile wants them. Every output is
-/// written to a temporary file first and renamed, so a reader never sees
-/// half a file.
-fn restore(entry: &Entry, outputs: &[Output], bases: &BaseDirs) -> io::Result<Replay> {
-    let text = |name: &str| -> io::Result<Vec<u8>> {
-        bases
-            .restore(entry.meta(name).unwrap_or_default())
-            .ok_or_else(|| invalid(format!("{name} names an unknown base directory")))
-    };
-    let stdout = text("stdout")?;
-    let stderr = text("stderr")?;
-    // A cached compile error: rustc wrote its dep-info and nothing else.
-    let exit_code = match entry.meta("exit_code") {
-        None => 0,
-        Some(b"1") => 1,
-        Some(_) => return Err(invalid("unexpected exit code in entry")),
-    };
-    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(outputs.len());
-    let result = (|| {
-        for out in outputs {
-            if (exit_code != 0 || out.optional) && entry.file(&out.role).is_none() {
-                continue;
-            }
-            let file = entry
-                .file(&out.role)
-                .ok_or_else(|| invalid(format!("entry lacks {}", out.role)))?;
-            let data: std::borrow::Cow<'_, [u8]> = if is_depfile(&out.role) {
-                bases
-                    .restore(&file.data)
-                    .ok_or_else(|| invalid("dep-info names an unknown base directory"))?
-                    .into()
-            } else {
-                file.data.as_slice().into()
-            };
-            let tmp = temp_beside(&out.path)?;
-            std::fs::write(&tmp, &data)?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode & 0o7777))?;
-            staged.push((tmp, out.path.clone()));
+/// Records the content digest of each output file in the entry, so that a
+/// hit can tell the digest memo what it wrote (see `restore`). Dependency
+/// files are left out: a hit rewrites them.
+fn add_digests(entry: &mut Entry) {
+    for f in &entry.files {
+        if !is_depfile(&f.name) {
+            let d = Digest::of(&f.data);
+            entry
+                .meta
+                .push((restore::digest_meta(&f.name), d.0.to_vec()));
         }
-        for (tmp, dest) in &staged {
-            std::fs::rename(tmp, dest)?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        for (tmp, _) in &staged {
-            let _ = std::fs::remove_file(tmp);
-        }
-        return Err(e);
     }
-    Ok(Replay {
-        stdout,
-        stderr,
-        exit_code,
-    })
-}
-
-fn temp_beside(dest: &Path) -> io::Result<PathBuf> {
-    let dir = dest
-        .parent()
-        .ok_or_else(|| invalid("output without a directory"))?;
-    std::fs::create_dir_all(dir)?;
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    Ok(dir.join(format!(".{name}.cachepot-{}-{nanos}", std::process::id())))
 }
 
 /// Writes an entry and adds its manifest to the part-A list.
@@ -500,8 +463,9 @@ fn store(shared: &Shared, job: StoreJob) {
         StoreJob::Manifest {
             key_a,
             manifest,
-            entry,
+            mut entry,
         } => {
+            add_digests(&mut entry);
             let key_b = manifest.key_b(&key_a).digest;
             let result = put_entry(shared, entry_key(&key_b), &entry).and_then(|()| {
                 let (mut list, _) = read_manifests(shared, &key_a);
@@ -519,7 +483,10 @@ fn store(shared: &Shared, job: StoreJob) {
             });
             (key_b, result)
         }
-        StoreJob::Plain { key, entry } => (key, put_entry(shared, entry_key(&key), &entry)),
+        StoreJob::Plain { key, mut entry } => {
+            add_digests(&mut entry);
+            (key, put_entry(shared, entry_key(&key), &entry))
+        }
         StoreJob::Marker { key_a, marker } => {
             let m_entry = Entry {
                 files: Vec::new(),

@@ -152,7 +152,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Ok(k) => (k.digest, k.inputs),
         Err(u) => return uncacheable(&u.reason, u.detail),
     };
-    let outputs = compile.outputs(&c.cwd);
+    let outputs = kept_outputs(&compile, &c.cwd);
     let keyed = timer.elapsed();
     // CACHEPOT_RECACHE: compile and overwrite, without looking up.
     let candidates = if c.recache {
@@ -192,7 +192,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     let unit = UnitInputs {
         unit: format!(
             "rust {} {}{}{} {}",
-            compile.crate_name,
+            unit_name(&compile),
             compile.crate_types.join(","),
             if compile.test { " test" } else { "" },
             if is_clippy(&c.compiler) {
@@ -248,7 +248,7 @@ pub(super) fn prepare_store(
     stdout: &[u8],
     stderr: &[u8],
 ) -> io::Result<Option<StoreJob>> {
-    let outputs = r.compile.outputs(&p.cwd);
+    let outputs = kept_outputs(&r.compile, &p.cwd);
     // LLVM IR is written under the expected name only when the crate has
     // one codegen unit; an older file of that name is not this compile's.
     for o in outputs.iter().filter(|o| o.role == "llvm-ir") {
@@ -310,10 +310,17 @@ fn finish_job(
     if !manifest.env_matches(&p.env, &p.bases) {
         return Ok(None);
     }
+    // A probe's messages are replayed under another random crate name.
+    if let Some(uuid) = r.compile.autocfg_probe() {
+        let names = |b: &[u8]| b.windows(uuid.len()).any(|w| w == uuid.as_bytes());
+        if names(stdout) || names(stderr) {
+            return Ok(None);
+        }
+    }
     let mut meta = vec![
         ("stdout".into(), p.bases.normalize(stdout)),
         ("stderr".into(), p.bases.normalize(stderr)),
-        ("crate".into(), r.compile.crate_name.clone().into_bytes()),
+        ("crate".into(), unit_name(&r.compile).into_bytes()),
     ];
     if let Some(code) = exit_code {
         meta.push(("exit_code".into(), code.to_vec()));
@@ -368,7 +375,7 @@ pub(super) fn prepare_failure(
     {
         return Ok(None);
     }
-    let outputs = r.compile.outputs(&p.cwd);
+    let outputs = kept_outputs(&r.compile, &p.cwd);
     let Some(dep) = depinfo_path(r, &outputs) else {
         return Ok(None);
     };
@@ -388,6 +395,27 @@ pub(super) fn prepare_failure(
     let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
         .map_err(|e| invalid(e.to_string()))?;
     finish_job(shared, p, r, manifest, files, stdout, stderr, Some(b"1"))
+}
+
+/// The outputs a hit restores and a miss stores: all of them, but for an
+/// autocfg probe, whose `.ll` depends on its random crate name and is
+/// deleted unread by autocfg (see `RustCompile::autocfg_probe`): a hit
+/// replays the probe's outcome and writes no file it could not reproduce.
+fn kept_outputs(c: &RustCompile, cwd: &Path) -> Vec<Output> {
+    let mut outputs = c.outputs(cwd);
+    if c.autocfg_probe().is_some() {
+        outputs.retain(|o| o.role != "llvm-ir");
+    }
+    outputs
+}
+
+/// The crate name that names the unit in explanations: an autocfg probe's
+/// without its random part.
+fn unit_name(c: &RustCompile) -> String {
+    match c.autocfg_probe() {
+        Some(uuid) => c.crate_name.replace(uuid, "{autocfg}"),
+        None => c.crate_name.clone(),
+    }
 }
 
 /// Where this compile's dep-info is: the one the cache asked for, else

@@ -36,6 +36,37 @@ fn wrap_payload(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Decodes with the streaming decoder, collecting the files.
+fn streamed(bytes: &[u8]) -> Result<Entry, StreamError> {
+    let mut files = Vec::new();
+    let meta = decode_streaming(bytes, &mut |name, mode, data| {
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf)?;
+        files.push(EntryFile {
+            name: name.to_string(),
+            mode,
+            data: buf,
+        });
+        Ok(())
+    })?;
+    Ok(Entry { files, meta })
+}
+
+/// Decodes with both decoders, checking that they agree: the same entry,
+/// or the same kind of error.
+fn both(bytes: &[u8]) -> Result<Entry, EntryError> {
+    let whole = Entry::decode(bytes);
+    let stream = streamed(bytes);
+    match (&whole, &stream) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(EntryError::Corrupt(_)), Err(StreamError::Entry(EntryError::Corrupt(_))))
+        | (Err(EntryError::Version { .. }), Err(StreamError::Entry(EntryError::Version { .. }))) => {
+        }
+        _ => panic!("the decoders disagree: {whole:?} and {stream:?}"),
+    }
+    whole
+}
+
 fn assert_corrupt(result: Result<Entry, EntryError>, context: &str) {
     match result {
         Err(EntryError::Corrupt(_)) => {}
@@ -49,14 +80,14 @@ fn round_trip() {
     let bytes = entry.encode().unwrap();
     assert_eq!(&bytes[..4], b"CPOT");
     assert_eq!(&bytes[4..8], &1u32.to_le_bytes());
-    let decoded = Entry::decode(&bytes).unwrap();
+    let decoded = both(&bytes).unwrap();
     assert_eq!(decoded, entry);
 }
 
 #[test]
 fn round_trip_empty_and_large() {
     let empty = Entry::default();
-    assert_eq!(Entry::decode(&empty.encode().unwrap()).unwrap(), empty);
+    assert_eq!(both(&empty.encode().unwrap()).unwrap(), empty);
 
     // 3 MB of mixed data spans many zstd blocks and the streaming buffers.
     let data: Vec<u8> = (0..3_000_000u32)
@@ -70,7 +101,7 @@ fn round_trip_empty_and_large() {
         }],
         meta: vec![("manifest".into(), vec![7; 1000])],
     };
-    assert_eq!(Entry::decode(&big.encode().unwrap()).unwrap(), big);
+    assert_eq!(both(&big.encode().unwrap()).unwrap(), big);
 
     // Zeros compress far beyond PREALLOC_RATIO: exercises the streaming path.
     let zeros = Entry {
@@ -83,7 +114,7 @@ fn round_trip_empty_and_large() {
     };
     let encoded = zeros.encode().unwrap();
     assert!((encoded.len() - HEADER_LEN) * PREALLOC_RATIO < 4 << 20);
-    assert_eq!(Entry::decode(&encoded).unwrap(), zeros);
+    assert_eq!(both(&encoded).unwrap(), zeros);
 }
 
 #[test]
@@ -101,7 +132,7 @@ fn lookup_by_name() {
 fn every_truncation_is_an_error() {
     let bytes = sample().encode().unwrap();
     for len in 0..bytes.len() {
-        assert_corrupt(Entry::decode(&bytes[..len]), &format!("truncated to {len}"));
+        assert_corrupt(both(&bytes[..len]), &format!("truncated to {len}"));
     }
 }
 
@@ -112,7 +143,7 @@ fn every_flipped_byte_is_an_error() {
         for mask in [0x01u8, 0x80, 0xff] {
             let mut bad = bytes.clone();
             bad[i] ^= mask;
-            let result = Entry::decode(&bad);
+            let result = both(&bad);
             if (4..8).contains(&i) {
                 assert!(
                     matches!(result, Err(EntryError::Version { .. })),
@@ -129,14 +160,14 @@ fn every_flipped_byte_is_an_error() {
 fn appended_garbage_is_an_error() {
     let mut bytes = sample().encode().unwrap();
     bytes.push(0);
-    assert_corrupt(Entry::decode(&bytes), "trailing byte");
+    assert_corrupt(both(&bytes), "trailing byte");
 }
 
 #[test]
 fn wrong_version_is_distinct() {
     let mut bytes = sample().encode().unwrap();
     bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
-    match Entry::decode(&bytes) {
+    match both(&bytes) {
         Err(EntryError::Version { found, supported }) => {
             assert_eq!(found, 2);
             assert_eq!(supported, FORMAT_VERSION);
@@ -149,7 +180,7 @@ fn wrong_version_is_distinct() {
 fn wrong_magic_is_corrupt() {
     let mut bytes = sample().encode().unwrap();
     bytes[..4].copy_from_slice(b"XPOT");
-    assert_corrupt(Entry::decode(&bytes), "magic");
+    assert_corrupt(both(&bytes), "magic");
 }
 
 #[test]
@@ -163,7 +194,7 @@ fn wrapped_valid_payload_decodes() {
     p.extend_from_slice(&2u64.to_le_bytes());
     p.extend_from_slice(b"xy");
     p.extend_from_slice(&0u32.to_le_bytes());
-    let entry = Entry::decode(&wrap_payload(&p)).unwrap();
+    let entry = both(&wrap_payload(&p)).unwrap();
     assert_eq!(entry.file("a").map(|f| f.data.as_slice()), Some(&b"xy"[..]));
 }
 
@@ -173,7 +204,7 @@ fn huge_counts_and_lengths_are_rejected_without_allocating() {
     let mut p = Vec::new();
     p.extend_from_slice(&u32::MAX.to_le_bytes());
     p.extend_from_slice(&0u32.to_le_bytes());
-    assert_corrupt(Entry::decode(&wrap_payload(&p)), "huge file count");
+    assert_corrupt(both(&wrap_payload(&p)), "huge file count");
 
     // One file whose data length claims u64::MAX.
     let mut p = Vec::new();
@@ -181,14 +212,14 @@ fn huge_counts_and_lengths_are_rejected_without_allocating() {
     p.extend_from_slice(&0u32.to_le_bytes());
     p.extend_from_slice(&0o644u32.to_le_bytes());
     p.extend_from_slice(&u64::MAX.to_le_bytes());
-    assert_corrupt(Entry::decode(&wrap_payload(&p)), "huge data length");
+    assert_corrupt(both(&wrap_payload(&p)), "huge data length");
 
     // A name length larger than the rest of the payload.
     let mut p = Vec::new();
     p.extend_from_slice(&1u32.to_le_bytes());
     p.extend_from_slice(&1000u32.to_le_bytes());
     p.extend_from_slice(b"abc");
-    assert_corrupt(Entry::decode(&wrap_payload(&p)), "long name");
+    assert_corrupt(both(&wrap_payload(&p)), "long name");
 }
 
 #[test]
@@ -197,7 +228,7 @@ fn lying_uncompressed_length_is_rejected() {
     // Header claims an enormous payload; checksum still matches because it
     // only covers the compressed bytes.
     bytes[40..48].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
-    assert_corrupt(Entry::decode(&bytes), "lying length");
+    assert_corrupt(both(&bytes), "lying length");
 }
 
 #[test]
@@ -208,11 +239,23 @@ fn invalid_utf8_name_and_trailing_payload_are_rejected() {
     p.extend_from_slice(&2u32.to_le_bytes());
     p.extend_from_slice(&[0xff, 0xfe]);
     p.extend_from_slice(&0u64.to_le_bytes());
-    assert_corrupt(Entry::decode(&wrap_payload(&p)), "bad utf-8");
+    assert_corrupt(both(&wrap_payload(&p)), "bad utf-8");
 
     let mut p = Vec::new();
     p.extend_from_slice(&0u32.to_le_bytes());
     p.extend_from_slice(&0u32.to_le_bytes());
     p.push(0);
-    assert_corrupt(Entry::decode(&wrap_payload(&p)), "trailing payload");
+    assert_corrupt(both(&wrap_payload(&p)), "trailing payload");
+}
+
+#[test]
+fn a_streaming_sink_may_stop_early_and_its_errors_are_its_own() {
+    let bytes = sample().encode().unwrap();
+    // Reading nothing: the rest of each file is skipped, the meta still comes.
+    let meta = decode_streaming(&bytes, &mut |_, _, _| Ok(())).unwrap();
+    assert_eq!(meta, sample().meta);
+    let failed = decode_streaming(&bytes, &mut |_, _, _| {
+        Err(std::io::Error::other("disk full"))
+    });
+    assert!(matches!(failed, Err(StreamError::Sink(_))), "{failed:?}");
 }

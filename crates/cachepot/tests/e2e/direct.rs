@@ -227,6 +227,63 @@ fn a_probe_read_from_standard_input_is_cached_by_its_content() {
     assert!(obj.is_file());
 }
 
+/// autocfg 1.5's probes name their crate `autocfg_<random hex>_<N>`, anew
+/// in every build script run. The outcome is cached whatever the name;
+/// the `.ll`, which depends on the name and which autocfg deletes unread,
+/// is never written by a hit.
+#[test]
+fn autocfg_probes_hit_under_another_random_crate_name() {
+    let env = Env::new();
+    let dir = project(&env, "autocfg", "");
+    let rustc = real_rustc();
+    // Each probe runs against a daemon of its own (stopping it waits for
+    // its writes), so its statistics count that probe only.
+    let probe = |name: &str, code: &str| {
+        let args = [
+            rustc.as_str(),
+            "--crate-name",
+            name,
+            "--crate-type=lib",
+            "--out-dir",
+            "target/debug/deps",
+            "--emit=llvm-ir",
+            "-",
+        ];
+        let out = with_stdin(&env, &dir, &args, code);
+        let hit = count(&env.stats(), "cache_hits") == 1;
+        env.stop();
+        let ll = dir.join(format!("target/debug/deps/{name}.ll"));
+        (out, hit, ll.exists())
+    };
+    let ok = "pub fn probe() { let _ = 1i128; }\n";
+    let (first, hit, wrote) = probe("autocfg_0123456789abcdef_0", ok);
+    assert_ok(&first);
+    assert!(!hit && wrote, "a miss leaves what rustc wrote");
+    let (second, hit, wrote) = probe("autocfg_fedcba9876543210_0", ok);
+    assert_ok(&second);
+    assert!(hit, "another random name hits");
+    assert!(!wrote, "a hit writes no .ll of another crate name");
+    // A failing probe: the same error and exit code under another name.
+    let bad = "pub fn probe() -> u32 { \"no\" }\n";
+    let (failed, hit, _) = probe("autocfg_0123456789abcdef_1", bad);
+    assert!(!hit);
+    let (replayed, hit, _) = probe("autocfg_ffffffffffffffff_1", bad);
+    assert!(hit);
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(replayed.status.code(), Some(1));
+    assert_eq!(replayed.stderr, failed.stderr);
+    // The probe's number counts; messages that name the crate are not stored.
+    let (other, hit, _) = probe("autocfg_0123456789abcdef_7", ok);
+    assert_ok(&other);
+    assert!(!hit);
+    let named = "#![crate_name = \"x\"]\n";
+    let (n1, _, _) = probe("autocfg_0123456789abcdef_2", named);
+    let (n2, hit, _) = probe("autocfg_1111111111111111_2", named);
+    assert!(!hit);
+    assert!(String::from_utf8_lossy(&n2.stderr).contains("autocfg_1111111111111111_2"));
+    assert_eq!((n1.status.code(), n2.status.code()), (Some(1), Some(1)));
+}
+
 /// A compile that asks for no dep-info (`--emit=metadata`, as rustix's
 /// probe does): the cache asks for a private one, so a module edit misses.
 #[test]

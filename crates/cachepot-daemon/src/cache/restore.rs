@@ -1,0 +1,204 @@
+//! Writing a hit's outputs where this compile wants them.
+//!
+//! The entry is decompressed as it is written: each file goes from the
+//! decoder through one reused buffer into a temporary file beside its
+//! destination, and only once the whole entry has decoded and checked out
+//! are the temporary files renamed into place. A reader never sees half a
+//! file, and a corrupt entry leaves nothing behind.
+//!
+//! Measured on workload-a's warm build (124 hits, about 500 MB of outputs
+//! from 147 MB of entries): decoding whole entries into memory first, then
+//! copying each file out of the payload and writing it, cost the daemon
+//! 3.6 s of CPU time, most of it in the kernel (page faults on fresh
+//! buffers); streaming brings that to the decompression and the writes.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cachepot_compiler::digest::Digest;
+use cachepot_compiler::rust::Output;
+use cachepot_compiler::BaseDirs;
+use cachepot_storage::{decode_streaming, StreamError};
+
+use super::{invalid, is_depfile, Replay};
+
+/// Size of the buffer each file is copied through.
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// A temporary file written for `role`, renamed to `dest` at the end.
+struct Staged {
+    role: String,
+    tmp: PathBuf,
+    dest: PathBuf,
+    /// The file's metadata after the last write (rename keeps it).
+    written: Option<std::fs::Metadata>,
+}
+
+/// A restored file whose content digest the entry recorded, with the
+/// metadata of what was written: the digest memo takes it as is.
+pub(super) struct Written {
+    pub path: PathBuf,
+    pub meta: std::fs::Metadata,
+    pub digest: Digest,
+}
+
+/// The metadata name of a stored file's content digest.
+pub(super) fn digest_meta(role: &str) -> String {
+    format!("digest:{role}")
+}
+
+/// Restores an encoded entry: its files to `outputs` (by role), its
+/// stdout, stderr and exit code to the returned replay.
+/// Files whose digest the entry recorded come back as [`Written`].
+pub(super) fn restore(
+    bytes: &[u8],
+    outputs: &[Output],
+    bases: &BaseDirs,
+) -> Result<(Replay, Vec<Written>), StreamError> {
+    let mut staged: Vec<Staged> = Vec::with_capacity(outputs.len());
+    let result = write_and_check(bytes, outputs, bases, &mut staged);
+    let result = result.and_then(|(replay, digests)| {
+        for s in &staged {
+            std::fs::rename(&s.tmp, &s.dest).map_err(StreamError::Sink)?;
+        }
+        let written = staged
+            .iter_mut()
+            .filter_map(|s| {
+                let digest = digests.iter().find(|(r, _)| *r == s.role)?.1;
+                Some(Written {
+                    path: s.dest.clone(),
+                    meta: s.written.take()?,
+                    digest,
+                })
+            })
+            .collect();
+        Ok((replay, written))
+    });
+    if result.is_err() {
+        for s in &staged {
+            let _ = std::fs::remove_file(&s.tmp);
+        }
+    }
+    result
+}
+
+/// Decodes the entry into temporary files and checks that it has every
+/// output this compile needs; returns the replay and the recorded digests
+/// by role.
+fn write_and_check(
+    bytes: &[u8],
+    outputs: &[Output],
+    bases: &BaseDirs,
+    staged: &mut Vec<Staged>,
+) -> Result<(Replay, Vec<(String, Digest)>), StreamError> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let meta = decode_streaming(bytes, &mut |name, mode, data| {
+        // The first file of a role counts; roles this compile does not
+        // write are skipped.
+        let Some(out) = outputs.iter().find(|o| o.role == name) else {
+            return Ok(());
+        };
+        if staged.iter().any(|s| s.role == name) {
+            return Ok(());
+        }
+        let tmp = temp_beside(&out.path)?;
+        staged.push(Staged {
+            role: name.to_string(),
+            tmp: tmp.clone(),
+            dest: out.path.clone(),
+            written: None,
+        });
+        let mut file = std::fs::File::create(&tmp)?;
+        if is_depfile(name) {
+            let mut text = Vec::new();
+            data.read_to_end(&mut text)?;
+            let text = bases
+                .restore(&text)
+                .ok_or_else(|| invalid("dep-info names an unknown base directory"))?;
+            file.write_all(&text)?;
+        } else {
+            copy(data, &mut file, &mut buf)?;
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+        if let Some(s) = staged.last_mut() {
+            s.written = Some(file.metadata()?);
+        }
+        Ok(())
+    })?;
+    let find = |name: &str| {
+        meta.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    };
+    let text = |name: &str| -> Result<Vec<u8>, StreamError> {
+        bases
+            .restore(find(name).unwrap_or_default())
+            .ok_or_else(|| {
+                StreamError::Sink(invalid(format!("{name} names an unknown base directory")))
+            })
+    };
+    let stdout = text("stdout")?;
+    let stderr = text("stderr")?;
+    // A cached compile error: rustc wrote its dep-info and nothing else.
+    let exit_code = match find("exit_code") {
+        None => 0,
+        Some(b"1") => 1,
+        Some(_) => return Err(StreamError::Sink(invalid("unexpected exit code in entry"))),
+    };
+    for out in outputs {
+        let present = staged.iter().any(|s| s.role == out.role);
+        if !present && exit_code == 0 && !out.optional {
+            return Err(StreamError::Sink(invalid(format!(
+                "entry lacks {}",
+                out.role
+            ))));
+        }
+    }
+    // Dependency files are rewritten for this checkout: no digest of theirs
+    // would hold.
+    let digests = staged
+        .iter()
+        .filter(|s| !is_depfile(&s.role))
+        .filter_map(|s| {
+            let d = find(&digest_meta(&s.role))?;
+            Some((s.role.clone(), Digest(d.try_into().ok()?)))
+        })
+        .collect();
+    let replay = Replay {
+        stdout,
+        stderr,
+        exit_code,
+    };
+    Ok((replay, digests))
+}
+
+/// Copies all of `from` into `to` through `buf`.
+fn copy(from: &mut dyn Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
+}
+
+/// A fresh temporary path in the directory of `dest` (created if missing).
+fn temp_beside(dest: &Path) -> io::Result<PathBuf> {
+    let dir = dest
+        .parent()
+        .ok_or_else(|| invalid("output without a directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    // Unique among this daemon's threads, and across daemons by pid.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(".{name}.cachepot-{}-{n}", std::process::id())))
+}
