@@ -92,6 +92,8 @@ pub struct RustCompile {
     pub incremental: Option<String>,
     /// `-C split-debuginfo=packed`.
     pub split_debuginfo_packed: bool,
+    /// `-C split-debuginfo=unpacked`: `.dwo` files beside the outputs.
+    pub split_debuginfo_unpacked: bool,
     /// `-C linker=`.
     pub linker: Option<String>,
     /// `-C link-arg=` and `-C link-args=` values, split into words.
@@ -112,6 +114,39 @@ pub struct Output {
     /// Written only in some cases (a `.dwp` only with debug info): stored
     /// when this compile wrote it, restored when the entry has it.
     pub optional: bool,
+}
+
+/// Outputs whose names the compiler chooses: the files in `dir` named
+/// `<name_prefix>…<name_suffix>` that a compile wrote, stored under the
+/// role `<role_prefix><file name>` (the `.dwo` files of
+/// `-C split-debuginfo=unpacked`: `<crate><extra-filename>.<crate>.<hash>-cgu.<N>.rcgu.dwo`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFamily {
+    /// The role prefix of the family's entry files.
+    pub role_prefix: &'static str,
+    /// Where the files are.
+    pub dir: PathBuf,
+    /// The start of every file name.
+    pub name_prefix: String,
+    /// The end of every file name.
+    pub name_suffix: &'static str,
+}
+
+impl OutputFamily {
+    /// Whether a file name (not a path) belongs to the family.
+    pub fn accepts(&self, name: &str) -> bool {
+        name.len() > self.name_prefix.len() + self.name_suffix.len()
+            && name.starts_with(&self.name_prefix)
+            && name.ends_with(self.name_suffix)
+            && !name.contains(['/', '\0'])
+    }
+
+    /// Where an entry file of this family's role goes, or `None` when the
+    /// role is not the family's (or names no file of it).
+    pub fn path_of(&self, role: &str) -> Option<PathBuf> {
+        let name = role.strip_prefix(self.role_prefix)?;
+        self.accepts(name).then(|| self.dir.join(name))
+    }
 }
 
 /// Flags that take a value, either as the next argument or after `=`
@@ -251,6 +286,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         test: false,
         incremental: None,
         split_debuginfo_packed: false,
+        split_debuginfo_unpacked: false,
         linker: None,
         link_args: Vec::new(),
         key_args: Vec::new(),
@@ -369,13 +405,16 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                 }
                 // `packed` writes one `.dwp` beside a linked output (an
                 // optional output: only with debug info); `unpacked` leaves
-                // `.dwo` files under names of rustc's choosing.
+                // one `.dwo` per codegen unit in the output directory,
+                // named after the crate (see `dwo_files`). The last one
+                // given counts, as in rustc.
                 if name == "split-debuginfo" {
-                    match v {
-                        "off" => {}
-                        "packed" => c.split_debuginfo_packed = true,
+                    (c.split_debuginfo_packed, c.split_debuginfo_unpacked) = match v {
+                        "off" => (false, false),
+                        "packed" => (true, false),
+                        "unpacked" => (false, true),
                         _ => return Err(Uncacheable::new("-C split-debuginfo", value.clone())),
-                    }
+                    };
                 }
                 if name == "incremental" {
                     // Incremental compiles partition code differently, so
@@ -421,6 +460,14 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
     }
     if c.emits.is_empty() {
         return Err(Uncacheable::new("no --emit", ""));
+    }
+    // Incremental and unpacked: the `.dwo` files are in the session
+    // directory, which a hit leaves alone.
+    if c.split_debuginfo_unpacked && c.incremental.is_some() {
+        return Err(Uncacheable::new(
+            "-C split-debuginfo=unpacked with -C incremental",
+            "",
+        ));
     }
     Ok(Some(c))
 }
@@ -501,6 +548,20 @@ impl RustCompile {
                     .crate_types
                     .iter()
                     .any(|t| LINKED_CRATE_TYPES.contains(&t.as_str())))
+    }
+
+    /// The `.dwo` files of `-C split-debuginfo=unpacked`, one per codegen
+    /// unit, whose names only rustc knows.
+    pub fn dwo_files(&self, cwd: &Path) -> Option<OutputFamily> {
+        self.split_debuginfo_unpacked.then(|| OutputFamily {
+            role_prefix: "dwo:",
+            dir: match &self.out_dir {
+                Some(d) => cwd.join(d),
+                None => cwd.to_path_buf(),
+            },
+            name_prefix: format!("{}{}.", self.crate_name, self.extra_filename),
+            name_suffix: ".dwo",
+        })
     }
 
     /// The files this compile writes, from the arguments alone.

@@ -159,9 +159,39 @@ fn incremental_is_keyed_without_its_directory_and_side_outputs_are_not_cached() 
     assert_ne!(a.key_args, cacheable(base).key_args);
     assert_eq!(reason(&format!("{base} -C save-temps")), "-C save-temps");
     assert_eq!(
-        reason(&format!("{base} -C split-debuginfo=unpacked")),
+        reason(&format!(
+            "{base} -C split-debuginfo=unpacked -C incremental=/i"
+        )),
+        "-C split-debuginfo=unpacked with -C incremental"
+    );
+    assert_eq!(
+        reason(&format!("{base} -C split-debuginfo=maybe")),
         "-C split-debuginfo"
     );
+    // Unpacked: `.dwo` files named after the crate, in the output directory.
+    let unpacked = cacheable(&format!(
+        "{base} -C split-debuginfo=unpacked -C extra-filename=-abc --out-dir o"
+    ));
+    let dwo = unpacked.dwo_files(Path::new("/ws")).unwrap();
+    assert_eq!(
+        dwo.path_of("dwo:x-abc.x.c6f551dc431569fb-cgu.0.rcgu.dwo"),
+        Some(PathBuf::from(
+            "/ws/o/x-abc.x.c6f551dc431569fb-cgu.0.rcgu.dwo"
+        ))
+    );
+    for role in [
+        "dwo:y-abc.x.0.rcgu.dwo",
+        "dwo:x-abc..dwo",
+        "dwo:x-abc.a/../../b.dwo",
+        "dwo:x-abc.x.rcgu.o",
+        "link",
+    ] {
+        assert_eq!(dwo.path_of(role), None, "{role}");
+    }
+    let last_wins = cacheable(&format!(
+        "{base} -C split-debuginfo=unpacked -C split-debuginfo=off"
+    ));
+    assert!(last_wins.dwo_files(Path::new("/ws")).is_none());
     // Packed: one `.dwp` beside a linked output, when there is debug info.
     let bin = cacheable("--crate-name m --crate-type bin --emit=dep-info,link -C split-debuginfo=packed -C extra-filename=-x --out-dir o m.rs");
     let dwp: Vec<_> = bin

@@ -6,5 +6,5 @@ pub mod link;
 pub mod linker;
 
 pub use crate::manifest::{Manifest, ManifestError};
-pub use args::{parse, Extern, Output, Parsed, RustCompile, Uncacheable};
+pub use args::{parse, Extern, Output, OutputFamily, Parsed, RustCompile, Uncacheable};
 pub use key::{base_dirs, env_in_key, key_a, KeyContext};

@@ -169,7 +169,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         direct = marker.is_none();
         if direct {
             if let Some((replay, key)) =
-                hit_by_manifest(shared, c, &key_a, manifests, &outputs, &bases)
+                hit_by_manifest(shared, c, &key_a, manifests, &outputs, &[], &bases)
             {
                 return hit(shared, lang, &compile, &key, "direct", replay);
             }
@@ -184,7 +184,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         };
         let key = cc::preprocessed_key(&key_a, &text, &bases).digest;
         if !c.recache {
-            if let Some(replay) = hit_by_key(shared, &key, &outputs, &bases) {
+            if let Some(replay) = hit_by_key(shared, &key, &outputs, &[], &bases) {
                 return hit(shared, lang, &compile, &key, "preprocessor", replay);
             }
         }
@@ -198,9 +198,9 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     let claim = match take_turn(shared, &turn_key, || match &mode {
         Mode::Direct { key_a } => {
             let (again, _) = read_manifests(shared, key_a);
-            hit_by_manifest(shared, c, key_a, again, &outputs, &bases).map(|(r, _)| r)
+            hit_by_manifest(shared, c, key_a, again, &outputs, &[], &bases).map(|(r, _)| r)
         }
-        Mode::Preprocessor { key, .. } => hit_by_key(shared, key, &outputs, &bases),
+        Mode::Preprocessor { key, .. } => hit_by_key(shared, key, &outputs, &[], &bases),
     }) {
         Ok(claim) => claim,
         Err(replay) => {

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
-use cachepot_compiler::rust::Output;
+use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{Entry, StorageError, StorageKey, StreamError};
 
@@ -308,6 +308,7 @@ fn hit_by_manifest(
     key_a: &Digest,
     manifests: Vec<Manifest>,
     outputs: &[Output],
+    families: &[OutputFamily],
     bases: &BaseDirs,
 ) -> Option<(Replay, Digest)> {
     for m in manifests {
@@ -315,7 +316,7 @@ fn hit_by_manifest(
             continue;
         }
         let key_b = m.key_b(key_a).digest;
-        if let Some(out) = hit_by_key(shared, &key_b, outputs, bases) {
+        if let Some(out) = hit_by_key(shared, &key_b, outputs, families, bases) {
             return Some((out, key_b));
         }
     }
@@ -327,10 +328,11 @@ fn hit_by_key(
     shared: &Shared,
     key: &Digest,
     outputs: &[Output],
+    families: &[OutputFamily],
     bases: &BaseDirs,
 ) -> Option<Replay> {
     let (skey, bytes) = read_bytes(shared, entry_key(key))?;
-    match restore::restore(&bytes, outputs, bases) {
+    match restore::restore(&bytes, outputs, families, bases) {
         Ok((out, written)) => {
             for w in written {
                 shared.digests.remember(&w.path, &w.meta, w.digest);
@@ -393,6 +395,38 @@ fn read_outputs(
         });
     }
     Ok(files)
+}
+
+/// Reads the files of `family` that a finished compile wrote (named by
+/// the compiler, so found by listing their directory), in name order.
+fn read_family(
+    family: &OutputFamily,
+    started: SystemTime,
+) -> io::Result<Vec<cachepot_storage::EntryFile>> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&family.dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str().filter(|n| family.accepts(n)) else {
+            continue;
+        };
+        let meta = e.metadata()?;
+        // An older file of the family is not this compile's.
+        if meta.is_file() && meta.modified()? >= started {
+            found.push((name.to_string(), meta.permissions().mode()));
+        }
+    }
+    found.sort();
+    found
+        .into_iter()
+        .map(|(name, mode)| {
+            Ok(cachepot_storage::EntryFile {
+                data: std::fs::read(family.dir.join(&name))?,
+                name: format!("{}{name}", family.role_prefix),
+                mode,
+            })
+        })
+        .collect()
 }
 
 /// A fresh path in the daemon's private directory, for a file the

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cachepot_compiler::digest::Digest;
-use cachepot_compiler::rust::Output;
+use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{decode_streaming, StreamError};
 
@@ -55,10 +55,11 @@ pub(super) fn digest_meta(role: &str) -> String {
 pub(super) fn restore(
     bytes: &[u8],
     outputs: &[Output],
+    families: &[OutputFamily],
     bases: &BaseDirs,
 ) -> Result<(Replay, Vec<Written>), StreamError> {
     let mut staged: Vec<Staged> = Vec::with_capacity(outputs.len());
-    let result = write_and_check(bytes, outputs, bases, &mut staged);
+    let result = write_and_check(bytes, outputs, families, bases, &mut staged);
     let result = result.and_then(|(replay, digests)| {
         for s in &staged {
             std::fs::rename(&s.tmp, &s.dest).map_err(StreamError::Sink)?;
@@ -90,6 +91,7 @@ pub(super) fn restore(
 fn write_and_check(
     bytes: &[u8],
     outputs: &[Output],
+    families: &[OutputFamily],
     bases: &BaseDirs,
     staged: &mut Vec<Staged>,
 ) -> Result<(Replay, Vec<(String, Digest)>), StreamError> {
@@ -97,17 +99,21 @@ fn write_and_check(
     let meta = decode_streaming(bytes, &mut |name, mode, data| {
         // The first file of a role counts; roles this compile does not
         // write are skipped.
-        let Some(out) = outputs.iter().find(|o| o.role == name) else {
-            return Ok(());
+        let dest = match outputs.iter().find(|o| o.role == name) {
+            Some(out) => out.path.clone(),
+            None => match families.iter().find_map(|f| f.path_of(name)) {
+                Some(path) => path,
+                None => return Ok(()),
+            },
         };
         if staged.iter().any(|s| s.role == name) {
             return Ok(());
         }
-        let tmp = temp_beside(&out.path)?;
+        let tmp = temp_beside(&dest)?;
         staged.push(Staged {
             role: name.to_string(),
             tmp: tmp.clone(),
-            dest: out.path.clone(),
+            dest,
             written: None,
         });
         let mut file = std::fs::File::create(&tmp)?;

@@ -17,8 +17,8 @@ use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Output, Parse
 use cachepot_storage::Entry;
 
 use super::{
-    changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, private_temp, read_manifests,
-    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
+    changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, private_temp, read_family,
+    read_manifests, read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -153,6 +153,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Err(u) => return uncacheable(&u.reason, u.detail),
     };
     let outputs = kept_outputs(&compile, &c.cwd);
+    let dwo = compile.dwo_files(&c.cwd);
+    let families = dwo.as_slice();
     let keyed = timer.elapsed();
     // CACHEPOT_RECACHE: compile and overwrite, without looking up.
     let candidates = if c.recache {
@@ -160,7 +162,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     } else {
         read_manifests(shared, &key_a).0
     };
-    if let Some((replay, key_b)) = hit_by_manifest(shared, c, &key_a, candidates, &outputs, &bases)
+    if let Some((replay, key_b)) =
+        hit_by_manifest(shared, c, &key_a, candidates, &outputs, families, &bases)
     {
         shared.stats.count_in(LANG, Event::Hit);
         tracing::debug!(
@@ -178,7 +181,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
             return None;
         }
         let again = read_manifests(shared, &key_a).0;
-        hit_by_manifest(shared, c, &key_a, again, &outputs, &bases)
+        hit_by_manifest(shared, c, &key_a, again, &outputs, families, &bases)
     }) {
         Ok(claim) => claim,
         Err((replay, key_b)) => {
@@ -257,7 +260,10 @@ pub(super) fn prepare_store(
             return Err(invalid("the LLVM IR file is not this compile's"));
         }
     }
-    let files = read_outputs(&outputs, &p.bases, p.started)?;
+    let mut files = read_outputs(&outputs, &p.bases, p.started)?;
+    if let Some(dwo) = r.compile.dwo_files(&p.cwd) {
+        files.extend(read_family(&dwo, p.started)?);
+    }
     let depinfo_path = depinfo_path(r, &outputs).ok_or_else(|| invalid("no dep-info output"))?;
     let depinfo_text = String::from_utf8_lossy(&std::fs::read(depinfo_path)?).into_owned();
     let info = depinfo::parse(&depinfo_text);

@@ -98,11 +98,11 @@ fn stats_json_has_the_documented_counters() {
 fn non_cacheable_compiles_are_counted_with_their_reason() {
     let env = Env::new();
     let co = env.checkout("nc");
-    env.build(&co, &[("RUSTFLAGS", "-Csplit-debuginfo=unpacked")]);
+    env.build(&co, &[("RUSTFLAGS", "-Csave-temps")]);
     let s = env.stats();
-    // Split debug info writes files the cache does not know of.
+    // Temporary files the cache does not know of.
     assert_eq!(
-        s["non_cacheable_reasons"]["-C split-debuginfo"].as_u64(),
+        s["non_cacheable_reasons"]["-C save-temps"].as_u64(),
         Some(4),
         "{s}"
     );

@@ -102,28 +102,35 @@ fn a_link_argument_misses_that_binary_only() {
     assert_eq!(run_app(&co), "hello 42");
 }
 
+/// The files with extension `ext` under `debug/deps` and the build
+/// scripts' directories, by name, with their bytes.
+fn debug_files(co: &crate::harness::Checkout, ext: &str) -> Vec<(String, Vec<u8>)> {
+    let debug = co.target.join("debug");
+    let build_dirs = std::fs::read_dir(debug.join("build"))
+        .unwrap()
+        .map(|e| e.unwrap().path());
+    let mut v: Vec<_> = std::iter::once(debug.join("deps"))
+        .chain(build_dirs)
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn packed_split_debuginfo_comes_along_with_the_binary() {
     let env = Env::new();
     let co = env.checkout("dwp");
     let flags = [("RUSTFLAGS", "-Csplit-debuginfo=packed")];
     env.build(&co, &flags);
-    let dwp = |co: &crate::harness::Checkout| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<_> = std::fs::read_dir(co.target.join("debug/deps"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "dwp"))
-            .map(|p| {
-                (
-                    p.file_name().unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&p).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let stored = dwp(&co);
+    let stored = debug_files(&co, "dwp");
     assert_eq!(
         stored.len(),
         1,
@@ -132,6 +139,37 @@ fn packed_split_debuginfo_comes_along_with_the_binary() {
     );
     let s = env.rebuild_fresh(&co, &flags);
     assert_eq!(hits_misses(&s), (4, 0), "{s}");
-    assert_eq!(dwp(&co), stored);
+    assert_eq!(debug_files(&co, "dwp"), stored);
+    assert_eq!(run_app(&co), "hello 42");
+}
+
+/// `-C split-debuginfo=unpacked` leaves one `.dwo` per codegen unit beside
+/// each crate's outputs, named by rustc; a hit brings them all back.
+#[test]
+fn unpacked_split_debuginfo_brings_its_dwo_files() {
+    let env = Env::new();
+    let co = env.checkout("dwo");
+    // (The harness builds with CARGO_INCREMENTAL=0.)
+    let flags = [("RUSTFLAGS", "-Csplit-debuginfo=unpacked")];
+    env.build(&co, &flags);
+    let stored = debug_files(&co, "dwo");
+    let names: Vec<&String> = stored.iter().map(|s| &s.0).collect();
+    // (Build scripts are built without debug info.)
+    for krate in ["itoa-", "util-", "app-"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(krate)),
+            "{krate}: {names:?}"
+        );
+    }
+    let s = env.rebuild_fresh(&co, &flags);
+    assert_eq!(hits_misses(&s), (4, 0), "{s}");
+    assert_eq!(debug_files(&co, "dwo"), stored);
+    assert_eq!(run_app(&co), "hello 42");
+    // Incremental compiles keep their `.dwo` files in the session
+    // directory, which a hit leaves alone: the members (util, its build
+    // script, app) are not cached.
+    let s = env.rebuild_fresh(&co, &[flags[0], ("CARGO_INCREMENTAL", "1")]);
+    let reason = "-C split-debuginfo=unpacked with -C incremental";
+    assert_eq!(s["non_cacheable_reasons"][reason].as_u64(), Some(3), "{s}");
     assert_eq!(run_app(&co), "hello 42");
 }
