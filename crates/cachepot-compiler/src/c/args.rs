@@ -293,10 +293,21 @@ pub fn parse(args: &[OsString], cwd: &Path) -> CParsed {
             return no("non-utf8 argument", a.to_string_lossy());
         };
         match s.strip_prefix('@') {
-            Some(file) if !file.is_empty() => match std::fs::read_to_string(cwd.join(file)) {
-                Ok(text) => strings.extend(text.split_whitespace().map(str::to_string)),
-                Err(e) => return no("unreadable @file", format!("{file}: {e}")),
-            },
+            Some(file) if !file.is_empty() => {
+                let text = match std::fs::read_to_string(cwd.join(file)) {
+                    Ok(text) => text,
+                    Err(e) => return no("unreadable @file", format!("{file}: {e}")),
+                };
+                let Some(words) = super::response::split(&text) else {
+                    return no("unclosed quote in @file", file);
+                };
+                // gcc reads a nested one relative to the working directory,
+                // clang relative to the file that names it.
+                if let Some(nested) = words.iter().find(|w| w.starts_with('@')) {
+                    return no("nested @file", nested.clone());
+                }
+                strings.extend(words);
+            }
             _ => strings.push(s.to_string()),
         }
     }

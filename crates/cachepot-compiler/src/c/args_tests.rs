@@ -104,13 +104,29 @@ fn what_is_not_cached() {
 #[test]
 fn response_files_are_expanded() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rsp"), "-c -DX=1\n-o x.o x.c\n").unwrap();
+    std::fs::write(
+        dir.path().join("rsp"),
+        "-c -DX=1 -DMSG=\"\\\"a b\\\"\"\n-o 'my dir/x.o' x.c\n",
+    )
+    .unwrap();
     match parse(&[OsString::from("@rsp")], dir.path()) {
         CParsed::Cacheable(c) => {
-            assert_eq!(c.output, "x.o");
+            assert_eq!(c.output, "my dir/x.o");
             assert!(c.key_args.contains(&"-DX=1".to_string()));
+            assert!(c.key_args.contains(&"-DMSG=\"a b\"".to_string()));
         }
         other => panic!("{other:?}"),
+    }
+    std::fs::write(dir.path().join("nested"), "-c @rsp").unwrap();
+    std::fs::write(dir.path().join("open"), "-c 'x.c").unwrap();
+    for (file, why) in [
+        ("@nested", "nested @file"),
+        ("@open", "unclosed quote in @file"),
+    ] {
+        match parse(&[OsString::from(file)], dir.path()) {
+            CParsed::Uncacheable(u) => assert_eq!(u.reason, why),
+            other => panic!("{other:?}"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod content;
 pub mod key;
+pub mod response;
 pub mod toolchain;
 
 pub use args::{parse, CCompile, CParsed, Language};
