@@ -76,6 +76,12 @@ pub struct CCompile {
     pub split_dwarf: bool,
     /// Coverage notes: a `.gcno` beside the object.
     pub coverage: bool,
+    /// Profiling code (`-fprofile-arcs`, `-fprofile-generate[=DIR]`,
+    /// `-fprofile-instr-generate[=FILE]`, `-fcs-profile-generate`): gcc
+    /// embeds the absolute path of the `.gcda` file, which it derives from
+    /// the object's path (and `DIR`, made absolute from the working
+    /// directory).
+    pub profile_generate: bool,
     /// The dependency file leaves out system headers (`-MMD`).
     pub deps_user_only: bool,
     /// Debug information is asked for (`-g…` other than `-g0`).
@@ -323,6 +329,7 @@ fn parse_strings(args: &[String]) -> CParsed {
     let mut depfile: Option<String> = None;
     let mut split_dwarf = false;
     let mut coverage = false;
+    let mut profile_generate = false;
     let mut key_args: Vec<String> = Vec::new();
     let mut deps_user_only = false;
     let mut debug = false;
@@ -433,10 +440,17 @@ fn parse_strings(args: &[String]) -> CParsed {
                 coverage = true;
                 key_args.push(a.to_string());
             }
-            _ if a.starts_with("-fprofile-generate")
-                || a.starts_with("-fprofile-instr-generate") =>
+            _ if a == "-fprofile-arcs"
+                || [
+                    "-fprofile-generate",
+                    "-fprofile-instr-generate",
+                    "-fcs-profile-generate",
+                ]
+                .iter()
+                .any(|p| a == *p || a.strip_prefix(p).is_some_and(|v| v.starts_with('='))) =>
             {
-                return no("-fprofile-generate", a)
+                profile_generate = true;
+                key_args.push(a.to_string());
             }
             _ if a.starts_with("-o") && a.len() > 2 => output = Some(a[2..].to_string()),
             _ if a.starts_with("-MF") && a.len() > 3 => depfile = Some(a[3..].to_string()),
@@ -509,6 +523,7 @@ fn parse_strings(args: &[String]) -> CParsed {
         depfile,
         split_dwarf,
         coverage,
+        profile_generate,
         deps_user_only,
         debug,
         debug_prefix_maps,

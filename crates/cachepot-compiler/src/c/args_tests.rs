@@ -97,7 +97,10 @@ fn what_is_not_cached() {
     );
     assert_eq!(reason("-c -x fortran a.f"), "unsupported language");
     assert_eq!(reason("-c a.h -o a.h.gch"), "precompiled header output");
-    assert_eq!(reason("-c -fprofile-generate a.c"), "-fprofile-generate");
+    assert!(ok("-c -fprofile-generate a.c").profile_generate);
+    assert!(ok("-c -fprofile-generate=/p a.c").profile_generate);
+    assert!(ok("-c -fprofile-instr-generate a.c").profile_generate);
+    assert!(!ok("-c -fprofile-use=p.gcda a.c").profile_generate);
     assert_eq!(reason("-c -o"), "missing option value");
 }
 

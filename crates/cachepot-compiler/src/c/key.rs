@@ -22,7 +22,8 @@
 //! | language | A | `-x` or the source's extension |
 //! | arguments | A | as written, in order, with base directories replaced by tokens in the values of path options (`-I`, `-isystem`, `-include`, `--sysroot`, prefix maps, …) only: any other value (`-DDIR="/src/data"`) is embedded as written; the object path, `-MF` path and the source are left out (they are where files go, not what they are) |
 //! | the source path | A | base-relative: it is what `__FILE__` and the dependency file name |
-//! | the object path | A, only with split DWARF or coverage | the object embeds the `.dwo` name or the `.gcda` path |
+//! | the object path | A, only with split DWARF, coverage or profiling code | the object embeds the `.dwo` name or the `.gcda` path |
+//! | the working directory | A, with profiling code (`-fprofile-generate[=DIR]`, `-fprofile-arcs`, `-fprofile-instr-generate`) | gcc makes a relative `DIR` absolute from it and embeds the `.gcda` path |
 //! | the object path, base-relative | A, only with a dependency file and no `-MT`/`-MQ` | it is the dependency file's target |
 //! | the working directory, and `$PWD` | A, only when debug info or coverage notes embed it and no `-fdebug-prefix-map`/`-ffile-prefix-map`/`-fdebug-compilation-dir` covers it | it is in `DW_AT_comp_dir`; gcc writes `$PWD` there when it names the same directory through a symbolic link |
 //! | profiles and precompiled headers named by options (`-fprofile-use=`, `-include-pch`) | A | by content: the dependency file does not list them |
@@ -220,9 +221,12 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
         k.add("arg", a.as_bytes());
     }
     k.add("input", ctx.bases.normalize_str(&c.input).as_bytes());
-    if c.split_dwarf || c.coverage || c.key_args.iter().any(|a| a == "-fprofile-arcs") {
+    if c.split_dwarf || c.coverage || c.profile_generate {
         let out = ctx.cwd.join(&c.output);
         k.add("output", out.to_string_lossy().as_bytes());
+        if c.profile_generate {
+            k.add("profile-cwd", ctx.cwd.to_string_lossy().as_bytes());
+        }
     } else if c.depfile.is_some()
         && !c
             .key_args

@@ -233,3 +233,19 @@ fn pwd_names_the_directory_only_when_it_is_the_working_directory() {
     let stale = key("-g -c a.c", cwd, &[("PWD", "/")]).unwrap();
     assert_eq!(stale, plain);
 }
+
+#[test]
+fn profiling_code_keys_the_object_path_and_the_working_directory() {
+    for flag in [
+        "-fprofile-generate",
+        "-fprofile-generate=prof",
+        "-fprofile-arcs",
+        "-fprofile-instr-generate",
+    ] {
+        let k = |out: &str, cwd: &str| key(&format!("{flag} -c a.c -o {out}"), cwd, &[]).unwrap();
+        // The `.gcda` path gcc embeds follows the object and the directory.
+        assert_ne!(k("/w1/out/a.o", "/w1"), k("/w2/out/a.o", "/w2"), "{flag}");
+        assert_ne!(k("/w/out/a.o", "/w"), k("/w/out/a.o", "/w/sub"), "{flag}");
+        assert_eq!(k("/w/out/a.o", "/w"), k("out/a.o", "/w"), "{flag}");
+    }
+}

@@ -184,6 +184,42 @@ fn debug_info_keys_the_directory_unless_a_prefix_map_covers_it() {
     assert_eq!(restored, std::fs::read(b.obj()).unwrap());
 }
 
+/// Profiling code embeds where its counters go (gcc: the `.gcda` path,
+/// from the object's absolute path): a rebuild at the same place hits
+/// with the same object; another checkout misses.
+#[test]
+fn profiling_code_hits_in_place_and_misses_elsewhere() {
+    for (compiler, flag) in [
+        ("gcc", "-fprofile-generate"),
+        ("clang", "-fprofile-instr-generate"),
+    ] {
+        let env = Env::new();
+        let (a, b) = (Project::new(&env, "a"), Project::new(&env, "b"));
+        let mut args = ARGS.to_vec();
+        args.push(flag);
+        cc(&env, &a.root, false, compiler, &args);
+        let stored = std::fs::read(a.obj()).unwrap();
+        env.stop();
+        std::fs::remove_dir_all(a.root.join("out")).unwrap();
+        env.zero();
+        cc(&env, &a.root, false, compiler, &args);
+        assert_eq!(hits_misses(&env.stats()), (1, 0), "{compiler}");
+        assert_eq!(std::fs::read(a.obj()).unwrap(), stored, "{compiler}");
+        if compiler == "gcc" {
+            let gcda = a.root.join("out/main.gcda");
+            let needle = gcda.to_string_lossy().into_owned();
+            let text = String::from_utf8_lossy(&stored).into_owned();
+            assert!(text.contains(&needle), "gcc embeds {needle}");
+        }
+        cc(&env, &b.root, false, compiler, &args);
+        assert_eq!(
+            hits_misses(&env.stats()),
+            (1, 1),
+            "{compiler}: other checkout"
+        );
+    }
+}
+
 #[test]
 fn time_macros_turn_direct_mode_off() {
     let env = Env::new();
