@@ -10,6 +10,7 @@ mod cache;
 pub mod explain;
 mod inflight;
 pub mod memo;
+mod once;
 pub mod protocol;
 mod server;
 pub mod stats;

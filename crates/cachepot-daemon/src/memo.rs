@@ -16,6 +16,8 @@ use cachepot_compiler::rust::linker::linker_identity;
 pub use cachepot_compiler::toolchain::find_program as resolve_program;
 use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
 
+use crate::once::OnceMemo;
+
 /// A file is not memoised while its mtime is this recent: a write within the
 /// filesystem's timestamp granularity could otherwise go unseen.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -96,8 +98,8 @@ impl DigestMemo {
 /// Toolchains memoised by what selects them.
 #[derive(Default)]
 pub struct ToolchainMemo {
-    probes: Mutex<HashMap<Vec<u8>, Arc<RustToolchain>>>,
-    identities: Mutex<HashMap<(PathBuf, Option<String>), Digest>>,
+    probes: OnceMemo<Vec<u8>, Arc<RustToolchain>>,
+    identities: OnceMemo<(PathBuf, Option<String>), Digest>,
 }
 
 /// The rust-toolchain file rustup would read for a compile in `cwd`.
@@ -136,20 +138,11 @@ impl ToolchainMemo {
                 None => memo_key.extend_from_slice(format!("{:?}", toolchain_file(cwd)).as_bytes()),
             }
         }
-        if let Some(t) = self
-            .probes
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&memo_key).cloned())
-        {
-            return Ok(t);
-        }
-        let t = Arc::new(RustToolchain::probe(compiler, cwd, env)?);
-        tracing::info!(compiler = %compiler.display(), rustc = %t.rustc.display(), "identified toolchain");
-        if let Ok(mut m) = self.probes.lock() {
-            m.insert(memo_key, t.clone());
-        }
-        Ok(t)
+        self.probes.get_or_try(memo_key, || {
+            let t = Arc::new(RustToolchain::probe(compiler, cwd, env)?);
+            tracing::info!(compiler = %compiler.display(), rustc = %t.rustc.display(), "identified toolchain");
+            Ok(t)
+        })
     }
 
     /// The identity digest of `toolchain` for `target`, computed once.
@@ -159,19 +152,8 @@ impl ToolchainMemo {
         target: Option<&str>,
     ) -> Result<Digest, ToolchainError> {
         let key = (toolchain.rustc.clone(), target.map(str::to_string));
-        if let Some(d) = self
-            .identities
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).copied())
-        {
-            return Ok(d);
-        }
-        let d = toolchain.identity(target)?;
-        if let Ok(mut m) = self.identities.lock() {
-            m.insert(key, d);
-        }
-        Ok(d)
+        self.identities
+            .get_or_try(key, || toolchain.identity(target))
     }
 }
 
@@ -179,7 +161,7 @@ impl ToolchainMemo {
 /// use time macros, by content digest.
 #[derive(Default)]
 pub struct CCompilerMemo {
-    probes: Mutex<HashMap<(PathBuf, Stamp), Arc<CToolchain>>>,
+    probes: OnceMemo<(PathBuf, Stamp), Arc<CToolchain>>,
     content: Mutex<HashMap<Digest, ContentFlags>>,
     pch_dirs: Mutex<HashMap<(PathBuf, i128), bool>>,
 }
@@ -198,15 +180,11 @@ impl CCompilerMemo {
             source,
         })?;
         let key = (compiler.to_path_buf(), stamp(&meta));
-        if let Some(t) = self.probes.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(t);
-        }
-        let t = Arc::new(CToolchain::probe(compiler, cwd, env)?);
-        tracing::info!(compiler = %compiler.display(), family = ?t.family, "identified C compiler");
-        if let Ok(mut m) = self.probes.lock() {
-            m.insert(key, t.clone());
-        }
-        Ok(t)
+        self.probes.get_or_try(key, || {
+            let t = Arc::new(CToolchain::probe(compiler, cwd, env)?);
+            tracing::info!(compiler = %compiler.display(), family = ?t.family, "identified C compiler");
+            Ok(t)
+        })
     }
 
     /// Whether a directory holds a precompiled header (`*.gch`, `*.pch`),
@@ -265,7 +243,7 @@ type LinkerKey = (PathBuf, Stamp, Option<String>, Option<OsString>);
 /// Linker identities by the linker's path and stamp and `-fuse-ld=`.
 #[derive(Default)]
 pub struct LinkerMemo {
-    map: Mutex<HashMap<LinkerKey, Digest>>,
+    map: OnceMemo<LinkerKey, Digest>,
 }
 
 impl LinkerMemo {
@@ -291,15 +269,11 @@ impl LinkerMemo {
             fuse_ld.map(str::to_string),
             path_var,
         );
-        if let Some(d) = self.map.lock().ok().and_then(|m| m.get(&key).copied()) {
-            return Ok(d);
-        }
-        let d = linker_identity(linker, fuse_ld, cwd, env)?;
-        tracing::info!(linker = %linker.display(), "identified linker");
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(key, d);
-        }
-        Ok(d)
+        self.map.get_or_try(key, || {
+            let d = linker_identity(linker, fuse_ld, cwd, env)?;
+            tracing::info!(linker = %linker.display(), "identified linker");
+            Ok(d)
+        })
     }
 }
 
