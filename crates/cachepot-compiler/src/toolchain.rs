@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::digest::{digest_file, Digest};
+use crate::digest::{Digest, FileDigester};
 
 /// Why a toolchain could not be identified.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,12 @@ impl RustToolchain {
     /// (clippy-driver answers `-vV` exactly as rustc does), and the digest
     /// of every file in the target's library directory. A missing directory (a target not
     /// installed) is hashed as missing; rustc will fail on its own.
-    pub fn identity(&self, target: Option<&str>) -> Result<Digest, ToolchainError> {
+    /// Files are read through `digester` (the daemon memoises them).
+    pub fn identity(
+        &self,
+        target: Option<&str>,
+        digester: &dyn FileDigester,
+    ) -> Result<Digest, ToolchainError> {
         let target = target.unwrap_or(&self.host);
         let dir = self
             .sysroot
@@ -149,10 +154,12 @@ impl RustToolchain {
         let mut hasher = blake3::Hasher::new();
         hasher.update(self.version.as_bytes());
         hasher.update(target.as_bytes());
-        let driver = digest_file(&self.rustc).map_err(|source| ToolchainError::Sysroot {
-            path: self.rustc.clone(),
-            source,
-        })?;
+        let driver = digester
+            .digest(&self.rustc)
+            .map_err(|source| ToolchainError::Sysroot {
+                path: self.rustc.clone(),
+                source,
+            })?;
         hasher.update(
             self.rustc
                 .file_name()
@@ -167,10 +174,12 @@ impl RustToolchain {
         };
         names.sort();
         for p in names.iter().filter(|p| p.is_file()) {
-            let d = digest_file(p).map_err(|source| ToolchainError::Sysroot {
-                path: p.clone(),
-                source,
-            })?;
+            let d = digester
+                .digest(p)
+                .map_err(|source| ToolchainError::Sysroot {
+                    path: p.clone(),
+                    source,
+                })?;
             hasher.update(
                 p.file_name()
                     .map(|n| n.as_encoded_bytes())

@@ -7,6 +7,7 @@
 //! descriptors and environment reach the compiler untouched.
 
 mod cache;
+mod digests;
 pub mod explain;
 mod inflight;
 pub mod memo;

@@ -1,16 +1,16 @@
-//! Memo caches: file digests by (path, size, mtime, inode), and toolchain
-//! identities by the compiler binary and rustup's toolchain choice.
+//! Memo caches: toolchain identities by the compiler binary and rustup's
+//! toolchain choice, C compilers, linkers, and what file contents hold.
+//! File digests are in [`crate::digests`].
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
 
 use cachepot_compiler::c::{CToolchain, ContentFlags};
-use cachepot_compiler::digest::{digest_file, Digest, FileDigester};
+use cachepot_compiler::digest::{Digest, FileDigester};
 use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::linker::linker_identity;
 pub use cachepot_compiler::toolchain::find_program as resolve_program;
@@ -18,82 +18,8 @@ use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
 
 use crate::once::OnceMemo;
 
-/// A file is not memoised while its mtime is this recent: a write within the
-/// filesystem's timestamp granularity could otherwise go unseen.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
-
-/// What identifies a file's version without reading it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-struct Stamp {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-    dev: u64,
-}
-
-fn stamp(meta: &std::fs::Metadata) -> Stamp {
-    Stamp {
-        len: meta.len(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        ino: meta.ino(),
-        dev: meta.dev(),
-    }
-}
-
-fn is_recent(meta: &std::fs::Metadata) -> bool {
-    match meta.modified() {
-        Ok(m) => SystemTime::now()
-            .duration_since(m)
-            .map(|age| age < RACY_WINDOW)
-            .unwrap_or(true),
-        Err(_) => true,
-    }
-}
-
-/// File digests memoised by path and stamp.
-#[derive(Default)]
-pub struct DigestMemo {
-    map: RwLock<HashMap<PathBuf, (Stamp, Digest)>>,
-}
-
-impl FileDigester for DigestMemo {
-    fn digest(&self, path: &Path) -> io::Result<Digest> {
-        let meta = std::fs::metadata(path)?;
-        let st = stamp(&meta);
-        if let Ok(map) = self.map.read() {
-            if let Some((s, d)) = map.get(path) {
-                if *s == st {
-                    return Ok(*d);
-                }
-            }
-        }
-        let d = digest_file(path)?;
-        // Re-check: a file changed while it was read must not be memoised.
-        let after = std::fs::metadata(path)?;
-        if stamp(&after) == st && !is_recent(&after) {
-            if let Ok(mut map) = self.map.write() {
-                map.insert(path.to_path_buf(), (st, d));
-            }
-        }
-        Ok(d)
-    }
-}
-
-impl DigestMemo {
-    /// Remembers the digest of a file the daemon has just written, from
-    /// the metadata of its own handle after the last write (so the stamp
-    /// describes exactly those bytes), even though its mtime is recent:
-    /// the racy window guards a file read while someone may still write it
-    /// within one timestamp tick, and nobody writes these in place (rustc
-    /// and the linker write new files and rename them; a new inode is a
-    /// new stamp). A warm build otherwise hashes each restored rlib once
-    /// for every crate that depends on it.
-    pub fn remember(&self, path: &Path, written: &std::fs::Metadata, digest: Digest) {
-        if let Ok(mut map) = self.map.write() {
-            map.insert(path.to_path_buf(), (stamp(written), digest));
-        }
-    }
-}
+pub use crate::digests::DigestMemo;
+use crate::digests::{is_recent, stamp, Stamp};
 
 /// Toolchains memoised by what selects them.
 #[derive(Default)]
@@ -150,10 +76,11 @@ impl ToolchainMemo {
         &self,
         toolchain: &RustToolchain,
         target: Option<&str>,
+        digester: &dyn FileDigester,
     ) -> Result<Digest, ToolchainError> {
         let key = (toolchain.rustc.clone(), target.map(str::to_string));
         self.identities
-            .get_or_try(key, || toolchain.identity(target))
+            .get_or_try(key, || toolchain.identity(target, digester))
     }
 }
 
@@ -195,7 +122,7 @@ impl CCompilerMemo {
             return false;
         };
         let s = stamp(&meta);
-        let key = (dir.to_path_buf(), s.mtime_ns);
+        let key = (dir.to_path_buf(), s.mtime_ns());
         let recent = is_recent(&meta);
         if !recent {
             if let Some(v) = self.pch_dirs.lock().ok().and_then(|m| m.get(&key).copied()) {
@@ -274,61 +201,5 @@ impl LinkerMemo {
             tracing::info!(linker = %linker.display(), "identified linker");
             Ok(d)
         })
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digest_follows_content_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, "one").unwrap();
-        let memo = DigestMemo::default();
-        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"one"));
-        std::fs::write(&p, "two!").unwrap();
-        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two!"));
-        assert!(memo.digest(&dir.path().join("missing")).is_err());
-    }
-
-    #[test]
-    fn old_files_are_memoised_and_a_new_stamp_rereads() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, "one").unwrap();
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        let memo = DigestMemo::default();
-        memo.digest(&p).unwrap();
-        assert_eq!(memo.map.read().unwrap().len(), 1);
-        // Same length, new content, new mtime: the stamp differs, so it is read again.
-        std::fs::write(&p, "two").unwrap();
-        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two"));
-    }
-
-    #[test]
-    fn a_remembered_digest_serves_until_the_file_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, "one").unwrap();
-        let memo = DigestMemo::default();
-        // Remembered although recent: the remembered value is what is served
-        // (a planted one proves the file was not read again).
-        let planted = Digest::of(b"planted");
-        memo.remember(&p, &std::fs::metadata(&p).unwrap(), planted);
-        assert_eq!(memo.digest(&p).unwrap(), planted);
-        // A new file renamed over it (as rustc writes): another inode.
-        let q = dir.path().join("g");
-        std::fs::write(&q, "two").unwrap();
-        std::fs::rename(&q, &p).unwrap();
-        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"two"));
     }
 }

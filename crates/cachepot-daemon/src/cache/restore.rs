@@ -35,8 +35,9 @@ struct Staged {
     role: String,
     tmp: PathBuf,
     dest: PathBuf,
-    /// The file's metadata after the last write (rename keeps it).
-    written: Option<std::fs::Metadata>,
+    /// The open file, kept until after the rename, whose metadata then
+    /// (rename changes the ctime) is the stamp of what was written.
+    file: Option<std::fs::File>,
 }
 
 /// A restored file whose content digest the entry recorded, with the
@@ -73,7 +74,7 @@ pub(super) fn restore(
                 let digest = digests.iter().find(|(r, _)| *r == s.role)?.1;
                 Some(Written {
                     path: s.dest.clone(),
-                    meta: s.written.take()?,
+                    meta: s.file.take()?.metadata().ok()?,
                     digest,
                 })
             })
@@ -117,7 +118,7 @@ fn write_and_check(
             role: name.to_string(),
             tmp: tmp.clone(),
             dest,
-            written: None,
+            file: None,
         });
         let mut file = std::fs::File::create(&tmp)?;
         if is_depfile(name) {
@@ -132,7 +133,7 @@ fn write_and_check(
         }
         file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
         if let Some(s) = staged.last_mut() {
-            s.written = Some(file.metadata()?);
+            s.file = Some(file);
         }
         Ok(())
     })?;

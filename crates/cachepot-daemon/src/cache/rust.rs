@@ -86,10 +86,11 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Ok(t) => t,
         Err(e) => return uncacheable("unknown compiler", e.to_string()),
     };
-    let identity = match shared
-        .toolchains
-        .identity(&toolchain, compile.target.as_deref())
-    {
+    let identity = match shared.toolchains.identity(
+        &toolchain,
+        compile.target.as_deref(),
+        shared.digests.as_ref(),
+    ) {
         Ok(d) => d,
         Err(e) => return uncacheable("unknown compiler", e.to_string()),
     };
