@@ -7,8 +7,9 @@
 //! (`touch -d`, `cp -p` and `rsync -t` set mtime, and ctime moves to now),
 //! so a content change under an old stamp would need a write within one
 //! timestamp tick of the stamp being taken; files that recent are read
-//! again instead of trusted ([`RACY_WINDOW`]), except the ones the daemon
-//! wrote itself ([`DigestMemo::remember`]).
+//! again instead of trusted ([`RACY_WINDOW_FINE`], [`RACY_WINDOW`]),
+//! except the ones the daemon wrote itself or read after their compiler
+//! exited ([`DigestMemo::remember`], [`DigestMemo::remember_read`]).
 //!
 //! Saving the memo for the next daemon was tried and measured: a warm
 //! workload-a build with a saved memo was no faster (2.0 s either way;
@@ -24,9 +25,17 @@ use std::time::{Duration, SystemTime};
 
 use cachepot_compiler::digest::{digest_file, Digest, FileDigester};
 
-/// A file is not memoised while its mtime is this recent: a write within the
-/// filesystem's timestamp granularity could otherwise go unseen.
+/// A file is not memoised while its last change is this recent, on a
+/// filesystem with whole-second timestamps (FAT, HFS+, ext3): a write
+/// within the same timestamp could otherwise go unseen.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The same for a filesystem with sub-second timestamps (ext4, XFS,
+/// btrfs, tmpfs): Linux stamps files from a clock that advances once per
+/// scheduler tick (at most 10 ms), so a change this old is in an earlier
+/// tick than any write still to come. Without it, each crate of a build
+/// that depends on an rlib written a second ago would hash it again.
+const RACY_WINDOW_FINE: Duration = Duration::from_millis(100);
 
 /// What identifies a file's version without reading it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -57,14 +66,17 @@ pub(crate) fn stamp(meta: &std::fs::Metadata) -> Stamp {
 }
 
 /// Whether a file changed (content or metadata) too recently for its
-/// stamp to be trusted.
+/// stamp to be trusted: within [`RACY_WINDOW_FINE`] on a filesystem whose
+/// timestamps have nanoseconds, [`RACY_WINDOW`] elsewhere.
 pub(crate) fn is_recent(meta: &std::fs::Metadata) -> bool {
     let st = stamp(meta);
+    let fine = meta.mtime_nsec() != 0 || meta.ctime_nsec() != 0;
+    let window = if fine { RACY_WINDOW_FINE } else { RACY_WINDOW };
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
         .unwrap_or(0);
-    now - st.mtime_ns.max(st.ctime_ns) < RACY_WINDOW.as_nanos() as i128
+    now - st.mtime_ns.max(st.ctime_ns) < window.as_nanos() as i128
 }
 
 /// File digests memoised by path and stamp.
@@ -84,10 +96,12 @@ impl FileDigester for DigestMemo {
                 }
             }
         }
+        // Settled before the read began: any later write has a new stamp.
+        let settled = !is_recent(&meta);
         let d = digest_file(path)?;
         // Re-check: a file changed while it was read must not be memoised.
         let after = std::fs::metadata(path)?;
-        if stamp(&after) == st && !is_recent(&after) {
+        if settled && stamp(&after) == st {
             if let Ok(mut map) = self.map.write() {
                 map.insert(path.to_path_buf(), (st, d));
             }
@@ -108,6 +122,23 @@ impl DigestMemo {
     pub fn remember(&self, path: &Path, written: &std::fs::Metadata, digest: Digest) {
         if let Ok(mut map) = self.map.write() {
             map.insert(path.to_path_buf(), (stamp(written), digest));
+        }
+    }
+
+    /// Remembers the digest of a file the daemon read after its compiler
+    /// exited, from the metadata of the open file before and after the read:
+    /// kept only when the two agree (nothing wrote to it meanwhile). Nobody
+    /// writes a finished compile's outputs in place (see
+    /// [`DigestMemo::remember`]), so they are trusted although recent.
+    pub fn remember_read(
+        &self,
+        path: &Path,
+        before: &std::fs::Metadata,
+        after: &std::fs::Metadata,
+        digest: Digest,
+    ) {
+        if stamp(before) == stamp(after) {
+            self.remember(path, after, digest);
         }
     }
 
@@ -151,9 +182,37 @@ mod tests {
         std::fs::write(&p, "one").unwrap();
         // An old mtime, but setting it changed the ctime just now.
         age(&p);
+        let changed = SystemTime::now();
         let memo = DigestMemo::default();
         memo.digest(&p).unwrap();
-        assert_eq!(memo.len(), 0);
+        let (meta, elapsed) = (std::fs::metadata(&p).unwrap(), changed.elapsed().unwrap());
+        assert!(
+            meta.ctime_nsec() != 0,
+            "this test needs sub-second timestamps"
+        );
+        // (A machine that stalled past the window has nothing to show.)
+        if elapsed < RACY_WINDOW_FINE {
+            assert_eq!(memo.len(), 0);
+        }
+    }
+
+    #[test]
+    fn settled_files_are_memoised_and_a_read_is_remembered_only_if_unchanged() {
+        // A system file, unchanged for far longer than either window.
+        let memo = DigestMemo::default();
+        let sh = Path::new("/bin/sh");
+        memo.digest(sh).unwrap();
+        assert_eq!(memo.len(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.rlib");
+        std::fs::write(&p, "one").unwrap();
+        let before = std::fs::metadata(&p).unwrap();
+        std::fs::write(&p, "two, longer").unwrap();
+        let after = std::fs::metadata(&p).unwrap();
+        memo.remember_read(&p, &before, &after, Digest::of(b"one"));
+        assert_eq!(memo.len(), 1, "changed while read: not remembered");
+        memo.remember_read(&p, &after, &after, Digest::of(b"planted"));
+        assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"planted"));
     }
 
     #[test]

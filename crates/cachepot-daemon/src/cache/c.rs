@@ -345,17 +345,19 @@ pub(super) fn prepare_store(
     stderr: &[u8],
 ) -> io::Result<Option<StoreJob>> {
     let outputs = outputs(&cp.compile, &p.cwd);
-    let files = read_outputs(&outputs, &p.bases, p.started)?;
+    let read = read_outputs(shared, &outputs, &p.bases, p.started)?;
+    let mut meta = vec![
+        ("stdout".into(), p.bases.normalize(stdout)),
+        ("stderr".into(), p.bases.normalize(stderr)),
+        (
+            "source".into(),
+            p.bases.normalize(cp.compile.input.as_bytes()),
+        ),
+    ];
+    meta.extend(read.digests);
     let entry = Entry {
-        files,
-        meta: vec![
-            ("stdout".into(), p.bases.normalize(stdout)),
-            ("stderr".into(), p.bases.normalize(stderr)),
-            (
-                "source".into(),
-                p.bases.normalize(cp.compile.input.as_bytes()),
-            ),
-        ],
+        files: read.files,
+        meta,
     };
     match &cp.mode {
         Mode::Preprocessor { key, inputs } => {

@@ -365,14 +365,28 @@ fn changed_during(shared: &Shared, paths: &[PathBuf], started: SystemTime) -> io
     Ok(false)
 }
 
+/// A finished compile's outputs as entry files, and the metadata that
+/// records their content digests (see `restore`).
+pub(super) struct ReadOutputs {
+    pub files: Vec<cachepot_storage::EntryFile>,
+    pub digests: Vec<(String, Vec<u8>)>,
+}
+
 /// Reads the outputs of a finished compile into entry files; dependency
-/// files are stored with base directories replaced by tokens.
+/// files are stored with base directories replaced by tokens. Each other
+/// output's digest goes into the digest memo (when the file did not change
+/// while it was read): the crates that depend on it, and the links that
+/// read it, then do not hash it again.
 fn read_outputs(
+    shared: &Shared,
     outputs: &[Output],
     bases: &BaseDirs,
     started: SystemTime,
-) -> io::Result<Vec<cachepot_storage::EntryFile>> {
-    let mut files = Vec::with_capacity(outputs.len());
+) -> io::Result<ReadOutputs> {
+    let mut read = ReadOutputs {
+        files: Vec::with_capacity(outputs.len()),
+        digests: Vec::new(),
+    };
     for out in outputs {
         // An optional output counts only when this compile wrote it.
         if out.optional {
@@ -381,20 +395,28 @@ fn read_outputs(
                 _ => continue,
             }
         }
-        let data = std::fs::read(&out.path)?;
-        let mode = std::fs::metadata(&out.path)?.permissions().mode();
+        let mut file = std::fs::File::open(&out.path)?;
+        let before = file.metadata()?;
+        let mut data = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
+        io::Read::read_to_end(&mut file, &mut data)?;
         let data = if is_depfile(&out.role) {
             bases.normalize(&data)
         } else {
+            let digest = Digest::of(&data);
+            shared
+                .digests
+                .remember_read(&out.path, &before, &file.metadata()?, digest);
+            read.digests
+                .push((restore::digest_meta(&out.role), digest.0.to_vec()));
             data
         };
-        files.push(cachepot_storage::EntryFile {
+        read.files.push(cachepot_storage::EntryFile {
             name: out.role.clone(),
-            mode,
+            mode: before.permissions().mode(),
             data,
         });
     }
-    Ok(files)
+    Ok(read)
 }
 
 /// Reads the files of `family` that a finished compile wrote (named by
@@ -452,20 +474,6 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// Records the content digest of each output file in the entry, so that a
-/// hit can tell the digest memo what it wrote (see `restore`). Dependency
-/// files are left out: a hit rewrites them.
-fn add_digests(entry: &mut Entry) {
-    for f in &entry.files {
-        if !is_depfile(&f.name) {
-            let d = Digest::of(&f.data);
-            entry
-                .meta
-                .push((restore::digest_meta(&f.name), d.0.to_vec()));
-        }
-    }
-}
-
 /// Writes an entry and adds its manifest to the part-A list.
 fn put_entry(
     shared: &Shared,
@@ -497,9 +505,8 @@ fn store(shared: &Shared, job: StoreJob) {
         StoreJob::Manifest {
             key_a,
             manifest,
-            mut entry,
+            entry,
         } => {
-            add_digests(&mut entry);
             let key_b = manifest.key_b(&key_a).digest;
             let result = put_entry(shared, entry_key(&key_b), &entry).and_then(|()| {
                 let (mut list, _) = read_manifests(shared, &key_a);
@@ -517,10 +524,7 @@ fn store(shared: &Shared, job: StoreJob) {
             });
             (key_b, result)
         }
-        StoreJob::Plain { key, mut entry } => {
-            add_digests(&mut entry);
-            (key, put_entry(shared, entry_key(&key), &entry))
-        }
+        StoreJob::Plain { key, entry } => (key, put_entry(shared, entry_key(&key), &entry)),
         StoreJob::Marker { key_a, marker } => {
             let m_entry = Entry {
                 files: Vec::new(),

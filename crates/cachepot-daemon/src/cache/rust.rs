@@ -18,7 +18,8 @@ use cachepot_storage::Entry;
 
 use super::{
     changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, private_temp, read_family,
-    read_manifests, read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, StoreJob,
+    read_manifests, read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, ReadOutputs,
+    StoreJob,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -261,9 +262,9 @@ pub(super) fn prepare_store(
             return Err(invalid("the LLVM IR file is not this compile's"));
         }
     }
-    let mut files = read_outputs(&outputs, &p.bases, p.started)?;
+    let mut read = read_outputs(shared, &outputs, &p.bases, p.started)?;
     if let Some(dwo) = r.compile.dwo_files(&p.cwd) {
-        files.extend(read_family(&dwo, p.started)?);
+        read.files.extend(read_family(&dwo, p.started)?);
     }
     let depinfo_path = depinfo_path(r, &outputs).ok_or_else(|| invalid("no dep-info output"))?;
     let depinfo_text = String::from_utf8_lossy(&std::fs::read(depinfo_path)?).into_owned();
@@ -293,7 +294,7 @@ pub(super) fn prepare_store(
                 .push((p.bases.normalize_str(&path.to_string_lossy()), d));
         }
     }
-    finish_job(shared, p, r, manifest, files, stdout, stderr, None)
+    finish_job(shared, p, r, manifest, read, stdout, stderr, None)
 }
 
 /// The store job of a finished compile, unless a file it read changed
@@ -304,7 +305,7 @@ fn finish_job(
     p: &Pending,
     r: &RustPending,
     manifest: Manifest,
-    files: Vec<cachepot_storage::EntryFile>,
+    read: ReadOutputs,
     stdout: &[u8],
     stderr: &[u8],
     exit_code: Option<&[u8]>,
@@ -332,10 +333,14 @@ fn finish_job(
     if let Some(code) = exit_code {
         meta.push(("exit_code".into(), code.to_vec()));
     }
+    meta.extend(read.digests);
     Ok(Some(StoreJob::Manifest {
         key_a: r.key_a,
         manifest,
-        entry: Entry { files, meta },
+        entry: Entry {
+            files: read.files,
+            meta,
+        },
     }))
 }
 
@@ -396,12 +401,12 @@ pub(super) fn prepare_failure(
         .into_iter()
         .filter(|o| o.role == "dep-info")
         .collect();
-    let files = read_outputs(&user_dep, &p.bases, p.started)?;
+    let read = read_outputs(shared, &user_dep, &p.bases, p.started)?;
     let text = String::from_utf8_lossy(&std::fs::read(&dep)?).into_owned();
     let info = depinfo::parse(&text);
     let manifest = Manifest::from_depinfo(&info, &p.cwd, &p.bases, shared.digests.as_ref())
         .map_err(|e| invalid(e.to_string()))?;
-    finish_job(shared, p, r, manifest, files, stdout, stderr, Some(b"1"))
+    finish_job(shared, p, r, manifest, read, stdout, stderr, Some(b"1"))
 }
 
 /// The outputs a hit restores and a miss stores: all of them, but for an
