@@ -105,7 +105,13 @@ impl RustToolchain {
         cwd: &Path,
         env: &[(OsString, OsString)],
     ) -> Result<RustToolchain, ToolchainError> {
-        let version = run(rustc, &["-vV"], cwd, env)?;
+        // Both questions at once: a build's first compile waits for them.
+        let (version, sysroot) = std::thread::scope(|s| {
+            let sysroot = s.spawn(|| run(rustc, &["--print", "sysroot"], cwd, env));
+            let version = run(rustc, &["-vV"], cwd, env);
+            (version, sysroot.join())
+        });
+        let version = version?;
         let host = version
             .lines()
             .find_map(|l| l.strip_prefix("host: "))
@@ -115,7 +121,12 @@ impl RustToolchain {
                 args: "-vV".into(),
                 output: version.clone(),
             })?;
-        let sysroot = PathBuf::from(run(rustc, &["--print", "sysroot"], cwd, env)?.trim());
+        let sysroot = sysroot.map_err(|_| ToolchainError::Unexpected {
+            program: rustc.to_path_buf(),
+            args: "--print sysroot".into(),
+            output: "the question's thread panicked".into(),
+        })??;
+        let sysroot = PathBuf::from(sysroot.trim());
         // A rustup proxy named `rustc` or `clippy-driver` runs the binary
         // of that name in the toolchain it selects.
         let name = rustc.file_name().unwrap_or_default();

@@ -382,6 +382,7 @@ fn finish_miss(
     // may rewrite them. The write to storage happens in the background.
     // A compile error (exit code 1) of a crate that is not linked is
     // stored too, when rustc wrote its dep-info (see `prepare_failure`).
+    let preparing = Instant::now();
     let prepared = match exit_code {
         Some(0) => cache::prepare_store(shared, &pending, &stdout, &stderr),
         Some(1) => {
@@ -394,6 +395,11 @@ fn finish_miss(
         }
     };
     pending.cleanup();
+    tracing::debug!(
+        unit = %pending.unit.unit,
+        prepare_us = preparing.elapsed().as_micros(),
+        "outputs read"
+    );
     match prepared {
         Ok(Some(job)) => {
             let s = shared.clone();

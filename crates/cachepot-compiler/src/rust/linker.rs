@@ -66,10 +66,29 @@ pub fn linker_identity(
     })?;
     let mut k = KeyBuilder::new("linker");
     k.add_digest("binary", &digest);
-    let version = run(linker, &["--version"], cwd, env).unwrap_or_default();
+    // Every question to the driver at once: each is a process of its own
+    // (a dozen of them), and the first linked crate of a build waits for
+    // the answers. Answered in the order asked.
+    let questions: Vec<String> = ["--version".to_string(), "-print-prog-name=ld".to_string()]
+        .into_iter()
+        .chain(
+            RUNTIME_FILES
+                .iter()
+                .map(|f| format!("-print-file-name={f}")),
+        )
+        .collect();
+    let answers: Vec<Option<String>> = std::thread::scope(|s| {
+        let asked: Vec<_> = questions
+            .iter()
+            .map(|q| s.spawn(move || run(linker, &[q.as_str()], cwd, env)))
+            .collect();
+        asked.into_iter().map(|h| h.join().ok().flatten()).collect()
+    });
+    let answer = |i: usize| answers.get(i).cloned().flatten();
+    let version = answer(0).unwrap_or_default();
     k.add("version", version.as_bytes());
     // A C driver (gcc, clang): the ld it runs and the runtime it adds.
-    let is_driver = run(linker, &["-print-prog-name=ld"], cwd, env);
+    let is_driver = answer(1);
     if let Some(ld) = is_driver {
         let ld_name = match fuse_ld {
             Some(v) if v.contains('/') => v.to_string(),
@@ -88,9 +107,8 @@ pub fn linker_identity(
             }
             None => k.add("ld", ld_name.as_bytes()),
         }
-        for f in RUNTIME_FILES {
-            let arg = format!("-print-file-name={f}");
-            let Some(found) = run(linker, &[&arg], cwd, env) else {
+        for (i, f) in RUNTIME_FILES.iter().enumerate() {
+            let Some(found) = answer(2 + i) else {
                 continue;
             };
             let path = PathBuf::from(found.trim());

@@ -193,7 +193,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         }
     };
     shared.stats.count_in(LANG, Event::Miss);
-    tracing::debug!(crate_name = %compile.crate_name, key_a = %key_a, "miss");
+    tracing::debug!(crate_name = %compile.crate_name, key_a = %key_a, lookup_us = timer.elapsed().as_micros(), "miss");
     let unit = UnitInputs {
         unit: format!(
             "rust {} {}{}{} {}",
