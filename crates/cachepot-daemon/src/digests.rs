@@ -153,14 +153,17 @@ impl DigestMemo {
 mod tests {
     use super::*;
 
-    fn age(p: &Path) {
-        let old = SystemTime::now() - Duration::from_secs(3600);
+    fn set_mtime(p: &Path, t: SystemTime) {
         std::fs::File::options()
             .write(true)
             .open(p)
             .unwrap()
-            .set_modified(old)
+            .set_modified(t)
             .unwrap();
+    }
+
+    fn age(p: &Path) {
+        set_mtime(p, SystemTime::now() - Duration::from_secs(3600));
     }
 
     #[test]
@@ -237,12 +240,7 @@ mod tests {
         let meta = std::fs::metadata(&p).unwrap();
         memo.remember(&p, &meta, planted);
         std::fs::write(&p, "TWO").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(meta.modified().unwrap())
-            .unwrap();
+        set_mtime(&p, meta.modified().unwrap());
         assert_eq!(memo.digest(&p).unwrap(), Digest::of(b"TWO"));
     }
 }

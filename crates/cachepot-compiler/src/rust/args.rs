@@ -63,6 +63,17 @@ pub struct LinkLib {
     pub verbatim: bool,
 }
 
+/// `-C split-debuginfo`: where debug info goes besides the outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitDebuginfo {
+    /// In the outputs (Linux's default).
+    Off,
+    /// One `.dwp` beside a linked output.
+    Packed,
+    /// One `.dwo` per codegen unit in the output directory.
+    Unpacked,
+}
+
 /// A cacheable rustc compile.
 #[derive(Clone, Debug)]
 pub struct RustCompile {
@@ -90,10 +101,8 @@ pub struct RustCompile {
     pub test: bool,
     /// `-C incremental=`: rustc's session directory.
     pub incremental: Option<String>,
-    /// `-C split-debuginfo=packed`.
-    pub split_debuginfo_packed: bool,
-    /// `-C split-debuginfo=unpacked`: `.dwo` files beside the outputs.
-    pub split_debuginfo_unpacked: bool,
+    /// `-C split-debuginfo`.
+    pub split_debuginfo: SplitDebuginfo,
     /// `-C linker=`.
     pub linker: Option<String>,
     /// `-C link-arg=` and `-C link-args=` values, split into words.
@@ -285,8 +294,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         target: None,
         test: false,
         incremental: None,
-        split_debuginfo_packed: false,
-        split_debuginfo_unpacked: false,
+        split_debuginfo: SplitDebuginfo::Off,
         linker: None,
         link_args: Vec::new(),
         key_args: Vec::new(),
@@ -409,10 +417,10 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                 // named after the crate (see `dwo_files`). The last one
                 // given counts, as in rustc.
                 if name == "split-debuginfo" {
-                    (c.split_debuginfo_packed, c.split_debuginfo_unpacked) = match v {
-                        "off" => (false, false),
-                        "packed" => (true, false),
-                        "unpacked" => (false, true),
+                    c.split_debuginfo = match v {
+                        "off" => SplitDebuginfo::Off,
+                        "packed" => SplitDebuginfo::Packed,
+                        "unpacked" => SplitDebuginfo::Unpacked,
                         _ => return Err(Uncacheable::new("-C split-debuginfo", value.clone())),
                     };
                 }
@@ -463,7 +471,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
     }
     // Incremental and unpacked: the `.dwo` files are in the session
     // directory, which a hit leaves alone.
-    if c.split_debuginfo_unpacked && c.incremental.is_some() {
+    if c.split_debuginfo == SplitDebuginfo::Unpacked && c.incremental.is_some() {
         return Err(Uncacheable::new(
             "-C split-debuginfo=unpacked with -C incremental",
             "",
@@ -553,7 +561,7 @@ impl RustCompile {
     /// The `.dwo` files of `-C split-debuginfo=unpacked`, one per codegen
     /// unit, whose names only rustc knows.
     pub fn dwo_files(&self, cwd: &Path) -> Option<OutputFamily> {
-        self.split_debuginfo_unpacked.then(|| OutputFamily {
+        (self.split_debuginfo == SplitDebuginfo::Unpacked).then(|| OutputFamily {
             role_prefix: "dwo:",
             dir: match &self.out_dir {
                 Some(d) => cwd.join(d),
@@ -603,7 +611,7 @@ impl RustCompile {
                 _ => {}
             }
         }
-        if self.split_debuginfo_packed {
+        if self.split_debuginfo == SplitDebuginfo::Packed {
             let mut dwp = Vec::new();
             for o in outputs
                 .iter()

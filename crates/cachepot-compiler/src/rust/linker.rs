@@ -15,7 +15,7 @@ use crate::toolchain::{find_program, ToolchainError};
 
 /// Files the C driver links into every binary, found with
 /// `-print-file-name=`.
-const RUNTIME_FILES: &[&str] = &[
+const RUNTIME_FILES: [&str; 9] = [
     "crt1.o",
     "Scrt1.o",
     "crti.o",
@@ -46,6 +46,20 @@ fn run(program: &Path, args: &[&str], cwd: &Path, env: &[(OsString, OsString)]) 
     crate::toolchain::run(program, args, cwd, env).ok()
 }
 
+/// What the linker prints for each single-argument question, asked all at
+/// once, in the order asked.
+fn ask_all<const N: usize>(
+    program: &Path,
+    questions: [&str; N],
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+) -> [Option<String>; N] {
+    std::thread::scope(|s| {
+        let asked = questions.map(|q| s.spawn(move || run(program, &[q], cwd, env)));
+        asked.map(|h| h.join().ok().flatten())
+    })
+}
+
 /// Finds a program by name (or path) in the compile's `PATH`.
 fn which(name: &str, cwd: &Path, env: &[(OsString, OsString)]) -> Option<PathBuf> {
     find_program(Path::new(name), cwd, env_value(env, "PATH").as_ref()).filter(|p| p.is_file())
@@ -66,29 +80,11 @@ pub fn linker_identity(
     })?;
     let mut k = KeyBuilder::new("linker");
     k.add_digest("binary", &digest);
-    // Every question to the driver at once: each is a process of its own
-    // (a dozen of them), and the first linked crate of a build waits for
-    // the answers. Answered in the order asked.
-    let questions: Vec<String> = ["--version".to_string(), "-print-prog-name=ld".to_string()]
-        .into_iter()
-        .chain(
-            RUNTIME_FILES
-                .iter()
-                .map(|f| format!("-print-file-name={f}")),
-        )
-        .collect();
-    let answers: Vec<Option<String>> = std::thread::scope(|s| {
-        let asked: Vec<_> = questions
-            .iter()
-            .map(|q| s.spawn(move || run(linker, &[q.as_str()], cwd, env)))
-            .collect();
-        asked.into_iter().map(|h| h.join().ok().flatten()).collect()
-    });
-    let answer = |i: usize| answers.get(i).cloned().flatten();
-    let version = answer(0).unwrap_or_default();
-    k.add("version", version.as_bytes());
+    // The questions of each round run at once: each is a process of its
+    // own (a dozen in all), and the first linked crate of a build waits.
+    let [version, is_driver] = ask_all(linker, ["--version", "-print-prog-name=ld"], cwd, env);
+    k.add("version", version.unwrap_or_default().as_bytes());
     // A C driver (gcc, clang): the ld it runs and the runtime it adds.
-    let is_driver = answer(1);
     if let Some(ld) = is_driver {
         let ld_name = match fuse_ld {
             Some(v) if v.contains('/') => v.to_string(),
@@ -107,8 +103,10 @@ pub fn linker_identity(
             }
             None => k.add("ld", ld_name.as_bytes()),
         }
-        for (i, f) in RUNTIME_FILES.iter().enumerate() {
-            let Some(found) = answer(2 + i) else {
+        let questions = RUNTIME_FILES.map(|f| format!("-print-file-name={f}"));
+        let answers = ask_all(linker, questions.each_ref().map(String::as_str), cwd, env);
+        for (f, found) in RUNTIME_FILES.iter().zip(answers) {
+            let Some(found) = found else {
                 continue;
             };
             let path = PathBuf::from(found.trim());
