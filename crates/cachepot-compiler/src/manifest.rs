@@ -140,54 +140,90 @@ impl Manifest {
         }
         b.finish()
     }
+}
 
-    /// Serialises a list of manifests (one text block each).
-    pub fn encode_list(list: &[Manifest]) -> String {
-        let mut s = String::new();
-        for m in list {
-            s.push_str("manifest\n");
-            for (p, d) in &m.files {
-                let _ = writeln!(s, "f {} {p}", d.to_hex());
-            }
-            for (n, v) in &m.env {
-                match v {
-                    Some(v) => {
-                        let _ = writeln!(s, "e {n}={v}");
-                    }
-                    None => {
-                        let _ = writeln!(s, "u {n}");
-                    }
+/// A manifest in a part-A list, with the time it was stored (seconds since
+/// the epoch), so that lists read from several tiers or machines merge
+/// newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// When it was stored.
+    pub at: u64,
+}
+
+/// Serialises a list of manifests (one text block each, headed by
+/// `manifest <time>`).
+pub fn encode_list(list: &[Stored]) -> String {
+    let mut s = String::new();
+    for Stored { manifest: m, at } in list {
+        let _ = writeln!(s, "manifest {at}");
+        for (p, d) in &m.files {
+            let _ = writeln!(s, "f {} {p}", d.to_hex());
+        }
+        for (n, v) in &m.env {
+            match v {
+                Some(v) => {
+                    let _ = writeln!(s, "e {n}={v}");
+                }
+                None => {
+                    let _ = writeln!(s, "u {n}");
                 }
             }
         }
-        s
     }
+    s
+}
 
-    /// Parses what [`Manifest::encode_list`] wrote.
-    pub fn decode_list(text: &str) -> Result<Vec<Manifest>, ManifestError> {
-        let mut out: Vec<Manifest> = Vec::new();
-        for line in text.lines() {
-            if line == "manifest" {
-                out.push(Manifest {
+/// Parses what [`encode_list`] wrote.
+pub fn decode_list(text: &str) -> Result<Vec<Stored>, ManifestError> {
+    let mut out: Vec<Stored> = Vec::new();
+    for line in text.lines() {
+        if let Some(at) = line.strip_prefix("manifest ") {
+            out.push(Stored {
+                manifest: Manifest {
                     files: Vec::new(),
                     env: Vec::new(),
-                });
-                continue;
-            }
-            let m = out.last_mut().ok_or(ManifestError::Malformed)?;
-            if let Some(rest) = line.strip_prefix("f ") {
-                let (hex, path) = rest.split_once(' ').ok_or(ManifestError::Malformed)?;
-                let d = Digest::from_hex(hex).ok_or(ManifestError::Malformed)?;
-                m.files.push((path.to_string(), d));
-            } else if let Some(rest) = line.strip_prefix("e ") {
-                let (n, v) = rest.split_once('=').ok_or(ManifestError::Malformed)?;
-                m.env.push((n.to_string(), Some(v.to_string())));
-            } else if let Some(n) = line.strip_prefix("u ") {
-                m.env.push((n.to_string(), None));
-            } else {
-                return Err(ManifestError::Malformed);
-            }
+                },
+                at: at.parse().map_err(|_| ManifestError::Malformed)?,
+            });
+            continue;
         }
-        Ok(out)
+        let m = &mut out.last_mut().ok_or(ManifestError::Malformed)?.manifest;
+        if let Some(rest) = line.strip_prefix("f ") {
+            let (hex, path) = rest.split_once(' ').ok_or(ManifestError::Malformed)?;
+            let d = Digest::from_hex(hex).ok_or(ManifestError::Malformed)?;
+            m.files.push((path.to_string(), d));
+        } else if let Some(rest) = line.strip_prefix("e ") {
+            let (n, v) = rest.split_once('=').ok_or(ManifestError::Malformed)?;
+            m.env.push((n.to_string(), Some(v.to_string())));
+        } else if let Some(n) = line.strip_prefix("u ") {
+            m.env.push((n.to_string(), None));
+        } else {
+            return Err(ManifestError::Malformed);
+        }
     }
+    Ok(out)
+}
+
+/// Merges manifest lists (from the tiers, and a new manifest): each
+/// manifest once, at its newest time, newest first, `keep` at most.
+/// Merging instead of overwriting is what lets two machines that store
+/// for one key keep both manifests, and repairs a list that lost one to a
+/// concurrent write the next time the loser stores.
+pub fn merge_lists(lists: impl IntoIterator<Item = Vec<Stored>>, keep: usize) -> Vec<Stored> {
+    let mut all: Vec<Stored> = lists.into_iter().flatten().collect();
+    // Newest first; the sort is stable, so equal times keep list order.
+    all.sort_by_key(|s| std::cmp::Reverse(s.at));
+    let mut out: Vec<Stored> = Vec::with_capacity(keep.min(all.len()));
+    for s in all {
+        if out.len() == keep {
+            break;
+        }
+        if !out.iter().any(|o| o.manifest == s.manifest) {
+            out.push(s);
+        }
+    }
+    out
 }

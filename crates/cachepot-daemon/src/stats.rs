@@ -32,6 +32,10 @@ pub struct StatsSnapshot {
     /// Entries not written to a backend whose item limit they exceed.
     #[serde(default)]
     pub cache_writes_too_large: u64,
+    /// Entries of another format version passed over (a miss; they are
+    /// left in place for the clients that wrote them).
+    #[serde(default)]
+    pub other_version_entries: u64,
     /// Why compiles were not cacheable, with counts.
     pub non_cacheable_reasons: BTreeMap<String, u64>,
     /// Median time of a hit, measured inside the wrapper, in microseconds.
@@ -92,6 +96,8 @@ pub enum Event {
     Error,
     /// A corrupt entry.
     Corrupt,
+    /// An entry of another format version.
+    OtherVersion,
     /// A failed compile.
     CompileFailure,
     /// An entry written.
@@ -127,6 +133,7 @@ impl Stats {
                 Event::Write => &mut s.cache_writes,
                 Event::WriteSkipped => &mut s.cache_writes_skipped,
                 Event::TooLarge => &mut s.cache_writes_too_large,
+                Event::OtherVersion => &mut s.other_version_entries,
             };
             *c += 1;
         });

@@ -7,7 +7,7 @@
 //! | offset | size | field                                              |
 //! |-------:|-----:|----------------------------------------------------|
 //! | 0      | 4    | magic `b"CPOT"`                                    |
-//! | 4      | 4    | format version, u32 LE (currently 1)               |
+//! | 4      | 4    | format version, u32 LE (currently 2)               |
 //! | 8      | 32   | BLAKE3 digest of the compressed payload            |
 //! | 40     | 8    | uncompressed payload length, u64 LE                |
 //! | 48     | ...  | payload, one zstd frame                            |
@@ -35,8 +35,10 @@ use std::io::{Read, Write};
 /// Magic bytes at the start of every encoded entry.
 pub const MAGIC: [u8; 4] = *b"CPOT";
 /// The format version written by [`Entry::encode`] and accepted by
-/// [`Entry::decode`].
-pub const FORMAT_VERSION: u32 = 1;
+/// [`Entry::decode`]; also part of every entry's storage key (see
+/// [`crate::StorageKey::for_entry`]). Version 2: manifest lists carry the
+/// time each manifest was stored.
+pub const FORMAT_VERSION: u32 = 2;
 /// The zstd level used for new entries.
 ///
 /// Measured on real rlibs (libstd 11 MB, librustls 7 MB, libcore 3 MB):

@@ -3,10 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::{Storage, StorageError, StorageInfo, StorageKey};
+use crate::{Storage, StorageError, StorageInfo, StorageKey, Verdict};
 
 /// A fast local tier in front of a shared remote one. A remote hit is
-/// written back to the local tier; a write goes to both.
+/// written back to the local tier; a write goes to both. A reader that
+/// judges values ([`Storage::get_each`]) sees the remote's value when the
+/// local one does not suit it, and a corrupt value is removed only from
+/// the tier it came from: a bad local copy never costs the team its good
+/// shared one.
 pub struct Tiered {
     local: Arc<dyn Storage>,
     remote: Arc<dyn Storage>,
@@ -50,6 +54,32 @@ impl Storage for Tiered {
         let local = self.local.remove(key);
         let remote = self.remote.remove(key);
         local.and(remote)
+    }
+
+    fn get_each(
+        &self,
+        key: &StorageKey,
+        visit: &mut dyn FnMut(&[u8]) -> Verdict,
+    ) -> Result<Verdict, StorageError> {
+        match self.local.get_each(key, visit) {
+            Ok(v @ (Verdict::Take | Verdict::Stop)) => return Ok(v),
+            Ok(Verdict::Pass | Verdict::Corrupt) => {}
+            Err(e) => tracing::warn!(key = key.as_str(), error = %e, "local tier read failed"),
+        }
+        let local = &self.local;
+        self.remote.get_each(key, &mut |value| {
+            let verdict = visit(value);
+            if verdict == Verdict::Take {
+                if let Err(e) = local.put(key, value) {
+                    tracing::warn!(key = key.as_str(), error = %e, "back-filling the local tier failed");
+                }
+            }
+            verdict
+        })
+    }
+
+    fn put_nearest(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        self.local.put_nearest(key, value)
     }
 
     fn describe(&self) -> StorageInfo {
@@ -129,6 +159,78 @@ mod tests {
         let k2 = StorageKey::new("e-2").unwrap();
         tiered.put(&k2, b"new").unwrap();
         assert!(local.get(&k2).unwrap().is_some() && remote.get(&k2).unwrap().is_some());
+    }
+
+    /// Collects every value `get_each` hands out, answering with `verdicts`
+    /// in turn.
+    fn visit_all(s: &dyn Storage, k: &StorageKey, verdicts: &[Verdict]) -> (Verdict, Vec<Vec<u8>>) {
+        let mut seen = Vec::new();
+        let mut answers = verdicts.iter();
+        let last = s
+            .get_each(k, &mut |v| {
+                seen.push(v.to_vec());
+                *answers.next().unwrap()
+            })
+            .unwrap();
+        (last, seen)
+    }
+
+    #[test]
+    fn a_passed_local_value_is_followed_by_the_remote_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, remote) = (disk(&dir, "local"), disk(&dir, "remote"));
+        let tiered = Tiered::new(local.clone(), remote.clone());
+        let k = StorageKey::new("m-1").unwrap();
+        local.put(&k, b"old").unwrap();
+        remote.put(&k, b"new").unwrap();
+        let (last, seen) = visit_all(&tiered, &k, &[Verdict::Pass, Verdict::Stop]);
+        assert_eq!(last, Verdict::Stop);
+        assert_eq!(seen, vec![b"old".to_vec(), b"new".to_vec()]);
+        // Stop neither back-fills nor removes.
+        assert_eq!(local.get(&k).unwrap().as_deref(), Some(&b"old"[..]));
+        // A taken local value ends the search there.
+        let (last, seen) = visit_all(&tiered, &k, &[Verdict::Take]);
+        assert_eq!((last, seen.len()), (Verdict::Take, 1));
+        // A taken remote value is back-filled.
+        let (last, _) = visit_all(&tiered, &k, &[Verdict::Pass, Verdict::Take]);
+        assert_eq!(last, Verdict::Take);
+        assert_eq!(local.get(&k).unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn corruption_is_removed_only_from_the_tier_it_was_read_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, remote) = (disk(&dir, "local"), disk(&dir, "remote"));
+        let tiered = Tiered::new(local.clone(), remote.clone());
+        let k = StorageKey::new("e-1").unwrap();
+        local.put(&k, b"bad").unwrap();
+        remote.put(&k, b"good").unwrap();
+        let (last, seen) = visit_all(&tiered, &k, &[Verdict::Corrupt, Verdict::Take]);
+        assert_eq!(last, Verdict::Take);
+        assert_eq!(seen, vec![b"bad".to_vec(), b"good".to_vec()]);
+        assert_eq!(remote.get(&k).unwrap().as_deref(), Some(&b"good"[..]));
+        // The local tier lost its bad copy and was back-filled with the good one.
+        assert_eq!(local.get(&k).unwrap().as_deref(), Some(&b"good"[..]));
+        // A value of another version is passed over and stays everywhere.
+        let (last, _) = visit_all(&tiered, &k, &[Verdict::Pass, Verdict::Pass]);
+        assert_eq!(last, Verdict::Pass);
+        assert!(local.get(&k).unwrap().is_some() && remote.get(&k).unwrap().is_some());
+        // put_nearest writes the local tier only.
+        let k2 = StorageKey::new("m-2").unwrap();
+        tiered.put_nearest(&k2, b"merged").unwrap();
+        assert!(local.get(&k2).unwrap().is_some() && remote.get(&k2).unwrap().is_none());
+    }
+
+    #[test]
+    fn read_only_never_removes_what_it_judged_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = disk(&dir, "d");
+        let k = StorageKey::new("e-1").unwrap();
+        inner.put(&k, b"v").unwrap();
+        let ro = ReadOnly(inner.clone());
+        let (last, _) = visit_all(&ro, &k, &[Verdict::Corrupt]);
+        assert_eq!(last, Verdict::Corrupt);
+        assert!(inner.get(&k).unwrap().is_some());
     }
 
     #[test]

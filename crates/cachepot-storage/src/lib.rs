@@ -8,11 +8,12 @@
 //! It provides three things:
 //!
 //! - [`Storage`], a deliberately small, blocking trait (`get`, `put`,
-//!   `remove`, `describe`). Keeping it small makes backends easy to write and
-//!   makes behaviour such as read-only access, tiered caches (local disk in
-//!   front of a remote store) or per-operation timeouts composable: those are
-//!   meant to be added later as wrappers that implement [`Storage`] around
-//!   another [`Storage`], not as options inside every backend.
+//!   `remove`, `describe`, and `get_each` for readers that judge what they
+//!   read). Keeping it small makes backends easy to write and makes
+//!   behaviour such as read-only access, tiered caches (local disk in front
+//!   of a remote store, [`layers`]) and statistics with a circuit breaker
+//!   ([`metered`]) wrappers that implement [`Storage`] around another
+//!   [`Storage`], not options inside every backend.
 //! - [`Entry`], the on-disk/on-wire format of one cached compilation (output
 //!   files plus small named metadata blobs), compressed with zstd and guarded
 //!   by a BLAKE3 checksum. It is shared by all backends.
@@ -59,6 +60,14 @@ impl StorageKey {
         } else {
             Err(StorageError::InvalidKey(s))
         }
+    }
+
+    /// The key of an encoded [`Entry`] in `namespace` (`e`, `m`, `x`):
+    /// `<namespace><format version>-<name>`. Entries of two format versions
+    /// never share a key, so during a rollout old and new clients read and
+    /// write apart instead of taking each other's entries for corrupt.
+    pub fn for_entry(namespace: &str, name: &str) -> Result<Self, StorageError> {
+        Self::new(format!("{namespace}{}-{name}", entry::FORMAT_VERSION))
     }
 
     /// The key as a string slice.
@@ -160,6 +169,23 @@ pub struct StorageInfo {
     pub entries: u64,
 }
 
+/// What a reader made of a value [`Storage::get_each`] handed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Used: stop looking. A nearer tier is back-filled with the value.
+    Take,
+    /// Readable but not what the reader wants (no manifest matches, or an
+    /// entry of another format version): the next tier is asked and
+    /// nothing is removed. Also the answer when no tier has the key.
+    Pass,
+    /// Corrupt: removed from the tier it was read from only, and the next
+    /// tier is asked.
+    Corrupt,
+    /// Stop looking, remove nothing, back-fill nothing (the reader used the
+    /// value in its own way, or failed for reasons of its own).
+    Stop,
+}
+
 /// The small storage trait.
 ///
 /// Blocking; implementations are `Send + Sync` and are used from many
@@ -171,6 +197,34 @@ pub trait Storage: Send + Sync {
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError>;
     /// Removes the value stored under `key`. Removing a missing key is `Ok`.
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError>;
+    /// Hands the value of `key` in each tier, nearest first, to `visit`
+    /// until it takes one or stops (see [`Verdict`]); returns the last
+    /// verdict, or [`Verdict::Pass`] when no tier had the key. A value
+    /// judged corrupt is removed from its own tier only. A tier that fails
+    /// is skipped when another can answer; the error of the last one is
+    /// returned.
+    fn get_each(
+        &self,
+        key: &StorageKey,
+        visit: &mut dyn FnMut(&[u8]) -> Verdict,
+    ) -> Result<Verdict, StorageError> {
+        let Some(value) = self.get(key)? else {
+            return Ok(Verdict::Pass);
+        };
+        let verdict = visit(&value);
+        if verdict == Verdict::Corrupt {
+            if let Err(e) = self.remove(key) {
+                tracing::warn!(key = key.as_str(), error = %e, "removing a corrupt value failed");
+            }
+        }
+        Ok(verdict)
+    }
+    /// Stores `value` in the nearest tier only (a merged manifest list
+    /// that a lookup put together from the tiers). A single backend stores
+    /// it as [`Storage::put`] does.
+    fn put_nearest(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        self.put(key, value)
+    }
     /// Describes the backend and its current usage.
     fn describe(&self) -> StorageInfo;
     /// Per-backend statistics, for the backends that keep them (see
@@ -192,6 +246,16 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
         (**self).remove(key)
     }
+    fn get_each(
+        &self,
+        key: &StorageKey,
+        visit: &mut dyn FnMut(&[u8]) -> Verdict,
+    ) -> Result<Verdict, StorageError> {
+        (**self).get_each(key, visit)
+    }
+    fn put_nearest(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        (**self).put_nearest(key, value)
+    }
     fn describe(&self) -> StorageInfo {
         (**self).describe()
     }
@@ -204,6 +268,7 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -229,5 +294,13 @@ mod tests {
             }
         }
         assert!(StorageKey::new("a".repeat(MAX_KEY_LEN)).is_ok());
+    }
+
+    #[test]
+    fn entry_keys_name_the_format_version() {
+        let digest = "ab".repeat(32);
+        let k = StorageKey::for_entry("e", &digest).unwrap();
+        assert_eq!(k.as_str(), format!("e{}-{digest}", entry::FORMAT_VERSION));
+        assert_ne!(k.as_str(), format!("e-{digest}"));
     }
 }

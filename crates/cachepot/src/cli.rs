@@ -217,6 +217,10 @@ fn render(s: &StatsSnapshot) -> String {
     row("Compile failures", s.compile_failures.to_string());
     row("Cache errors", s.cache_errors.to_string());
     row("Corrupt entries removed", s.corrupt_entries.to_string());
+    row(
+        "Entries of another version",
+        s.other_version_entries.to_string(),
+    );
     for (lang, l) in &s.languages {
         row(
             &format!("  {lang}"),

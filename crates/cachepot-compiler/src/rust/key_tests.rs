@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::digest::PlainDigester;
-use crate::manifest::Manifest;
+use crate::manifest::{decode_list, encode_list, merge_lists, Manifest, Stored};
 use crate::rust::args::{parse, Parsed};
 use std::fs;
 
@@ -160,8 +160,12 @@ fn manifest_matches_until_a_source_or_env_dep_changes() {
     assert_eq!(m.files[1].0, "\0cargo_home\0/registry/m.rs");
     assert!(m.matches(&a.root, &bases, &env, &PlainDigester));
 
-    let decoded = Manifest::decode_list(&Manifest::encode_list(std::slice::from_ref(&m))).unwrap();
-    assert_eq!(decoded, vec![m.clone()]);
+    let stored = Stored {
+        manifest: m.clone(),
+        at: 1_700_000_000,
+    };
+    let decoded = decode_list(&encode_list(std::slice::from_ref(&stored))).unwrap();
+    assert_eq!(decoded, vec![stored]);
 
     let mut env2 = env.clone();
     env2.push((OsString::from("UNSET_ONE"), OsString::from("now set")));
@@ -188,8 +192,26 @@ fn part_b_depends_on_file_digests() {
 
 #[test]
 fn malformed_manifest_text_is_an_error() {
-    assert!(Manifest::decode_list("f abc src").is_err());
-    assert!(Manifest::decode_list("manifest\nx y").is_err());
+    assert!(decode_list("f abc src").is_err());
+    assert!(decode_list("manifest 1\nx y").is_err());
+    assert!(decode_list("manifest\n").is_err());
+}
+
+#[test]
+fn merged_lists_keep_every_manifest_once_newest_first() {
+    let m = |n: &[u8]| Manifest {
+        files: vec![("src/lib.rs".into(), Digest::of(n))],
+        env: vec![],
+    };
+    let at = |n: &[u8], at: u64| Stored { manifest: m(n), at };
+    // Two machines stored `a` and `b` over the same old list; one list
+    // also has `a` at an older time.
+    let local = vec![at(b"a", 30), at(b"old", 10)];
+    let remote = vec![at(b"b", 20), at(b"a", 5), at(b"old", 10)];
+    let merged = merge_lists([local, remote], 8);
+    assert_eq!(merged, vec![at(b"a", 30), at(b"b", 20), at(b"old", 10)]);
+    let few = merge_lists([merged], 2);
+    assert_eq!(few, vec![at(b"a", 30), at(b"b", 20)]);
 }
 
 #[test]

@@ -18,8 +18,8 @@ use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
 use super::{
-    changed_during, hit_by_key, hit_by_manifest, invalid, private_temp, read_manifests,
-    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, Replay, StoreJob,
+    changed_during, hit_by_key, invalid, lookup_manifests, private_temp, read_outputs, take_turn,
+    Compile, Lookup, Pending, PendingKind, Replay, StoreJob,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -158,21 +158,17 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         && !cc::args_use_time_macros(&compile);
     let mut direct = direct_possible;
     if direct_possible && !c.recache {
-        let (manifests, marker) = read_manifests(shared, &key_a);
-        if marker.as_deref() == Some(NEVER) {
+        let found = lookup_manifests(shared, c, &key_a, &outputs, &[], &bases);
+        if found.marker.as_deref() == Some(NEVER) {
             return uncacheable(
                 Some(lang),
                 "assembler includes files",
                 compile.input.clone(),
             );
         }
-        direct = marker.is_none();
-        if direct {
-            if let Some((replay, key)) =
-                hit_by_manifest(shared, c, &key_a, manifests, &outputs, &[], &bases)
-            {
-                return hit(shared, lang, &compile, &key, "direct", replay);
-            }
+        direct = found.marker.is_none();
+        if let Some((replay, key)) = found.hit {
+            return hit(shared, lang, &compile, &key, "direct", replay);
         }
     }
     let mode = if direct {
@@ -196,10 +192,9 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Mode::Preprocessor { key, .. } => *key,
     };
     let claim = match take_turn(shared, &turn_key, || match &mode {
-        Mode::Direct { key_a } => {
-            let (again, _) = read_manifests(shared, key_a);
-            hit_by_manifest(shared, c, key_a, again, &outputs, &[], &bases).map(|(r, _)| r)
-        }
+        Mode::Direct { key_a } => lookup_manifests(shared, c, key_a, &outputs, &[], &bases)
+            .hit
+            .map(|(r, _)| r),
         Mode::Preprocessor { key, .. } => hit_by_key(shared, key, &outputs, &[], &bases),
     }) {
         Ok(claim) => claim,

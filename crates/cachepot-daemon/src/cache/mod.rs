@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cachepot_compiler::digest::Digest;
-use cachepot_compiler::manifest::Manifest;
+use cachepot_compiler::manifest::{self, Manifest, Stored};
 use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
-use cachepot_storage::{Entry, StorageError, StorageKey, StreamError};
+use cachepot_storage::{Entry, EntryError, StorageError, StorageKey, StreamError, Verdict};
 
 use crate::explain::UnitInputs;
 use crate::inflight::{Claim, Turn};
@@ -146,11 +146,11 @@ pub enum StoreJob {
 }
 
 fn manifest_key(a: &Digest) -> Result<StorageKey, StorageError> {
-    StorageKey::new(format!("m-{}", a.to_hex()))
+    StorageKey::for_entry("m", &a.to_hex())
 }
 
 fn entry_key(b: &Digest) -> Result<StorageKey, StorageError> {
-    StorageKey::new(format!("e-{}", b.to_hex()))
+    StorageKey::for_entry("e", &b.to_hex())
 }
 
 /// rustc and clippy-driver (which takes rustc's arguments), by file name.
@@ -169,70 +169,172 @@ fn is_clippy(compiler: &Path) -> bool {
         .is_some_and(|n| n.starts_with("clippy-driver"))
 }
 
-/// Reads an entry's bytes, counting storage errors.
-fn read_bytes(
-    shared: &Shared,
-    key: Result<StorageKey, StorageError>,
-) -> Option<(StorageKey, Vec<u8>)> {
-    let key = match key {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::warn!(error = %e, "invalid storage key");
-            shared.stats.count(Event::Error);
-            return None;
-        }
-    };
-    match shared.storage.get(&key) {
-        Ok(Some(b)) => Some((key, b)),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(key = key.as_str(), error = %e, "storage read failed");
-            shared.stats.count(Event::Error);
-            shared.warnings.storage_error(&e.to_string());
-            None
-        }
-    }
+/// A storage key, or `None` counted as an error.
+fn valid_key(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<StorageKey> {
+    key.map_err(|e| {
+        tracing::warn!(error = %e, "invalid storage key");
+        shared.stats.count(Event::Error);
+    })
+    .ok()
 }
 
-/// Counts and removes an entry that does not decode.
-fn drop_corrupt(shared: &Shared, key: &StorageKey, error: &dyn std::fmt::Display) {
+/// Counts a failed storage read and tells the build once.
+fn read_failed(shared: &Shared, key: &StorageKey, e: &StorageError) {
+    tracing::warn!(key = key.as_str(), error = %e, "storage read failed");
+    shared.stats.count(Event::Error);
+    shared.warnings.storage_error(&e.to_string());
+}
+
+/// What a reader says of an entry that does not decode: another format
+/// version is passed over (a miss; it stays where it is, for the clients
+/// that wrote it), anything else is corrupt (counted, and removed from the
+/// tier it was read from by [`cachepot_storage::Storage::get_each`]).
+fn undecodable(shared: &Shared, key: &StorageKey, error: &EntryError) -> Verdict {
+    if let EntryError::Version { found, .. } = error {
+        tracing::debug!(
+            key = key.as_str(),
+            found,
+            "entry of another format version passed over"
+        );
+        shared.stats.count(Event::OtherVersion);
+        return Verdict::Pass;
+    }
     tracing::warn!(key = key.as_str(), error = %error, "corrupt entry removed");
     shared.stats.count(Event::Corrupt);
-    if let Err(e) = shared.storage.remove(key) {
-        tracing::warn!(key = key.as_str(), error = %e, "removing corrupt entry failed");
-    }
+    Verdict::Corrupt
 }
 
-/// Reads and decodes an entry, counting and removing corrupt ones.
-fn read_entry(shared: &Shared, key: Result<StorageKey, StorageError>) -> Option<Entry> {
-    let (key, bytes) = read_bytes(shared, key)?;
-    match Entry::decode(&bytes) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            drop_corrupt(shared, &key, &e);
-            None
-        }
-    }
+/// A part-A value: a manifest list, or a marker (see [`StoreJob::Marker`]).
+enum PartA {
+    List(Vec<Stored>),
+    Marker(String),
 }
 
-/// The manifests stored for part A (most recent first), and the marker of
-/// a C part A that direct mode must not serve (see [`StoreJob::Marker`]).
-fn read_manifests(shared: &Shared, a: &Digest) -> (Vec<Manifest>, Option<String>) {
-    let Some(entry) = read_entry(shared, manifest_key(a)) else {
-        return (Vec::new(), None);
-    };
-    let marker = entry
-        .meta("direct")
-        .map(|m| String::from_utf8_lossy(m).into_owned());
+/// Decodes a part-A value, or says why it is unusable.
+fn decode_part_a(shared: &Shared, key: &StorageKey, bytes: &[u8]) -> Result<PartA, Verdict> {
+    let entry = Entry::decode(bytes).map_err(|e| undecodable(shared, key, &e))?;
+    if let Some(m) = entry.meta("direct") {
+        return Ok(PartA::Marker(String::from_utf8_lossy(m).into_owned()));
+    }
     let text = entry
         .meta("manifests")
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    let list = Manifest::decode_list(&text).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "unreadable manifest list");
-        Vec::new()
+    manifest::decode_list(&text).map(PartA::List).map_err(|e| {
+        tracing::warn!(key = key.as_str(), error = %e, "unreadable manifest list removed");
+        shared.stats.count(Event::Corrupt);
+        Verdict::Corrupt
+    })
+}
+
+/// What the manifest lists of a part A gave a lookup.
+#[derive(Default)]
+struct ManifestLookup {
+    /// The restored hit and its entry's key.
+    hit: Option<(Replay, Digest)>,
+    /// The marker of a C part A that direct mode must not serve.
+    marker: Option<String>,
+}
+
+/// Looks up part A's manifest lists, nearest tier first: the first
+/// manifest whose files and `env-dep` values match this compile names the
+/// entry, which is restored. A local list that has no match is followed by
+/// the remote one (another machine may have stored this very compile); a
+/// hit found there leaves the merged list in the local tier, so the next
+/// lookup is local.
+fn lookup_manifests(
+    shared: &Shared,
+    c: &Compile,
+    key_a: &Digest,
+    outputs: &[Output],
+    families: &[OutputFamily],
+    bases: &BaseDirs,
+) -> ManifestLookup {
+    let mut found = ManifestLookup::default();
+    let Some(key) = valid_key(shared, manifest_key(key_a)) else {
+        return found;
+    };
+    let mut passed: Vec<Vec<Stored>> = Vec::new();
+    let result = shared.storage.get_each(&key, &mut |bytes| {
+        let list = match decode_part_a(shared, &key, bytes) {
+            Ok(PartA::List(list)) => list,
+            Ok(PartA::Marker(m)) => {
+                found.marker = Some(m);
+                return Verdict::Take;
+            }
+            Err(verdict) => return verdict,
+        };
+        for s in &list {
+            let m = &s.manifest;
+            let seen = passed.iter().flatten().any(|p| p.manifest == *m);
+            if seen || !m.matches(&c.cwd, bases, &c.env, shared.digests.as_ref()) {
+                continue;
+            }
+            let key_b = m.key_b(key_a).digest;
+            if let Some(replay) = hit_by_key(shared, &key_b, outputs, families, bases) {
+                found.hit = Some((replay, key_b));
+                if passed.is_empty() {
+                    return Verdict::Take;
+                }
+                let lists = passed.drain(..).chain([list]);
+                put_list(
+                    shared,
+                    &key,
+                    manifest::merge_lists(lists, MANIFESTS_KEPT),
+                    true,
+                );
+                return Verdict::Stop;
+            }
+        }
+        passed.push(list);
+        Verdict::Pass
     });
-    (list, marker)
+    if let Err(e) = result {
+        read_failed(shared, &key, &e);
+    }
+    found
+}
+
+/// Every manifest stored for part A in any tier (a marker counts as none).
+fn all_manifests(shared: &Shared, key: &StorageKey) -> Vec<Vec<Stored>> {
+    let mut lists = Vec::new();
+    let result = shared.storage.get_each(key, &mut |bytes| {
+        match decode_part_a(shared, key, bytes) {
+            Ok(PartA::List(list)) => lists.push(list),
+            Ok(PartA::Marker(_)) => {}
+            Err(verdict) => return verdict,
+        }
+        Verdict::Pass
+    });
+    if let Err(e) = result {
+        read_failed(shared, key, &e);
+    }
+    lists
+}
+
+/// Writes a manifest list to every tier, or to the nearest only.
+fn put_list(shared: &Shared, key: &StorageKey, list: Vec<Stored>, nearest: bool) {
+    let entry = Entry {
+        files: Vec::new(),
+        meta: vec![(
+            "manifests".into(),
+            manifest::encode_list(&list).into_bytes(),
+        )],
+    };
+    let result = entry
+        .encode()
+        .map_err(|e| StorageError::Encode(e.to_string()))
+        .and_then(|bytes| {
+            if nearest {
+                shared.storage.put_nearest(key, &bytes)
+            } else {
+                shared.storage.put(key, &bytes)
+            }
+        });
+    if let Err(e) = result {
+        tracing::warn!(key = key.as_str(), error = %e, "writing a manifest list failed");
+        shared.stats.count(Event::Error);
+    }
 }
 
 /// Looks a compile up and, on a hit, writes its outputs.
@@ -300,30 +402,7 @@ pub fn prepare_failure(
     }
 }
 
-/// Tries the entry named by each manifest that matches this compile's files,
-/// and restores the first one found. Returns the hit's stdout and stderr.
-fn hit_by_manifest(
-    shared: &Shared,
-    c: &Compile,
-    key_a: &Digest,
-    manifests: Vec<Manifest>,
-    outputs: &[Output],
-    families: &[OutputFamily],
-    bases: &BaseDirs,
-) -> Option<(Replay, Digest)> {
-    for m in manifests {
-        if !m.matches(&c.cwd, bases, &c.env, shared.digests.as_ref()) {
-            continue;
-        }
-        let key_b = m.key_b(key_a).digest;
-        if let Some(out) = hit_by_key(shared, &key_b, outputs, families, bases) {
-            return Some((out, key_b));
-        }
-    }
-    None
-}
-
-/// Reads the entry under `key` and restores it.
+/// Reads the entry under `key` (nearest tier first) and restores it.
 fn hit_by_key(
     shared: &Shared,
     key: &Digest,
@@ -331,24 +410,32 @@ fn hit_by_key(
     families: &[OutputFamily],
     bases: &BaseDirs,
 ) -> Option<Replay> {
-    let (skey, bytes) = read_bytes(shared, entry_key(key))?;
-    match restore::restore(&bytes, outputs, families, bases) {
-        Ok((out, written)) => {
-            for w in written {
-                shared.digests.remember(&w.path, &w.meta, w.digest);
-            }
-            Some(out)
-        }
-        Err(StreamError::Entry(e)) => {
-            drop_corrupt(shared, &skey, &e);
-            None
-        }
-        Err(StreamError::Sink(e)) => {
-            tracing::warn!(key = %key, error = %e, "restore failed");
-            shared.stats.count(Event::Error);
-            None
-        }
+    let skey = valid_key(shared, entry_key(key))?;
+    let mut replay = None;
+    let result = shared
+        .storage
+        .get_each(
+            &skey,
+            &mut |bytes| match restore::restore(bytes, outputs, families, bases) {
+                Ok((out, written)) => {
+                    for w in written {
+                        shared.digests.remember(&w.path, &w.meta, w.digest);
+                    }
+                    replay = Some(out);
+                    Verdict::Take
+                }
+                Err(StreamError::Entry(e)) => undecodable(shared, &skey, &e),
+                Err(StreamError::Sink(e)) => {
+                    tracing::warn!(key = %key, error = %e, "restore failed");
+                    shared.stats.count(Event::Error);
+                    Verdict::Stop
+                }
+            },
+        );
+    if let Err(e) = result {
+        read_failed(shared, &skey, &e);
     }
+    replay
 }
 
 /// Whether a file the compile read changed after it began: the outputs may
@@ -474,7 +561,13 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// Writes an entry and adds its manifest to the part-A list.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Encodes and writes an entry.
 fn put_entry(
     shared: &Shared,
     key: Result<StorageKey, StorageError>,
@@ -509,18 +602,18 @@ fn store(shared: &Shared, job: StoreJob) {
         } => {
             let key_b = manifest.key_b(&key_a).digest;
             let result = put_entry(shared, entry_key(&key_b), &entry).and_then(|()| {
-                let (mut list, _) = read_manifests(shared, &key_a);
-                list.retain(|m| *m != manifest);
-                list.insert(0, manifest);
-                list.truncate(MANIFESTS_KEPT);
-                let m_entry = Entry {
-                    files: Vec::new(),
-                    meta: vec![(
-                        "manifests".into(),
-                        Manifest::encode_list(&list).into_bytes(),
-                    )],
+                // Merged with what every tier holds, never overwritten:
+                // another machine's manifests for this part A stay.
+                let key = manifest_key(&key_a)?;
+                let new = Stored {
+                    manifest,
+                    at: unix_now(),
                 };
-                put_entry(shared, manifest_key(&key_a), &m_entry)
+                let lists = all_manifests(shared, &key);
+                let merged =
+                    manifest::merge_lists([vec![new]].into_iter().chain(lists), MANIFESTS_KEPT);
+                put_list(shared, &key, merged, false);
+                Ok(())
             });
             (key_b, result)
         }

@@ -17,9 +17,8 @@ use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Output, Parse
 use cachepot_storage::Entry;
 
 use super::{
-    changed_during, hit_by_manifest, invalid, is_clippy, is_rustc, private_temp, read_family,
-    read_manifests, read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, ReadOutputs,
-    StoreJob,
+    changed_during, invalid, is_clippy, is_rustc, lookup_manifests, private_temp, read_family,
+    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, ReadOutputs, StoreJob,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -159,14 +158,12 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     let families = dwo.as_slice();
     let keyed = timer.elapsed();
     // CACHEPOT_RECACHE: compile and overwrite, without looking up.
-    let candidates = if c.recache {
-        Vec::new()
+    let found = if c.recache {
+        None
     } else {
-        read_manifests(shared, &key_a).0
+        lookup_manifests(shared, c, &key_a, &outputs, families, &bases).hit
     };
-    if let Some((replay, key_b)) =
-        hit_by_manifest(shared, c, &key_a, candidates, &outputs, families, &bases)
-    {
+    if let Some((replay, key_b)) = found {
         shared.stats.count_in(LANG, Event::Hit);
         tracing::debug!(
             crate_name = %compile.crate_name,
@@ -182,8 +179,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         if c.recache {
             return None;
         }
-        let again = read_manifests(shared, &key_a).0;
-        hit_by_manifest(shared, c, &key_a, again, &outputs, families, &bases)
+        lookup_manifests(shared, c, &key_a, &outputs, families, &bases).hit
     }) {
         Ok(claim) => claim,
         Err((replay, key_b)) => {

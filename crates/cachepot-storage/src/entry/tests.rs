@@ -79,7 +79,7 @@ fn round_trip() {
     let entry = sample();
     let bytes = entry.encode().unwrap();
     assert_eq!(&bytes[..4], b"CPOT");
-    assert_eq!(&bytes[4..8], &1u32.to_le_bytes());
+    assert_eq!(&bytes[4..8], &FORMAT_VERSION.to_le_bytes());
     let decoded = both(&bytes).unwrap();
     assert_eq!(decoded, entry);
 }
@@ -166,10 +166,10 @@ fn appended_garbage_is_an_error() {
 #[test]
 fn wrong_version_is_distinct() {
     let mut bytes = sample().encode().unwrap();
-    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    bytes[4..8].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     match both(&bytes) {
         Err(EntryError::Version { found, supported }) => {
-            assert_eq!(found, 2);
+            assert_eq!(found, FORMAT_VERSION + 1);
             assert_eq!(supported, FORMAT_VERSION);
         }
         other => panic!("expected Version, got {other:?}"),

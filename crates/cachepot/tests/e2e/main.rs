@@ -9,3 +9,4 @@ mod linked;
 mod remote;
 mod remote_failures;
 mod rust_builds;
+mod team;
