@@ -4,8 +4,12 @@
 //! and the rustup toolchain selection), so a build pays for this once.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
 
 use crate::digest::{Digest, FileDigester};
 
@@ -31,6 +35,15 @@ pub enum ToolchainError {
         args: String,
         /// What it printed.
         output: String,
+    },
+    /// The compiler did not answer in time (it was killed; the compile
+    /// runs uncached).
+    #[error("{program} {args} did not answer within {} s", PROBE_TIMEOUT.as_secs())]
+    TimedOut {
+        /// The compiler.
+        program: PathBuf,
+        /// Its arguments.
+        args: String,
     },
     /// A file of the sysroot could not be read.
     #[error("reading the sysroot {path}: {source}")]
@@ -69,29 +82,87 @@ pub fn find_program(program: &Path, cwd: &Path, path_var: Option<&OsString>) -> 
         .find(|p| p.is_file())
 }
 
+/// How long a compiler or linker may take to answer a question about
+/// itself (`-vV`, `--print sysroot`, `-E -dM`, `--version`, …). A first
+/// answer from a rustup proxy installing nothing takes well under a second.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `program` with `args` and returns its stdout; an error when it
+/// fails, or does not finish within [`PROBE_TIMEOUT`] (then it is killed).
 pub(crate) fn run(
     program: &Path,
     args: &[&str],
     cwd: &Path,
     env: &[(OsString, OsString)],
 ) -> Result<String, ToolchainError> {
-    let out = Command::new(program)
+    run_within(program, args, cwd, env, PROBE_TIMEOUT)
+}
+
+fn run_within(
+    program: &Path,
+    args: &[&str],
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    limit: Duration,
+) -> Result<String, ToolchainError> {
+    let spawn_error = |source| ToolchainError::Spawn {
+        program: program.to_path_buf(),
+        args: args.join(" "),
+        source,
+    };
+    let mut child = Command::new(program)
         .args(args)
         .current_dir(cwd)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .map_err(|source| ToolchainError::Spawn {
-            program: program.to_path_buf(),
-            args: args.join(" "),
-            source,
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    // Both pipes are drained while the program runs, so a chatty one
+    // never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = match child.wait_timeout(limit).map_err(spawn_error)? {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The readers end once every holder of the pipes is gone; a
+            // grandchild that keeps them is not waited for.
+            return Err(ToolchainError::TimedOut {
+                program: program.to_path_buf(),
+                args: args.join(" "),
+            });
+        }
+    };
+    let text = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
+    if !status.success() {
+        let err = stderr.join().unwrap_or_default();
         return Err(ToolchainError::Unexpected {
             program: program.to_path_buf(),
             args: args.join(" "),
-            output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+            output: format!("{text}{}", String::from_utf8_lossy(&err)),
         });
     }
     Ok(text)
@@ -220,5 +291,50 @@ mod find_tests {
             find_program(Path::new("./x/rustc"), Path::new("/w"), None),
             Some(PathBuf::from("/w/./x/rustc"))
         );
+    }
+
+    fn path_env() -> Vec<(OsString, OsString)> {
+        vec![(OsString::from("PATH"), std::env::var_os("PATH").unwrap())]
+    }
+
+    #[test]
+    fn a_probe_that_hangs_is_killed_at_its_limit() {
+        let started = std::time::Instant::now();
+        let r = run_within(
+            Path::new("/bin/sh"),
+            &["-c", "sleep 30"],
+            Path::new("/"),
+            &path_env(),
+            Duration::from_millis(300),
+        );
+        assert!(matches!(r, Err(ToolchainError::TimedOut { .. })), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_probe_answers_with_its_stdout_or_its_failure() {
+        let env = path_env();
+        // More than a pipe's buffer on both streams: neither may block.
+        let script = "head -c 200000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero >&2; echo";
+        let out = run_within(
+            Path::new("/bin/sh"),
+            &["-c", script],
+            Path::new("/"),
+            &env,
+            PROBE_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(out.trim_end().len(), 200_000);
+        let r = run_within(
+            Path::new("/bin/sh"),
+            &["-c", "echo no >&2; exit 3"],
+            Path::new("/"),
+            &env,
+            PROBE_TIMEOUT,
+        );
+        match r {
+            Err(ToolchainError::Unexpected { output, .. }) => assert_eq!(output.trim(), "no"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,7 +25,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// How long a stopping daemon waits for open connections (compiles in flight).
 const DRAIN_WAIT: Duration = Duration::from_secs(120);
 
-/// Background writes queued at most before a compile waits for a slot.
+/// Background writes queued at most; past that a store is dropped and
+/// counted (a build never waits on the cache's writes).
 const WRITE_QUEUE: usize = 64;
 
 /// Why the daemon could not run.
@@ -89,21 +90,52 @@ impl Server {
         }
     }
 
-    fn queue_write(&self, job: Job) {
+    /// Queues a background job without waiting: when the queue is full
+    /// the job is dropped (its claim with it, which wakes any build
+    /// waiting on the key) and counted. A job that panics is caught and
+    /// counted; the writer goes on with the next one.
+    fn queue_write(&self, what: Background, job: Job) {
         let sender = self.writer.lock().ok().and_then(|g| g.clone());
         let pending = self.pending_writes.clone();
         pending.fetch_add(1, Ordering::SeqCst);
+        let shared = self.shared.clone();
         let job: Job = Box::new(move || {
-            job();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                tracing::error!(job = what.as_str(), "a background job panicked");
+                shared.stats.count(Event::Panic);
+            }
             pending.fetch_sub(1, Ordering::SeqCst);
         });
         match sender {
-            Some(tx) => {
-                if tx.send(job).is_err() {
-                    tracing::warn!("write queue closed; entry not stored");
+            Some(tx) => match tx.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.pending_writes.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!(job = what.as_str(), "write queue full; dropped");
+                    self.shared.stats.count(Event::WriteDropped);
                 }
-            }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.pending_writes.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!(job = what.as_str(), "write queue closed; dropped");
+                }
+            },
             None => job(),
+        }
+    }
+}
+
+/// What a background job does (for logs).
+#[derive(Clone, Copy)]
+enum Background {
+    Store,
+    Explain,
+}
+
+impl Background {
+    fn as_str(self) -> &'static str {
+        match self {
+            Background::Store => "store",
+            Background::Explain => "explain",
         }
     }
 }
@@ -226,8 +258,15 @@ pub fn run(
         server.active.fetch_add(1, Ordering::SeqCst);
         let s = server.clone();
         let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
-            if let Err(e) = handle(&s, stream) {
-                tracing::debug!(error = %e, "connection ended with an error");
+            // A panic ends this connection (the wrapper then compiles
+            // plainly), never the daemon's count of open connections.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&s, stream))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+                Err(_) => {
+                    tracing::error!("a connection thread panicked");
+                    s.shared.stats.count(Event::Panic);
+                }
             }
             s.touch();
             s.active.fetch_sub(1, Ordering::SeqCst);
@@ -297,9 +336,12 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                         // Why it missed, worked out in the background.
                         let (unit, cwd, bases, env) = pending.explain_parts();
                         let s = shared.clone();
-                        server.queue_write(Box::new(move || {
-                            crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)
-                        }));
+                        server.queue_write(
+                            Background::Explain,
+                            Box::new(move || {
+                                crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)
+                            }),
+                        );
                         let extra_args = pending
                             .extra_args
                             .iter()
@@ -337,9 +379,12 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                 // Every miss queued before this request is explained once
                 // the queue reaches this point (one writer, in order).
                 let (tx, rx) = std::sync::mpsc::channel();
-                server.queue_write(Box::new(move || {
-                    let _ = tx.send(());
-                }));
+                server.queue_write(
+                    Background::Explain,
+                    Box::new(move || {
+                        let _ = tx.send(());
+                    }),
+                );
                 let _ = rx.recv_timeout(Duration::from_secs(60));
                 Response::Explain(shared.explanations.all())
             }
@@ -406,10 +451,13 @@ fn finish_miss(
             // Builds waiting for this key are woken once it is stored.
             let claim = pending.claim.take();
             let unit = std::mem::take(&mut pending.unit);
-            server.queue_write(Box::new(move || {
-                cache::store_and_remember(&s, job, &unit);
-                drop(claim);
-            }));
+            server.queue_write(
+                Background::Store,
+                Box::new(move || {
+                    cache::store_and_remember(&s, job, &unit);
+                    drop(claim);
+                }),
+            );
         }
         Ok(None) => {}
         Err(e) if exit_code != Some(0) => {

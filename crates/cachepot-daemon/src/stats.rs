@@ -36,6 +36,14 @@ pub struct StatsSnapshot {
     /// left in place for the clients that wrote them).
     #[serde(default)]
     pub other_version_entries: u64,
+    /// Stores dropped because the write queue was full (the build went on
+    /// without waiting for the cache).
+    #[serde(default)]
+    pub cache_writes_dropped: u64,
+    /// Panics caught in the daemon's connection and writer threads (each
+    /// one a compile that ran uncached or an entry not stored).
+    #[serde(default)]
+    pub panics: u64,
     /// Why compiles were not cacheable, with counts.
     pub non_cacheable_reasons: BTreeMap<String, u64>,
     /// Median time of a hit, measured inside the wrapper, in microseconds.
@@ -98,6 +106,10 @@ pub enum Event {
     Corrupt,
     /// An entry of another format version.
     OtherVersion,
+    /// A store dropped at a full write queue.
+    WriteDropped,
+    /// A panic caught in a daemon thread.
+    Panic,
     /// A failed compile.
     CompileFailure,
     /// An entry written.
@@ -134,6 +146,8 @@ impl Stats {
                 Event::WriteSkipped => &mut s.cache_writes_skipped,
                 Event::TooLarge => &mut s.cache_writes_too_large,
                 Event::OtherVersion => &mut s.other_version_entries,
+                Event::WriteDropped => &mut s.cache_writes_dropped,
+                Event::Panic => &mut s.panics,
             };
             *c += 1;
         });
