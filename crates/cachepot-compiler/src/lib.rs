@@ -15,4 +15,4 @@ pub mod rust;
 pub mod toolchain;
 
 pub use digest::{Digest, FileDigester};
-pub use paths::BaseDirs;
+pub use paths::{BaseDirs, PathPolicy};

@@ -19,10 +19,41 @@ struct Base {
     path: String,
 }
 
-/// The base directories of one compile, longest first.
+/// What the paths embedded in a restored output may name. One policy for
+/// rustc and the C compilers (`CACHEPOT_PATH_POLICY`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PathPolicy {
+    /// Entries are shared across checkouts, `CARGO_HOME`s and target
+    /// directories: paths under base directories are keyed relative to
+    /// them, and the absolute paths an output embeds (debug info's
+    /// compilation directory and source names, `file!()` and panic
+    /// locations of crates outside the working directory) are those of the
+    /// build that stored it. Paths that change what an output does (a
+    /// `.gcda` or `.dwo` path) are keyed in both policies.
+    #[default]
+    Share,
+    /// Every base directory's absolute path is keyed too: an output always
+    /// names this checkout's own paths, and only identical layouts share.
+    Exact,
+}
+
+impl PathPolicy {
+    /// Parses `share` or `exact`.
+    pub fn parse(text: &str) -> Option<PathPolicy> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "share" => Some(PathPolicy::Share),
+            "exact" => Some(PathPolicy::Exact),
+            _ => None,
+        }
+    }
+}
+
+/// The base directories of one compile, longest first, and the path
+/// policy keys follow.
 #[derive(Clone, Debug, Default)]
 pub struct BaseDirs {
     bases: Vec<Base>,
+    policy: PathPolicy,
 }
 
 /// How a path is written in the text being rewritten.
@@ -97,7 +128,31 @@ impl BaseDirs {
             });
         }
         bases.sort_by_key(|b| std::cmp::Reverse(b.path.len()));
-        BaseDirs { bases }
+        BaseDirs {
+            bases,
+            policy: PathPolicy::Share,
+        }
+    }
+
+    /// The same directories under `policy`.
+    pub fn with_policy(mut self, policy: PathPolicy) -> BaseDirs {
+        self.policy = policy;
+        self
+    }
+
+    /// The path policy keys follow.
+    pub fn policy(&self) -> PathPolicy {
+        self.policy
+    }
+
+    /// Under [`PathPolicy::Exact`], adds every base directory's absolute
+    /// path to a key (`path:<name>`); nothing under `Share`.
+    pub fn key_exact_paths(&self, k: &mut crate::key::KeyBuilder) {
+        if self.policy == PathPolicy::Exact {
+            for b in &self.bases {
+                k.add(&format!("path:{}", b.name), b.path.as_bytes());
+            }
+        }
     }
 
     /// The names and paths, longest path first.

@@ -43,6 +43,8 @@ pub struct DaemonConfig {
     /// How long a compile waits for another compile of the same key (in
     /// another build) before it compiles itself.
     pub compile_wait: Duration,
+    /// What restored outputs' embedded paths may name (keys follow it).
+    pub path_policy: cachepot_compiler::PathPolicy,
 }
 
 /// State shared by every connection.

@@ -61,6 +61,8 @@ vars! {
         "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
     COMPILE_WAIT = "CACHEPOT_COMPILE_WAIT", None, Some("compile_wait"),
         "Seconds a compile waits when another build compiles the same unit at the same moment (two worktrees, two CI jobs on one runner), before it compiles too. Default: `300`.";
+    PATH_POLICY = "CACHEPOT_PATH_POLICY", None, Some("path_policy"),
+        "`share` (default): entries are shared across checkouts, `CARGO_HOME`s and target directories, for Rust and C alike; the absolute paths a restored output embeds in debug info, `file!()` and panic messages are those of the machine that stored it (`--remap-path-prefix` / `-ffile-prefix-map` make them the same everywhere). `exact`: the absolute paths of the working directory, `CARGO_HOME`, the target directory and `CACHEPOT_BASEDIRS` are keyed too, so an output always names this checkout's own paths and only identical layouts share.";
     REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, Some("remote_timeout"),
         "Seconds one remote storage call may take before it counts as failed and the compile goes on without it. Default: `30`.";
     BUCKET = "CACHEPOT_BUCKET", Some("SCCACHE_BUCKET"), Some("s3.bucket"),
@@ -189,6 +191,8 @@ pub struct Config {
     pub remote_timeout: Duration,
     /// How long a compile waits for another compile of the same key.
     pub compile_wait: Duration,
+    /// What restored outputs' embedded paths may name.
+    pub path_policy: cachepot_compiler::PathPolicy,
 }
 
 /// The config file's contents.
@@ -202,6 +206,7 @@ pub struct FileConfig {
     local: Option<toml::Value>,
     remote_timeout: Option<toml::Value>,
     compile_wait: Option<toml::Value>,
+    path_policy: Option<toml::Value>,
     s3: Option<toml::Table>,
     redis: Option<toml::Table>,
     memcached: Option<toml::Table>,
@@ -219,6 +224,7 @@ impl FileConfig {
                 "local" => self.local.clone(),
                 "remote_timeout" => self.remote_timeout.clone(),
                 "compile_wait" => self.compile_wait.clone(),
+                "path_policy" => self.path_policy.clone(),
                 _ => None,
             },
             Some((section, name)) => {
@@ -388,6 +394,12 @@ impl Config {
                 ),
             },
         };
+        let path_policy = match setting(&PATH_POLICY, &file)? {
+            None => cachepot_compiler::PathPolicy::Share,
+            Some(v) => cachepot_compiler::PathPolicy::parse(&v).with_context(|| {
+                format!("{}: expected share or exact, got {v:?}", PATH_POLICY.name)
+            })?,
+        };
         let remote = crate::remote_config::load(&file)?;
         if !local && remote.is_none() {
             bail!(
@@ -406,6 +418,7 @@ impl Config {
             remote,
             remote_timeout,
             compile_wait,
+            path_policy,
         })
     }
 
@@ -413,14 +426,15 @@ impl Config {
     /// wrappers with different settings reach different daemons.
     pub fn fingerprint(&self) -> String {
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}",
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
             self.dir,
             self.cache_size,
             self.basedirs,
             self.local,
             self.remote,
             self.remote_timeout,
-            self.compile_wait
+            self.compile_wait,
+            self.path_policy
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
@@ -448,7 +462,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     };
     let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, local, remote_timeout, compile_wait and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, local, remote_timeout, compile_wait, path_policy and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
             path.display()
         )
     })?;

@@ -25,7 +25,8 @@
 //! | the object path | A, only with split DWARF, coverage or profiling code | the object embeds the `.dwo` name or the `.gcda` path |
 //! | the working directory | A, with profiling code (`-fprofile-generate[=DIR]`, `-fprofile-arcs`, `-fprofile-instr-generate`) | gcc makes a relative `DIR` absolute from it and embeds the `.gcda` path |
 //! | the object path, base-relative | A, only with a dependency file and no `-MT`/`-MQ` | it is the dependency file's target |
-//! | the working directory, and `$PWD` | A, only when debug info or coverage notes embed it and no `-fdebug-prefix-map`/`-ffile-prefix-map`/`-fdebug-compilation-dir` covers it | it is in `DW_AT_comp_dir`; gcc writes `$PWD` there when it names the same directory through a symbolic link |
+//! | the working directory, and `$PWD` | A, when coverage notes embed it, or debug info does under the exact path policy, and no `-fdebug-prefix-map`/`-ffile-prefix-map`/`-fdebug-compilation-dir` covers it | it is in `DW_AT_comp_dir` and the `.gcno` notes; gcc writes `$PWD` there when it names the same directory through a symbolic link. Under the default policy (share) debug info's directory comes from the build that stored the entry, as for rustc |
+//! | every base directory's absolute path | A, under the exact path policy only (`CACHEPOT_PATH_POLICY=exact`) | a hit then names this checkout's own paths |
 //! | profiles and precompiled headers named by options (`-fprofile-use=`, `-include-pch`) | A | by content: the dependency file does not list them |
 //! | `CPATH`, `C_INCLUDE_PATH`, `CPLUS_INCLUDE_PATH`, `OBJC_INCLUDE_PATH`, `OBJCPLUS_INCLUDE_PATH`, `SOURCE_DATE_EPOCH`, `GCC_EXEC_PREFIX`, `COMPILER_PATH`, `GCC_COMPARE_DEBUG`, `CCC_OVERRIDE_OPTIONS`, `SDKROOT`, `*_DEPLOYMENT_TARGET` | A | the compiler reads them; path values are base-relative |
 //! | `LANG`, `LC_ALL`, `LC_CTYPE`, `LC_MESSAGES` | A | the language of the diagnostics that a hit replays (ccache does the same) |
@@ -37,10 +38,11 @@
 //! found earlier in the include path (a new file shadowing a recorded one)
 //! is not noticed, because the manifest checks the files it recorded.
 //!
-//! Left out on purpose: as for rustc, absolute paths under base directories
-//! that end up in the object (`__FILE__`, source names in debug info) come
-//! from the build that stored the entry; `-ffile-prefix-map` makes them
-//! identical everywhere.
+//! Left out on purpose under the default path policy (share), as for
+//! rustc: absolute paths under base directories that end up in the object
+//! (`__FILE__`, debug info's directory and source names) come from the
+//! build that stored the entry; `-ffile-prefix-map` makes them identical
+//! everywhere, and the exact policy keys them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,7 @@ use super::args::CCompile;
 use super::content::has_time_macros;
 use crate::digest::{Digest, FileDigester};
 use crate::key::{env_value, Key, KeyBuilder};
-use crate::paths::{find_target_dir, standard_bases, BaseDirs};
+use crate::paths::{find_target_dir, standard_bases, BaseDirs, PathPolicy};
 use crate::rust::Uncacheable;
 
 /// Variables the compiler reads itself; path values are base-relative.
@@ -240,9 +242,10 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
         );
     }
     let dir = debug_dir(ctx.cwd, ctx.env);
-    if c.embeds_cwd(&dir) {
+    if c.embeds_cwd(&dir) && (c.coverage || ctx.bases.policy() == PathPolicy::Exact) {
         k.add("cwd", dir.to_string_lossy().as_bytes());
     }
+    ctx.bases.key_exact_paths(&mut k);
     for f in &c.extra_inputs {
         let path = ctx.cwd.join(f);
         let d = ctx.digester.digest(&path).map_err(|e| {

@@ -23,10 +23,19 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
 }
 
 fn key(args: &str, cwd: &str, vars: &[(&str, &str)]) -> Result<Digest, Uncacheable> {
+    key_in(PathPolicy::Share, args, cwd, vars)
+}
+
+fn key_in(
+    policy: PathPolicy,
+    args: &str,
+    cwd: &str,
+    vars: &[(&str, &str)],
+) -> Result<Digest, Uncacheable> {
     let cwd = Path::new(cwd);
     let c = compile(args, cwd);
     let env = env(vars);
-    let bases = base_dirs(cwd, &env, &[]);
+    let bases = base_dirs(cwd, &env, &[]).with_policy(policy);
     let compiler = Digest::of(b"gcc");
     let ctx = CKeyContext {
         cwd,
@@ -98,19 +107,25 @@ fn defines_optimisation_and_buster_change_the_key() {
 }
 
 #[test]
-fn debug_info_keys_the_working_directory_unless_it_is_mapped() {
+fn debug_info_shares_across_checkouts_unless_paths_are_exact() {
     let plain_a = key("-c a.c", "/w1", &[]).unwrap();
     let plain_b = key("-c a.c", "/w2", &[]).unwrap();
     assert_eq!(plain_a, plain_b);
+    // Share (the default): DW_AT_comp_dir comes from the storing build.
     let g_a = key("-g -c a.c", "/w1", &[]).unwrap();
     let g_b = key("-g -c a.c", "/w2", &[]).unwrap();
-    assert_ne!(g_a, g_b, "DW_AT_comp_dir differs");
-    let mapped_a = key("-g -ffile-prefix-map=/w1=. -c a.c", "/w1", &[]).unwrap();
-    let mapped_b = key("-g -ffile-prefix-map=/w2=. -c a.c", "/w2", &[]).unwrap();
-    assert_eq!(mapped_a, mapped_b);
-    assert_eq!(
-        key("-g -g0 -c a.c", "/w1", &[]).unwrap(),
-        key("-g -g0 -c a.c", "/w2", &[]).unwrap()
+    assert_eq!(g_a, g_b);
+    // Exact: the working directory and every base directory are keyed.
+    let exact = |args: &str, cwd: &str| key_in(PathPolicy::Exact, args, cwd, &[]).unwrap();
+    assert_ne!(exact("-g -c a.c", "/w1"), exact("-g -c a.c", "/w2"));
+    assert_ne!(exact("-c a.c", "/w1"), exact("-c a.c", "/w2"));
+    assert_eq!(exact("-g -c a.c", "/w1"), exact("-g -c a.c", "/w1"));
+    assert_ne!(exact("-g -c a.c", "/w1"), g_a);
+    // Coverage notes embed the directory and the object path: keyed in
+    // both policies.
+    assert_ne!(
+        key("--coverage -c a.c", "/w1", &[]).unwrap(),
+        key("--coverage -c a.c", "/w2", &[]).unwrap()
     );
 }
 
@@ -226,11 +241,12 @@ fn pwd_names_the_directory_only_when_it_is_the_working_directory() {
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let cwd = real.to_str().unwrap();
-    let through_link = key("-g -c a.c", cwd, &[("PWD", link.to_str().unwrap())]).unwrap();
-    let plain = key("-g -c a.c", cwd, &[]).unwrap();
+    let exact = |vars: &[(&str, &str)]| key_in(PathPolicy::Exact, "-g -c a.c", cwd, vars).unwrap();
+    let through_link = exact(&[("PWD", link.to_str().unwrap())]);
+    let plain = exact(&[]);
     assert_ne!(through_link, plain, "gcc writes $PWD: it is keyed");
     // A stale PWD (another directory) is not what gcc writes.
-    let stale = key("-g -c a.c", cwd, &[("PWD", "/")]).unwrap();
+    let stale = exact(&[("PWD", "/")]);
     assert_eq!(stale, plain);
 }
 

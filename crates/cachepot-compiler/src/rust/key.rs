@@ -37,12 +37,16 @@
 //! | what the link read | B | every file named by rustc's `--print link-args` (asked for on a miss): every crate linked in, dependencies of dependencies too, native libraries found through `-L`, linker scripts, by path (base-relative) and content; the toolchain's own files are covered by its identity |
 //! | other environment variables | no | rustc does not read them; anything the crate reads with `env!` is an `env-dep` |
 //! | absolute paths under base directories (working directory, `CARGO_HOME`, the target directory, `CACHEPOT_BASEDIRS`) | A, B | replaced by a token naming the base, so another checkout hits |
+//! | every base directory's absolute path | A, under `CACHEPOT_PATH_POLICY=exact` only | the paths an output embeds are then this checkout's own |
 //!
-//! Left out on purpose, and what it costs: the absolute paths that rustc
-//! embeds in debug info and in `file!()` for crates outside the working
-//! directory come from the build that stored the entry. This is what
-//! sccache's and ccache's base directories do too; `--remap-path-prefix`
-//! in `RUSTFLAGS` makes those paths identical everywhere. Crates found
+//! Left out on purpose under the default path policy (share), and what it
+//! costs: the absolute paths that rustc embeds in debug info and in
+//! `file!()` for crates outside the working directory come from the build
+//! that stored the entry. This is what sccache's and ccache's base
+//! directories do too; `--remap-path-prefix` in `RUSTFLAGS` makes those
+//! paths identical everywhere. Under `CACHEPOT_PATH_POLICY=exact` every
+//! base directory's absolute path is in part A (`path:<name>`), so a hit
+//! names this checkout's own paths. Crates found
 //! through `-L dependency=` without `--extern` (dependencies of
 //! dependencies) are not hashed: they are pinned by the metadata of the
 //! `--extern` crates, which is hashed.
@@ -246,6 +250,7 @@ pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> 
     for (k, v) in env {
         b.add(&format!("env:{k}"), &bases.normalize(v.as_bytes()));
     }
+    bases.key_exact_paths(&mut b);
     Ok(b.finish())
 }
 

@@ -129,7 +129,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
             dir.display().to_string(),
         );
     }
-    let bases = cc::base_dirs(&c.cwd, &c.env, &shared.config.basedirs);
+    let bases = cc::base_dirs(&c.cwd, &c.env, &shared.config.basedirs)
+        .with_policy(shared.config.path_policy);
     let ctx = CKeyContext {
         cwd: &c.cwd,
         env: &c.env,

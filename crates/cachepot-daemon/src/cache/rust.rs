@@ -137,7 +137,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
     } else {
         None
     };
-    let bases = rustc::base_dirs(&compile, &c.cwd, &c.env, &shared.config.basedirs);
+    let bases = rustc::base_dirs(&compile, &c.cwd, &c.env, &shared.config.basedirs)
+        .with_policy(shared.config.path_policy);
     let stdin = c.stdin.as_deref().map(Digest::of);
     let ctx = KeyContext {
         cwd: &c.cwd,

@@ -157,8 +157,8 @@ fn another_checkout_path_hits_through_include_directories() {
 }
 
 #[test]
-fn debug_info_keys_the_directory_unless_a_prefix_map_covers_it() {
-    let env = Env::new();
+fn debug_info_is_shared_by_default_and_keyed_under_exact_paths() {
+    let mut env = Env::new();
     let a = Project::new(&env, "a");
     let b = Project::new(&env, "b");
     let mut g = ARGS.to_vec();
@@ -167,7 +167,30 @@ fn debug_info_keys_the_directory_unless_a_prefix_map_covers_it() {
     env.stop();
     env.zero();
     cc(&env, &b.root, false, "gcc", &g);
-    assert_eq!(hits_misses(&env.stats()), (0, 1), "DW_AT_comp_dir differs");
+    assert_eq!(
+        hits_misses(&env.stats()),
+        (1, 0),
+        "share: another checkout hits"
+    );
+    // The restored object names the storing checkout's directory.
+    let restored = std::fs::read(b.obj()).unwrap();
+    let a_dir = a.root.to_string_lossy().into_owned();
+    assert!(restored.windows(a_dir.len()).any(|w| w == a_dir.as_bytes()));
+    env.extra
+        .push(("CACHEPOT_PATH_POLICY".into(), "exact".into()));
+    cc(&env, &a.root, false, "gcc", &g);
+    env.stop();
+    env.zero();
+    cc(&env, &b.root, false, "gcc", &g);
+    assert_eq!(
+        hits_misses(&env.stats()),
+        (0, 1),
+        "exact: DW_AT_comp_dir differs"
+    );
+    let own = std::fs::read(b.obj()).unwrap();
+    let b_dir = b.root.to_string_lossy().into_owned();
+    assert!(own.windows(b_dir.len()).any(|w| w == b_dir.as_bytes()));
+    env.extra.clear();
     let mapped = |p: &Project| format!("-ffile-prefix-map={}=.", p.root.display());
     let (ma, mb) = (mapped(&a), mapped(&b));
     let mut ga = g.clone();
@@ -511,26 +534,38 @@ fn a_precompiled_header_in_the_include_path_is_not_cached() {
 }
 
 #[test]
-fn build_script_c_hits_in_another_checkout_with_a_prefix_map() {
+fn build_script_c_hits_in_another_checkout() {
     // The `cc` crate compiles with debug info in the dev profile and runs
-    // in the package's directory, so without a map the working directory
-    // is in the key; `-ffile-prefix-map` in CFLAGS makes objects (and
-    // keys) the same in every checkout.
-    let env = Env::new();
+    // in the package's directory (under `CARGO_HOME` for registry crates):
+    // shared by default, keyed under exact paths; `-ffile-prefix-map` in
+    // CFLAGS makes the objects themselves the same in every checkout.
+    let mut env = Env::new();
     let (a, b, c) = (
         env.checkout_cc("a"),
         env.checkout_cc("b"),
         env.checkout_cc("c"),
     );
-    // Without a map, another checkout's C compile misses.
     env.build(&a, &[]);
     env.stop();
     env.zero();
     env.build(&c, &[]);
     let s = env.stats();
+    assert_eq!(s["languages"]["c"]["hits"], 1, "{s}");
+    assert_eq!(s["languages"]["c"]["misses"], 0, "{s}");
+    assert_eq!(run(&c), "5");
+    env.extra
+        .push(("CACHEPOT_PATH_POLICY".into(), "exact".into()));
+    std::fs::remove_dir_all(&a.target).unwrap();
+    env.build(&a, &[]);
+    env.stop();
+    env.zero();
+    std::fs::remove_dir_all(&c.target).unwrap();
+    env.build(&c, &[]);
+    let s = env.stats();
     assert_eq!(s["languages"]["c"]["misses"], 1, "{s}");
     assert_eq!(s["languages"]["c"]["hits"], 0, "{s}");
-    // With one, it hits, and the binary works.
+    env.extra.clear();
+    // With a map, the objects are the same everywhere, and the binary works.
     let map = |co: &crate::harness::Checkout| format!("-ffile-prefix-map={}=.", co.ws.display());
     env.build(&a, &[("CFLAGS", &map(&a))]);
     env.stop();
