@@ -4,8 +4,11 @@
 //! and the rustup toolchain selection), so a build pays for this once.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::digest::{Digest, FileDigester};
 
@@ -31,6 +34,16 @@ pub enum ToolchainError {
         args: String,
         /// What it printed.
         output: String,
+    },
+    /// The compiler did not answer within the time limit (it was killed).
+    #[error("{program} {args} did not answer within {limit:?}")]
+    Timeout {
+        /// The compiler.
+        program: PathBuf,
+        /// Its arguments.
+        args: String,
+        /// The limit.
+        limit: Duration,
     },
     /// A file of the sysroot could not be read.
     #[error("reading the sysroot {path}: {source}")]
@@ -95,6 +108,84 @@ pub(crate) fn run(
         });
     }
     Ok(text)
+}
+
+/// Runs `program` with `args` and returns its standard output and error,
+/// or kills it when it has not finished (closed both) within `limit`.
+/// A failing exit status is an error, as in [`run`].
+pub(crate) fn run_limited(
+    program: &Path,
+    args: &[&str],
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    limit: Duration,
+) -> Result<(String, String), ToolchainError> {
+    let spawn_error = |source| ToolchainError::Spawn {
+        program: program.to_path_buf(),
+        args: args.join(" "),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    // Each pipe is read to its end on a thread of its own; the ends come
+    // when the program exits (or is killed), whatever it writes meanwhile.
+    let (tx, rx) = mpsc::channel();
+    let pipes: [Option<Box<dyn std::io::Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ];
+    for (i, pipe) in pipes.into_iter().enumerate() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut text);
+            }
+            let _ = tx.send((i, text));
+        });
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + limit;
+    let mut outputs = [Vec::new(), Vec::new()];
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, text)) => outputs[i] = text,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ToolchainError::Timeout {
+                    program: program.to_path_buf(),
+                    args: args.join(" "),
+                    limit,
+                });
+            }
+        }
+    }
+    let status = child.wait().map_err(spawn_error)?;
+    let [stdout, stderr] = outputs.map(|o| String::from_utf8_lossy(&o).into_owned());
+    if !status.success() {
+        return Err(ToolchainError::Unexpected {
+            program: program.to_path_buf(),
+            args: args.join(" "),
+            output: format!("{stdout}{stderr}"),
+        });
+    }
+    Ok((stdout, stderr))
 }
 
 impl RustToolchain {
@@ -206,6 +297,32 @@ impl RustToolchain {
 #[allow(clippy::unwrap_used)]
 mod find_tests {
     use super::*;
+
+    #[test]
+    fn a_program_that_does_not_answer_in_time_is_killed() {
+        let started = std::time::Instant::now();
+        let env: Vec<(OsString, OsString)> =
+            std::env::vars_os().filter(|(k, _)| k == "PATH").collect();
+        let err = run_limited(
+            Path::new("sleep"),
+            &["60"],
+            Path::new("/"),
+            &env,
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ToolchainError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let (out, _) = run_limited(
+            Path::new("echo"),
+            &["hi"],
+            Path::new("/"),
+            &env,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert_eq!(out, "hi\n");
+    }
 
     #[test]
     fn programs_resolve_through_path() {

@@ -43,6 +43,10 @@ pub struct DaemonConfig {
     /// How long a compile waits for another compile of the same key (in
     /// another build) before it compiles itself.
     pub compile_wait: Duration,
+    /// Variables whose values go into every Rust key (`CACHEPOT_KEY_ENV`):
+    /// proc-macros read them without rustc knowing. Their values come from
+    /// each compile's environment.
+    pub key_env: Vec<String>,
 }
 
 /// State shared by every connection.

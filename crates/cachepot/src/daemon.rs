@@ -24,6 +24,7 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
         build_id: build_id(),
         log_file: log_file.then(|| paths.log.clone()),
         compile_wait: config.compile_wait,
+        key_env: config.key_env.clone(),
     }
 }
 
