@@ -2,7 +2,8 @@
 //!
 //! This crate knows what a compilation reads and writes and how to name it
 //! in the cache. It knows nothing of the daemon or of storage: it runs a
-//! compiler only to identify a toolchain, and reads files only through the
+//! compiler only to identify a toolchain or to ask what `native` is
+//! (see [`native`]), and reads files only through the
 //! caller's [`digest::FileDigester`] (plus `@argfile`s and the sysroot).
 
 pub mod c;
@@ -10,6 +11,7 @@ pub mod depinfo;
 pub mod digest;
 pub mod key;
 pub mod manifest;
+pub mod native;
 pub mod paths;
 pub mod rust;
 pub mod toolchain;

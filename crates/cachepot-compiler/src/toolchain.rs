@@ -36,14 +36,15 @@ pub enum ToolchainError {
         /// What it printed.
         output: String,
     },
-    /// The compiler did not answer in time (it was killed; the compile
-    /// runs uncached).
-    #[error("{program} {args} did not answer within {} s", PROBE_TIMEOUT.as_secs())]
-    TimedOut {
+    /// The compiler did not answer within the time limit (it was killed).
+    #[error("{program} {args} did not answer within {limit:?}")]
+    Timeout {
         /// The compiler.
         program: PathBuf,
         /// Its arguments.
         args: String,
+        /// The limit.
+        limit: Duration,
     },
     /// A file of the sysroot could not be read.
     #[error("reading the sysroot {path}: {source}")]
@@ -95,16 +96,18 @@ pub(crate) fn run(
     cwd: &Path,
     env: &[(OsString, OsString)],
 ) -> Result<String, ToolchainError> {
-    run_within(program, args, cwd, env, PROBE_TIMEOUT)
+    run_limited(program, args, cwd, env, PROBE_TIMEOUT).map(|(stdout, _)| stdout)
 }
 
-fn run_within(
+/// Runs `program` with `args` and returns its stdout and stderr; an error
+/// when it fails, or does not finish within `limit` (then it is killed).
+pub(crate) fn run_limited(
     program: &Path,
     args: &[&str],
     cwd: &Path,
     env: &[(OsString, OsString)],
     limit: Duration,
-) -> Result<String, ToolchainError> {
+) -> Result<(String, String), ToolchainError> {
     let spawn_error = |source| ToolchainError::Spawn {
         program: program.to_path_buf(),
         args: args.join(" "),
@@ -150,22 +153,25 @@ fn run_within(
             let _ = child.wait();
             // The readers end once every holder of the pipes is gone; a
             // grandchild that keeps them is not waited for.
-            return Err(ToolchainError::TimedOut {
+            return Err(ToolchainError::Timeout {
                 program: program.to_path_buf(),
                 args: args.join(" "),
+                limit,
             });
         }
     };
-    let text = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
+    let text = |reader: std::thread::JoinHandle<Vec<u8>>| {
+        String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
+    };
+    let (stdout, stderr) = (text(stdout), text(stderr));
     if !status.success() {
-        let err = stderr.join().unwrap_or_default();
         return Err(ToolchainError::Unexpected {
             program: program.to_path_buf(),
             args: args.join(" "),
-            output: format!("{text}{}", String::from_utf8_lossy(&err)),
+            output: format!("{stdout}{stderr}"),
         });
     }
-    Ok(text)
+    Ok((stdout, stderr))
 }
 
 impl RustToolchain {
@@ -300,14 +306,14 @@ mod find_tests {
     #[test]
     fn a_probe_that_hangs_is_killed_at_its_limit() {
         let started = std::time::Instant::now();
-        let r = run_within(
+        let r = run_limited(
             Path::new("/bin/sh"),
             &["-c", "sleep 30"],
             Path::new("/"),
             &path_env(),
             Duration::from_millis(300),
         );
-        assert!(matches!(r, Err(ToolchainError::TimedOut { .. })), "{r:?}");
+        assert!(matches!(r, Err(ToolchainError::Timeout { .. })), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
@@ -316,16 +322,17 @@ mod find_tests {
         let env = path_env();
         // More than a pipe's buffer on both streams: neither may block.
         let script = "head -c 200000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero >&2; echo";
-        let out = run_within(
+        let out = run_limited(
             Path::new("/bin/sh"),
             &["-c", script],
             Path::new("/"),
             &env,
             PROBE_TIMEOUT,
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(out.trim_end().len(), 200_000);
-        let r = run_within(
+        let r = run_limited(
             Path::new("/bin/sh"),
             &["-c", "echo no >&2; exit 3"],
             Path::new("/"),

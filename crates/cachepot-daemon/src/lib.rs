@@ -45,6 +45,10 @@ pub struct DaemonConfig {
     pub compile_wait: Duration,
     /// What restored outputs' embedded paths may name (keys follow it).
     pub path_policy: cachepot_compiler::PathPolicy,
+    /// Variables whose values go into every Rust key (`CACHEPOT_KEY_ENV`):
+    /// proc-macros read them without rustc knowing. Their values come from
+    /// each compile's environment.
+    pub key_env: Vec<String>,
 }
 
 /// State shared by every connection.

@@ -1,5 +1,6 @@
 //! Memo caches: toolchain identities by the compiler binary and rustup's
-//! toolchain choice, C compilers, linkers, and what file contents hold.
+//! toolchain choice, what `native` is for each toolchain and C compiler,
+//! C compilers, linkers, and what file contents hold.
 //! File digests are in [`crate::digests`].
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use cachepot_compiler::c::{CToolchain, ContentFlags};
 use cachepot_compiler::digest::{Digest, FileDigester};
 use cachepot_compiler::key::env_value;
+use cachepot_compiler::native::{self, NativeCpu};
 use cachepot_compiler::rust::linker::linker_identity;
 pub use cachepot_compiler::toolchain::find_program as resolve_program;
 use cachepot_compiler::toolchain::{RustToolchain, ToolchainError};
@@ -21,11 +23,35 @@ use crate::once::OnceMemo;
 pub use crate::digests::DigestMemo;
 use crate::digests::{is_recent, stamp, Stamp};
 
+/// What `native` is, or why it could not be told. A question that timed
+/// out is remembered (asking again would stall every compile as long);
+/// other failures are not, and the next compile asks again.
+type NativeAnswer = Result<Arc<NativeCpu>, String>;
+
+/// Asks once: a timeout becomes a remembered answer, other errors are
+/// returned unremembered.
+fn ask_native<K: Eq + std::hash::Hash>(
+    memo: &OnceMemo<K, NativeAnswer>,
+    key: K,
+    ask: impl FnOnce() -> Result<NativeCpu, ToolchainError>,
+) -> NativeAnswer {
+    memo.get_or_try(key, || match ask() {
+        Ok(n) => {
+            tracing::info!(cpu = %n.cpu, features = n.features.len(), "resolved the native CPU");
+            Ok(Ok(Arc::new(n)))
+        }
+        Err(e @ ToolchainError::Timeout { .. }) => Ok(Err(e.to_string())),
+        Err(e) => Err(e.to_string()),
+    })
+    .and_then(|answer| answer)
+}
+
 /// Toolchains memoised by what selects them.
 #[derive(Default)]
 pub struct ToolchainMemo {
     probes: OnceMemo<Vec<u8>, Arc<RustToolchain>>,
     identities: OnceMemo<(PathBuf, Option<String>), Digest>,
+    natives: OnceMemo<Digest, NativeAnswer>,
 }
 
 /// The rust-toolchain file rustup would read for a compile in `cwd`.
@@ -82,6 +108,28 @@ impl ToolchainMemo {
         self.identities
             .get_or_try(key, || toolchain.identity(target, digester))
     }
+
+    /// What `-C target-cpu=native` is for this toolchain (`identity`, which
+    /// covers the target) and `target`, asked once.
+    pub fn native_cpu(
+        &self,
+        toolchain: &RustToolchain,
+        identity: &Digest,
+        target: Option<&str>,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> NativeAnswer {
+        // clippy-driver's toolchain has rustc beside it, which answers the same.
+        let rustc = toolchain.sysroot.join("bin").join("rustc");
+        let rustc = if rustc.is_file() {
+            rustc
+        } else {
+            toolchain.rustc.clone()
+        };
+        ask_native(&self.natives, *identity, || {
+            native::probe_rustc(&rustc, target, cwd, env)
+        })
+    }
 }
 
 /// C compilers identified by path and binary stamp, and the files known to
@@ -91,6 +139,7 @@ pub struct CCompilerMemo {
     probes: OnceMemo<(PathBuf, Stamp), Arc<CToolchain>>,
     content: Mutex<HashMap<Digest, ContentFlags>>,
     pch_dirs: Mutex<HashMap<(PathBuf, i128), bool>>,
+    natives: OnceMemo<(Digest, Vec<String>), NativeAnswer>,
 }
 
 impl CCompilerMemo {
@@ -111,6 +160,22 @@ impl CCompilerMemo {
             let t = Arc::new(CToolchain::probe(compiler, cwd, env)?);
             tracing::info!(compiler = %compiler.display(), family = ?t.family, "identified C compiler");
             Ok(t)
+        })
+    }
+
+    /// What a compile's `native` options (`CCompile::native_args`) expand
+    /// to with this compiler, asked once per compiler and options.
+    pub fn native_cpu(
+        &self,
+        toolchain: &CToolchain,
+        compiler: &Path,
+        native_args: &[String],
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> NativeAnswer {
+        let key = (toolchain.identity, native_args.to_vec());
+        ask_native(&self.natives, key, || {
+            native::probe_c(compiler, toolchain.family, native_args, cwd, env)
         })
     }
 

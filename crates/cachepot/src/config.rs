@@ -41,6 +41,8 @@ vars! {
         "Seconds the daemon waits without a request before it exits; `0` means never. Default: `600`.";
     BASEDIRS = "CACHEPOT_BASEDIRS", Some("SCCACHE_BASEDIRS"), Some("basedirs"),
         "Extra base directories, separated by `:` (in the file: a list). Absolute paths under them are hashed relative to them, like the working directory, `CARGO_HOME` and the target directory, which are always base directories.";
+    KEY_ENV = "CACHEPOT_KEY_ENV", None, Some("key_env"),
+        "Names of environment variables, separated by commas or whitespace (in the file: a list of strings), whose values go into the key of every Rust compile: variables a proc-macro reads at compile time, which rustc never hears of (a value set to empty and an unset variable are told apart). The values are read per compile, from the compiler's environment. Without it, `DATABASE_URL`, `SQLX_OFFLINE` and `SQLX_OFFLINE_DIR` are keyed for crates that use `sqlx`.";
     CONF = "CACHEPOT_CONF", Some("SCCACHE_CONF"), None,
         "Path of the config file. Default: `$XDG_CONFIG_HOME/cachepot/config.toml`, or `~/.config/cachepot/config.toml`. A missing file is fine; a malformed one is an error.";
     LOG = "CACHEPOT_LOG", Some("SCCACHE_LOG"), None,
@@ -193,6 +195,8 @@ pub struct Config {
     pub compile_wait: Duration,
     /// What restored outputs' embedded paths may name.
     pub path_policy: cachepot_compiler::PathPolicy,
+    /// Variables keyed in every Rust compile, sorted, each once.
+    pub key_env: Vec<String>,
 }
 
 /// The config file's contents.
@@ -203,6 +207,7 @@ pub struct FileConfig {
     cache_size: Option<toml::Value>,
     idle_timeout: Option<u64>,
     basedirs: Option<Vec<PathBuf>>,
+    key_env: Option<Vec<String>>,
     local: Option<toml::Value>,
     remote_timeout: Option<toml::Value>,
     compile_wait: Option<toml::Value>,
@@ -368,6 +373,11 @@ impl Config {
                 );
             }
         }
+        let key_env = match env_str(&KEY_ENV)? {
+            Some(v) => parse_key_env(&v),
+            None => file.key_env.clone().unwrap_or_default(),
+        };
+        let key_env = check_key_env(key_env)?;
         let local = match setting(&LOCAL, &file)?.map(|v| v.to_ascii_lowercase()) {
             None => true,
             Some(v) if matches!(v.as_str(), "on" | "1" | "true" | "yes") => true,
@@ -419,14 +429,16 @@ impl Config {
             remote_timeout,
             compile_wait,
             path_policy,
+            key_env,
         })
     }
 
     /// A short digest of the settings that shape the daemon, so that
     /// wrappers with different settings reach different daemons.
     pub fn fingerprint(&self) -> String {
+        // `key_env` too: a daemon keys the variables it was started with.
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.dir,
             self.cache_size,
             self.basedirs,
@@ -434,10 +446,35 @@ impl Config {
             self.remote,
             self.remote_timeout,
             self.compile_wait,
-            self.path_policy
+            self.path_policy,
+            self.key_env
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
+}
+
+/// Splits `CACHEPOT_KEY_ENV`: names separated by commas or whitespace.
+fn parse_key_env(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sorts the keyed variables and rejects names no environment can hold.
+fn check_key_env(mut names: Vec<String>) -> Result<Vec<String>> {
+    if let Some(bad) = names
+        .iter()
+        .find(|n| n.is_empty() || n.contains(['=', '\0']))
+    {
+        bail!(
+            "{} (or the config key key_env): {bad:?} is not a variable name",
+            KEY_ENV.name
+        );
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// The config file's path.
@@ -462,7 +499,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     };
     let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, local, remote_timeout, compile_wait, path_policy and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
             path.display()
         )
     })?;
@@ -483,6 +520,53 @@ mod tests {
             [v.name, v.sccache.unwrap_or_default()],
             cachepot_compiler::c::key::CACHE_BUSTER
         );
+    }
+
+    #[test]
+    fn keyed_variables_are_split_sorted_and_checked() {
+        assert_eq!(
+            check_key_env(parse_key_env(" FLAVOR,DATABASE_URL\tB  FLAVOR,")).unwrap(),
+            ["B", "DATABASE_URL", "FLAVOR"]
+        );
+        assert!(parse_key_env(" , ").is_empty());
+        let err = check_key_env(vec!["A=B".into()]).unwrap_err().to_string();
+        assert!(
+            err.contains("CACHEPOT_KEY_ENV") && err.contains("A=B"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "key_env = [\"SQLX_OFFLINE\", \"FLAVOR\"]\n").unwrap();
+        let f = read_file(&p).unwrap();
+        assert_eq!(
+            f.key_env,
+            Some(vec!["SQLX_OFFLINE".to_string(), "FLAVOR".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_keyed_variables_choose_the_daemon() {
+        let a = Config {
+            dir: PathBuf::from("/c"),
+            cache_size: 1 << 30,
+            idle_timeout: None,
+            basedirs: Vec::new(),
+            local: true,
+            remote: None,
+            remote_timeout: Duration::from_secs(30),
+            compile_wait: Duration::from_secs(300),
+            path_policy: cachepot_compiler::PathPolicy::Share,
+            key_env: Vec::new(),
+        };
+        let mut b = a.clone();
+        b.key_env = vec!["FLAVOR".into()];
+        // A daemon started without FLAVOR must never serve a build that
+        // keys it.
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let mut exact = a.clone();
+        exact.path_policy = cachepot_compiler::PathPolicy::Exact;
+        assert_ne!(a.fingerprint(), exact.fingerprint());
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
     }
 
     #[test]

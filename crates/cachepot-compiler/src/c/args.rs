@@ -102,6 +102,20 @@ pub struct CCompile {
     /// Arguments that go into the key, in order, with the source, the
     /// object and the dependency file's path left out.
     pub key_args: Vec<String>,
+    /// For a compile with `-march=native`, `-mtune=native` or
+    /// `-mcpu=native`: the arguments that ask the compiler what `native`
+    /// is (those options, and the ones that choose the target: `-m32`,
+    /// `--target=`, …), in order; empty otherwise.
+    pub native_args: Vec<String>,
+}
+
+/// Options that mean "the CPU of this machine" (gcc's
+/// `-march=native+nofeature` on Arm too).
+const NATIVE_PREFIXES: &[&str] = &["-march=native", "-mtune=native", "-mcpu=native"];
+
+/// Options that choose the target, which `native` is resolved for.
+fn chooses_target(a: &str) -> bool {
+    matches!(a, "-m32" | "-m64" | "-mx32" | "-m16") || a.starts_with("--target=")
 }
 
 /// Options that write files the cache does not know of, read files it
@@ -139,9 +153,6 @@ const REFUSED_PREFIXES: &[(&str, &str)] = &[
     ("-frecord-command-line", "records the command line"),
     ("-grecord-command-line", "records the command line"),
     ("-frecord-gcc-switches", "records the command line"),
-    ("-march=native", "-march=native"),
-    ("-mcpu=native", "-march=native"),
-    ("-mtune=native", "-march=native"),
     ("-fbranch-probabilities", "reads profile files"),
     ("-fprofile-remapping-file", "reads profile files"),
     ("-fpass-plugin", "compiler plugin"),
@@ -516,6 +527,23 @@ fn parse_strings(args: &[String]) -> CParsed {
     } else {
         None
     };
+    // What asks the compiler what `native` is: the native options and the
+    // ones that choose the target (`-target X` as two words).
+    let mut native_args = Vec::new();
+    if key_args
+        .iter()
+        .any(|a| NATIVE_PREFIXES.iter().any(|p| a.starts_with(p)))
+    {
+        let mut it = key_args.iter();
+        while let Some(a) = it.next() {
+            if a == "-target" || a == "--target" {
+                native_args.push(a.clone());
+                native_args.extend(it.next().cloned());
+            } else if chooses_target(a) || NATIVE_PREFIXES.iter().any(|p| a.starts_with(p)) {
+                native_args.push(a.clone());
+            }
+        }
+    }
     CParsed::Cacheable(Box::new(CCompile {
         language,
         input,
@@ -531,6 +559,7 @@ fn parse_strings(args: &[String]) -> CParsed {
         extra_inputs,
         forced_includes,
         key_args,
+        native_args,
     }))
 }
 

@@ -21,6 +21,7 @@
 //! | the driver mode of its name | A | `clang++`, `g++` and `c++` compile a `.c` file as C++; `clang` and `clang++` are one binary |
 //! | language | A | `-x` or the source's extension |
 //! | arguments | A | as written, in order, with base directories replaced by tokens in the values of path options (`-I`, `-isystem`, `-include`, `--sysroot`, prefix maps, …) only: any other value (`-DDIR="/src/data"`) is embedded as written; the object path, `-MF` path and the source are left out (they are where files go, not what they are) |
+//! | `-march=native`, `-mtune=native`, `-mcpu=native` | A | besides the option as written, what it expands to on this machine: `native-cpu` and `native-features` (gcc: the `-m…` options and `--param`s of its `cc1` line under `-v`; clang: `-target-cpu`, `-tune-cpu` and the `-target-feature`s of `-###`), asked once per compiler and set of options (see [`crate::native`]). Another machine's `native` gives code this one may not run. A compile whose question fails or times out is not cached |
 //! | the source path | A | base-relative: it is what `__FILE__` and the dependency file name |
 //! | the object path | A, only with split DWARF, coverage or profiling code | the object embeds the `.dwo` name or the `.gcda` path |
 //! | the working directory | A, with profiling code (`-fprofile-generate[=DIR]`, `-fprofile-arcs`, `-fprofile-instr-generate`) | gcc makes a relative `DIR` absolute from it and embeds the `.gcda` path |
@@ -51,6 +52,7 @@ use super::args::CCompile;
 use super::content::has_time_macros;
 use crate::digest::{Digest, FileDigester};
 use crate::key::{env_value, Key, KeyBuilder};
+use crate::native::NativeCpu;
 use crate::paths::{find_target_dir, standard_bases, BaseDirs, PathPolicy};
 use crate::rust::Uncacheable;
 
@@ -105,6 +107,9 @@ pub struct CKeyContext<'a> {
     pub bases: &'a BaseDirs,
     /// File digests.
     pub digester: &'a dyn FileDigester,
+    /// What the compile's `native` options expand to, when it has some
+    /// (see [`crate::native`]).
+    pub native_cpu: Option<&'a NativeCpu>,
 }
 
 fn no(reason: &str, detail: impl Into<String>) -> Uncacheable {
@@ -221,6 +226,12 @@ pub fn key_a(c: &CCompile, ctx: &CKeyContext<'_>) -> Result<Key, Uncacheable> {
     k.add("language", format!("{:?}", c.language).as_bytes());
     for a in normalized_args(ctx.bases, &c.key_args) {
         k.add("arg", a.as_bytes());
+    }
+    if !c.native_args.is_empty() {
+        let Some(native) = ctx.native_cpu else {
+            return Err(no("native CPU unknown", c.native_args.join(" ")));
+        };
+        native.add_to(&mut k);
     }
     k.add("input", ctx.bases.normalize_str(&c.input).as_bytes());
     if c.split_dwarf || c.coverage || c.profile_generate {

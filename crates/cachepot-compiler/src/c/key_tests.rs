@@ -6,6 +6,7 @@ use std::path::Path;
 use super::*;
 use crate::c::{parse, CParsed};
 use crate::digest::PlainDigester;
+use crate::native::NativeCpu;
 
 fn compile(args: &str, cwd: &Path) -> CCompile {
     let words: Vec<OsString> = args.split_whitespace().map(OsString::from).collect();
@@ -23,7 +24,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
 }
 
 fn key(args: &str, cwd: &str, vars: &[(&str, &str)]) -> Result<Digest, Uncacheable> {
-    key_in(PathPolicy::Share, args, cwd, vars)
+    key_full(PathPolicy::Share, args, cwd, vars, None).map(|k| k.digest)
 }
 
 fn key_in(
@@ -32,6 +33,25 @@ fn key_in(
     cwd: &str,
     vars: &[(&str, &str)],
 ) -> Result<Digest, Uncacheable> {
+    key_full(policy, args, cwd, vars, None).map(|k| k.digest)
+}
+
+fn key_native(
+    args: &str,
+    cwd: &str,
+    vars: &[(&str, &str)],
+    native_cpu: Option<&NativeCpu>,
+) -> Result<Key, Uncacheable> {
+    key_full(PathPolicy::Share, args, cwd, vars, native_cpu)
+}
+
+fn key_full(
+    policy: PathPolicy,
+    args: &str,
+    cwd: &str,
+    vars: &[(&str, &str)],
+    native_cpu: Option<&NativeCpu>,
+) -> Result<Key, Uncacheable> {
     let cwd = Path::new(cwd);
     let c = compile(args, cwd);
     let env = env(vars);
@@ -44,8 +64,54 @@ fn key_in(
         invoked_as: "gcc",
         bases: &bases,
         digester: &PlainDigester,
+        native_cpu,
     };
-    key_a(&c, &ctx).map(|k| k.digest)
+    key_a(&c, &ctx)
+}
+
+#[test]
+fn march_native_is_keyed_by_its_expansion() {
+    let skylake = NativeCpu {
+        cpu: "skylake".into(),
+        features: vec![
+            "-march=skylake".into(),
+            "-mavx2".into(),
+            "-mno-avx512f".into(),
+        ],
+    };
+    let avx512 = NativeCpu {
+        cpu: "skylake".into(),
+        features: vec!["-march=skylake".into(), "-mavx2".into(), "-mavx512f".into()],
+    };
+    let args = "-O2 -march=native -c /w/a.c -o /w/a.o";
+    let k = key_native(args, "/w", &[], Some(&skylake)).unwrap();
+    assert_eq!(
+        k.digest,
+        key_native(args, "/w", &[], Some(&skylake.clone()))
+            .unwrap()
+            .digest
+    );
+    assert_ne!(
+        k.digest,
+        key_native(args, "/w", &[], Some(&avx512)).unwrap().digest
+    );
+    let shown = |k: &Key, name: &str| {
+        k.inputs
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.value.clone())
+    };
+    assert_eq!(shown(&k, "native-cpu").as_deref(), Some("skylake"));
+    assert_eq!(
+        shown(&k, "native-features").as_deref(),
+        Some("-march=skylake -mavx2 -mno-avx512f")
+    );
+    // Spelled out, the same CPU is another key (and asks nothing).
+    let explicit = key_native("-O2 -march=skylake -c /w/a.c -o /w/a.o", "/w", &[], None).unwrap();
+    assert_ne!(explicit.digest, k.digest);
+    assert_eq!(shown(&explicit, "native-cpu"), None);
+    let err = key_native(args, "/w", &[], None).unwrap_err();
+    assert_eq!(err.reason, "native CPU unknown");
 }
 
 #[test]

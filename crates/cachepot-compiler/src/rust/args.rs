@@ -107,6 +107,8 @@ pub struct RustCompile {
     pub linker: Option<String>,
     /// `-C link-arg=` and `-C link-args=` values, split into words.
     pub link_args: Vec<String>,
+    /// `-C target-cpu=`: the last one given, as rustc takes it.
+    pub target_cpu: Option<String>,
     /// The arguments that go into the key, in order, with output locations
     /// left out and each `--extern` path replaced by `{extern:N}`, N being
     /// its index in `externs`.
@@ -297,6 +299,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
         split_debuginfo: SplitDebuginfo::Off,
         linker: None,
         link_args: Vec::new(),
+        target_cpu: None,
         key_args: Vec::new(),
     };
     let query = |a: &String| {
@@ -438,6 +441,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                     "linker" => c.linker = Some(v.to_string()),
                     "link-arg" => c.link_args.push(v.to_string()),
                     "link-args" => c.link_args.extend(v.split_whitespace().map(str::to_string)),
+                    "target-cpu" => c.target_cpu = Some(v.to_string()),
                     _ => {}
                 }
                 push_pair(&mut c.key_args, "-C", &value);
@@ -537,6 +541,13 @@ impl RustCompile {
             && self.crate_types == ["lib"]
             && !self.test)
             .then_some(uuid)
+    }
+
+    /// Whether the compile is for the CPU of the machine it runs on
+    /// (`-C target-cpu=native`, the last `target-cpu` given): its key holds
+    /// what `native` resolves to (see [`crate::native`]).
+    pub fn native_cpu(&self) -> bool {
+        self.target_cpu.as_deref() == Some("native")
     }
 
     /// Whether the compile writes dep-info itself (else the cache asks

@@ -35,9 +35,30 @@
 //! | the linker, for binaries, tests, proc-macros, dylibs and cdylibs | A | `-C linker` (else `cc`) found in `PATH`: its binary, `--version`, the `ld` it runs (or `-fuse-ld=`'s) and the C runtime files it adds (`crt1.o`, `libgcc.a`, `libc_nonshared.a`, …), by content |
 //! | `-C link-arg(s)` of a linked crate | A | exactly as written (a path in `-rpath` ends up in the binary) |
 //! | what the link read | B | every file named by rustc's `--print link-args` (asked for on a miss): every crate linked in, dependencies of dependencies too, native libraries found through `-L`, linker scripts, by path (base-relative) and content; the toolchain's own files are covered by its identity |
-//! | other environment variables | no | rustc does not read them; anything the crate reads with `env!` is an `env-dep` |
+//! | `-C target-cpu=native` (the last `target-cpu` given) | A | besides the argument as written, what `native` is on this machine: `native-cpu` (the CPU rustc names for the host) and `native-features` (the `target_feature` list of `rustc -C target-cpu=native --print cfg`), asked once per toolchain and target (see [`crate::native`]). Another machine's `native` would give code this one cannot run (AVX-512 on a CPU without it: SIGILL), and `cfg(target_feature)` differs even in `cargo check`. Not cached: `native` with a `--target` other than the host (rustc would resolve the host's CPU for it), and a compile whose probe fails or times out |
+//! | variables named in `CACHEPOT_KEY_ENV` (or the config file's `key_env`) | A | `key-env:NAME`: `=<value>` exactly, or `(unset)` (an empty value is not an unset one), in every Rust compile: a proc-macro reads variables that rustc never hears of (they are in no dep-info) |
+//! | the variables of well-known proc-macro crates (table below), when an `--extern` names the crate | A | `key-env:NAME`, as above |
+//! | other environment variables | no | rustc does not read them; anything the crate reads with `env!` is an `env-dep`, and a proc-macro's `std::env::var` is unknowable unless named above |
 //! | absolute paths under base directories (working directory, `CARGO_HOME`, the target directory, `CACHEPOT_BASEDIRS`) | A, B | replaced by a token naming the base, so another checkout hits |
 //! | every base directory's absolute path | A, under `CACHEPOT_PATH_POLICY=exact` only | the paths an output embeds are then this checkout's own |
+//!
+//! Well-known proc-macro crates and the variables they read at expansion
+//! time, keyed when a compile's `--extern` names the crate (by its name
+//! on the command line or the crate name in its file's name, so a renamed
+//! dependency counts too). Only crates whose variables are known exactly
+//! are listed; anything else goes in `CACHEPOT_KEY_ENV`.
+//!
+//! | crate | variables |
+//! |---|---|
+//! | `sqlx`, `sqlx_macros` | `DATABASE_URL`, `SQLX_OFFLINE`, `SQLX_OFFLINE_DIR` |
+//!
+//! What stays unknowable: files a proc-macro reads without telling rustc
+//! (sqlx's `.env` and `.sqlx/` query files, templates read with
+//! `std::fs`): they are in no dep-info, so a change to them alone does
+//! not miss; variables read by a proc-macro that reaches a crate through
+//! a re-export (the crate's `--extern` names the re-exporting crate only),
+//! or that sqlx reads under another name (`database_url_var` in
+//! `sqlx.toml`), unless listed in `CACHEPOT_KEY_ENV`.
 //!
 //! Left out on purpose under the default path policy (share), and what it
 //! costs: the absolute paths that rustc embeds in debug info and in
@@ -57,6 +78,7 @@ use std::path::{Path, PathBuf};
 use super::args::{RustCompile, Uncacheable};
 use crate::digest::{Digest, FileDigester};
 use crate::key::{env_value, Key, KeyBuilder};
+use crate::native::NativeCpu;
 use crate::paths::{find_target_dir, standard_bases, BaseDirs};
 
 /// Environment variables outside `CARGO_*` that rustc reads itself.
@@ -65,6 +87,19 @@ const RUSTC_ENV: &[&str] = &[
     "RUSTC_BOOTSTRAP",
     "RUST_TARGET_PATH",
     "RUSTC_FORCE_RUSTC_VERSION",
+];
+
+/// Proc-macro crates that read environment variables rustc never hears of,
+/// and those variables (see the table above).
+pub const MACRO_ENV: &[(&str, &[&str])] = &[
+    (
+        "sqlx",
+        &["DATABASE_URL", "SQLX_OFFLINE", "SQLX_OFFLINE_DIR"],
+    ),
+    (
+        "sqlx_macros",
+        &["DATABASE_URL", "SQLX_OFFLINE", "SQLX_OFFLINE_DIR"],
+    ),
 ];
 
 /// Variables clippy-driver reads; in the key of clippy-driver compiles only,
@@ -140,6 +175,46 @@ pub struct KeyContext<'a> {
     /// The digest of standard input, when the wrapper read it for a source
     /// given as `-`.
     pub stdin: Option<&'a Digest>,
+    /// What `native` is on this machine, for a compile with
+    /// `-C target-cpu=native` (see [`crate::native`]).
+    pub native_cpu: Option<&'a NativeCpu>,
+    /// The variables configured to be keyed (`CACHEPOT_KEY_ENV`); their
+    /// values come from `env`.
+    pub key_env: &'a [String],
+}
+
+/// The crate an `--extern` brings in, by the name on the command line
+/// (`noprelude:foo=…` is `foo`) and by the crate name in its file's name
+/// (`libfoo-<hash>.rlib`), which stays when a dependency is renamed.
+fn extern_crate_names(spec: &str, path: Option<&str>) -> [Option<String>; 2] {
+    let given = spec.rsplit(':').next().map(str::to_string);
+    let from_file = path
+        .and_then(|p| Path::new(p).file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("lib"))
+        .and_then(|n| n.split(['-', '.']).next())
+        .map(str::to_string);
+    [given, from_file]
+}
+
+/// The variables whose values go into this compile's key: the configured
+/// ones, and those of the well-known proc-macro crates it uses; sorted,
+/// each once.
+pub fn keyed_env_names(c: &RustCompile, configured: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = configured.to_vec();
+    for e in &c.externs {
+        for name in extern_crate_names(&e.spec, e.path.as_deref())
+            .into_iter()
+            .flatten()
+        {
+            if let Some((_, vars)) = MACRO_ENV.iter().find(|(k, _)| *k == name) {
+                names.extend(vars.iter().map(|v| v.to_string()));
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The base directories of a rustc compile: the working directory,
@@ -233,6 +308,27 @@ pub fn key_a(c: &RustCompile, ctx: &KeyContext<'_>) -> Result<Key, Uncacheable> 
             detail: format!("{}: {err}", path.display()),
         })?;
         b.add_digest(&format!("static-lib:{}", lib.name), &d);
+    }
+    if c.native_cpu() {
+        let Some(native) = ctx.native_cpu else {
+            return Err(Uncacheable {
+                reason: "native CPU unknown".into(),
+                detail: "-C target-cpu=native".into(),
+            });
+        };
+        native.add_to(&mut b);
+    }
+    // Read by proc-macros, never by rustc: exact values, and an unset
+    // variable is not an empty one.
+    for name in keyed_env_names(c, ctx.key_env) {
+        match env_value(ctx.env, &name) {
+            Some(v) => {
+                let mut value = b"=".to_vec();
+                value.extend_from_slice(v.as_encoded_bytes());
+                b.add(&format!("key-env:{name}"), &value);
+            }
+            None => b.add(&format!("key-env:{name}"), b"(unset)"),
+        }
     }
     // Later definitions win, as in a process environment.
     let mut env: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();

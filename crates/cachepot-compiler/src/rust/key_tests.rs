@@ -3,6 +3,7 @@
 use super::*;
 use crate::digest::PlainDigester;
 use crate::manifest::{decode_list, encode_list, merge_lists, Manifest, Stored};
+use crate::native::NativeCpu;
 use crate::rust::args::{parse, Parsed};
 use std::fs;
 
@@ -63,6 +64,17 @@ fn compile(co: &Checkout) -> (RustCompile, Vec<(OsString, OsString)>) {
 }
 
 fn key_of(co: &Checkout, c: &RustCompile, env: &[(OsString, OsString)]) -> Key {
+    key_with(co, c, env, None, &[]).unwrap()
+}
+
+/// Part A with what `native` is and the configured keyed variables.
+fn key_with(
+    co: &Checkout,
+    c: &RustCompile,
+    env: &[(OsString, OsString)],
+    native_cpu: Option<&NativeCpu>,
+    key_env: &[String],
+) -> Result<Key, Uncacheable> {
     let bases = base_dirs(c, &co.root, env, &[]);
     let tc = Digest::of(b"toolchain");
     key_a(
@@ -76,9 +88,172 @@ fn key_of(co: &Checkout, c: &RustCompile, env: &[(OsString, OsString)]) -> Key {
             clippy: false,
             linker: None,
             stdin: None,
+            native_cpu,
+            key_env,
         },
     )
-    .unwrap()
+}
+
+/// The fixture's compile with more arguments.
+fn compile_with(co: &Checkout, extra: &[&str]) -> RustCompile {
+    let mut args: Vec<OsString> = c_args(co);
+    args.extend(extra.iter().map(OsString::from));
+    let Parsed::Cacheable(c) = parse(&args, &co.root) else {
+        panic!("{extra:?}")
+    };
+    *c
+}
+
+fn c_args(co: &Checkout) -> Vec<OsString> {
+    format!(
+        "--crate-name x --edition=2021 src/lib.rs --crate-type lib --emit=dep-info,metadata,link -C metadata=abc --out-dir {r}/target/debug/deps -L dependency={r}/target/debug/deps --extern dep={r}/target/debug/deps/libdep-1.rmeta",
+        r = co.root.display()
+    )
+    .split(' ')
+    .map(OsString::from)
+    .collect()
+}
+
+fn input<'k>(k: &'k Key, name: &str) -> Option<&'k str> {
+    k.inputs
+        .iter()
+        .find(|i| i.name == name)
+        .map(|i| i.value.as_str())
+}
+
+fn cpu(name: &str, features: &[&str]) -> NativeCpu {
+    NativeCpu {
+        cpu: name.into(),
+        features: features.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+#[test]
+fn target_cpu_native_is_keyed_by_what_it_resolves_to() {
+    let co = checkout(b"dep");
+    let (_, env) = compile(&co);
+    let native = compile_with(&co, &["-C", "target-cpu=native"]);
+    assert!(native.native_cpu());
+    let avx512 = cpu("rocketlake", &["avx2", "avx512f", "sse2"]);
+    let no_avx512 = cpu("rocketlake", &["avx2", "sse2"]);
+    let k = key_with(&co, &native, &env, Some(&avx512), &[]).unwrap();
+    // The same machine, asked again: one key.
+    let again = cpu("rocketlake", &["avx2", "avx512f", "sse2"]);
+    assert_eq!(
+        k.digest,
+        key_with(&co, &native, &env, Some(&again), &[])
+            .unwrap()
+            .digest
+    );
+    // Another feature set (a runner without AVX-512): another key.
+    assert_ne!(
+        k.digest,
+        key_with(&co, &native, &env, Some(&no_avx512), &[])
+            .unwrap()
+            .digest
+    );
+    // Another CPU with the same features: another key too (tuning).
+    assert_ne!(
+        k.digest,
+        key_with(
+            &co,
+            &native,
+            &env,
+            Some(&cpu("skylake-avx512", &["avx2", "avx512f", "sse2"])),
+            &[]
+        )
+        .unwrap()
+        .digest
+    );
+    // The key names the resolved CPU and features, not the word alone.
+    assert_eq!(input(&k, "native-cpu"), Some("rocketlake"));
+    assert_eq!(input(&k, "native-features"), Some("avx2 avx512f sse2"));
+    // An explicit CPU is another key, and asks nothing.
+    let explicit = compile_with(&co, &["-C", "target-cpu=rocketlake"]);
+    assert!(!explicit.native_cpu());
+    let e = key_with(&co, &explicit, &env, None, &[]).unwrap();
+    assert_ne!(e.digest, k.digest);
+    assert_eq!(input(&e, "native-cpu"), None);
+    // Unresolved, a native compile is not cached.
+    let err = key_with(&co, &native, &env, None, &[]).unwrap_err();
+    assert_eq!(err.reason, "native CPU unknown");
+}
+
+#[test]
+fn every_spelling_of_target_cpu_native_counts_and_the_last_one_wins() {
+    let co = checkout(b"dep");
+    for extra in [
+        &["-Ctarget-cpu=native"][..],
+        &["--codegen", "target-cpu=native"],
+        &["--codegen=target_cpu=native"],
+        &["-C", "target-cpu=x86-64", "-C", "target-cpu=native"],
+    ] {
+        assert!(compile_with(&co, extra).native_cpu(), "{extra:?}");
+    }
+    let later = compile_with(&co, &["-C", "target-cpu=native", "-Ctarget-cpu=x86-64"]);
+    assert!(!later.native_cpu());
+    assert!(!compile_with(&co, &["-C", "target-feature=+avx2"]).native_cpu());
+}
+
+#[test]
+fn configured_variables_are_keyed_set_or_unset() {
+    let co = checkout(b"dep");
+    let (c, env) = compile(&co);
+    let names = vec!["FLAVOR".to_string()];
+    let with = |value: Option<&str>| {
+        let mut env = env.clone();
+        if let Some(v) = value {
+            env.push(("FLAVOR".into(), v.into()));
+        }
+        key_with(&co, &c, &env, None, &names).unwrap()
+    };
+    let vanilla = with(Some("vanilla"));
+    assert_eq!(input(&vanilla, "key-env:FLAVOR"), Some("=vanilla"));
+    assert_eq!(vanilla.digest, with(Some("vanilla")).digest);
+    assert_ne!(vanilla.digest, with(Some("mango")).digest);
+    let unset = with(None);
+    assert_eq!(input(&unset, "key-env:FLAVOR"), Some("(unset)"));
+    assert_ne!(unset.digest, with(Some("")).digest);
+    // Not configured: the variable is not an input at all.
+    let mut env2 = env.clone();
+    env2.push(("FLAVOR".into(), "vanilla".into()));
+    let plain = key_with(&co, &c, &env2, None, &[]).unwrap();
+    assert_eq!(input(&plain, "key-env:FLAVOR"), None);
+    assert_eq!(plain.digest, key_of(&co, &c, &env).digest);
+}
+
+#[test]
+fn sqlx_users_have_its_variables_keyed() {
+    let co = checkout(b"dep");
+    let (_, env) = compile(&co);
+    let deps = co.root.join("target/debug/deps");
+    fs::write(deps.join("libsqlx-9.rlib"), b"sqlx").unwrap();
+    let with_sqlx = |extern_arg: &str| {
+        compile_with(
+            &co,
+            &[
+                "--extern",
+                &format!("{extern_arg}={}", deps.join("libsqlx-9.rlib").display()),
+            ],
+        )
+    };
+    let c = with_sqlx("sqlx");
+    let offline = {
+        let mut e = env.clone();
+        e.push(("SQLX_OFFLINE".into(), "true".into()));
+        e
+    };
+    let k = key_with(&co, &c, &offline, None, &[]).unwrap();
+    assert_eq!(input(&k, "key-env:SQLX_OFFLINE"), Some("=true"));
+    assert_eq!(input(&k, "key-env:DATABASE_URL"), Some("(unset)"));
+    assert_ne!(k.digest, key_with(&co, &c, &env, None, &[]).unwrap().digest);
+    // Renamed in Cargo.toml (`db = { package = "sqlx" }`): still sqlx.
+    let renamed = key_with(&co, &with_sqlx("db"), &offline, None, &[]).unwrap();
+    assert_eq!(input(&renamed, "key-env:SQLX_OFFLINE"), Some("=true"));
+    // A crate that does not use sqlx ignores them.
+    let (plain, _) = compile(&co);
+    let k = key_with(&co, &plain, &offline, None, &[]).unwrap();
+    assert_eq!(input(&k, "key-env:SQLX_OFFLINE"), None);
 }
 
 #[test]
@@ -272,6 +447,8 @@ fn autocfg_probes_share_part_a_whatever_their_random_name() {
             clippy: false,
             linker: None,
             stdin: Some(&stdin),
+            native_cpu: None,
+            key_env: &[],
         };
         key_a(&c, &ctx).unwrap().digest
     };

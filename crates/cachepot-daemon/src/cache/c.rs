@@ -129,6 +129,21 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
             dir.display().to_string(),
         );
     }
+    // `-march=native` and friends: keyed by what they expand to here.
+    let native_cpu = if compile.native_args.is_empty() {
+        None
+    } else {
+        match shared.c_compilers.native_cpu(
+            &toolchain,
+            &compiler,
+            &compile.native_args,
+            &c.cwd,
+            &c.env,
+        ) {
+            Ok(n) => Some(n),
+            Err(e) => return uncacheable(Some(lang), "native CPU unknown", e),
+        }
+    };
     let bases = cc::base_dirs(&c.cwd, &c.env, &shared.config.basedirs)
         .with_policy(shared.config.path_policy);
     let ctx = CKeyContext {
@@ -138,6 +153,7 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         invoked_as: &c.compiler.to_string_lossy(),
         bases: &bases,
         digester: shared.digests.as_ref(),
+        native_cpu: native_cpu.as_deref(),
     };
     let (key_a, a_inputs) = match cc::key_a(&compile, &ctx) {
         Ok(k) => (k.digest, k.inputs),

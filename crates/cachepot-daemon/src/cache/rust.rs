@@ -94,6 +94,25 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         Ok(d) => d,
         Err(e) => return uncacheable("unknown compiler", e.to_string()),
     };
+    // `-C target-cpu=native`: keyed by what it is on this machine. For
+    // another target rustc would still name the host's CPU.
+    let native_cpu = if compile.native_cpu() {
+        if let Some(t) = compile.target.as_deref().filter(|t| *t != toolchain.host) {
+            return uncacheable("-C target-cpu=native for another target", t.to_string());
+        }
+        match shared.toolchains.native_cpu(
+            &toolchain,
+            &identity,
+            compile.target.as_deref(),
+            &c.cwd,
+            &c.env,
+        ) {
+            Ok(n) => Some(n),
+            Err(e) => return uncacheable("native CPU unknown", e),
+        }
+    } else {
+        None
+    };
     // A linked crate's inputs come from `--print=link-args=FILE`, which
     // rustc writes to a file since 1.74 (rust-lang/rust#114183).
     if compile.is_linked() && !release_at_least(&toolchain.version, 1, 75) {
@@ -149,6 +168,8 @@ pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
         clippy: is_clippy(&c.compiler),
         linker: linker.as_ref(),
         stdin: stdin.as_ref(),
+        native_cpu: native_cpu.as_deref(),
+        key_env: &shared.config.key_env,
     };
     let (key_a, a_inputs) = match rustc::key_a(&compile, &ctx) {
         Ok(k) => (k.digest, k.inputs),

@@ -629,3 +629,29 @@ fn files_the_assembler_reads_and_device_outputs_are_never_cached() {
     let dev_null = Path::new("/dev/null").metadata().unwrap();
     assert!(dev_null.file_type().is_char_device());
 }
+
+#[test]
+fn march_native_is_cached_by_what_it_expands_to() {
+    for compiler in COMPILERS {
+        let env = Env::new();
+        let p = Project::new(&env, "native");
+        let mut args = ARGS.to_vec();
+        args.push("-march=native");
+        cc(&env, &p.root, true, compiler, &args);
+        let plain_obj = std::fs::read(p.obj()).unwrap();
+        cc(&env, &p.root, false, compiler, &args);
+        let s = env.stats();
+        assert_eq!(hits_misses(&s), (0, 1), "{compiler}: {s}");
+        assert_eq!(count(&s, "non_cacheable"), 0, "{compiler}: {s}");
+        std::fs::remove_file(p.obj()).unwrap();
+        cc(&env, &p.root, false, compiler, &args);
+        assert_eq!(lang_hits(&env, "c"), 1, "{compiler}");
+        assert_eq!(std::fs::read(p.obj()).unwrap(), plain_obj, "{compiler}");
+        // Another native option, another expansion: its own entry.
+        let mut tune = ARGS.to_vec();
+        tune.push("-mtune=native");
+        cc(&env, &p.root, false, compiler, &tune);
+        let s = env.stats();
+        assert_eq!(hits_misses(&s), (1, 2), "{compiler}: {s}");
+    }
+}

@@ -6,7 +6,7 @@
 use crate::harness::Env;
 
 /// The explained misses, as JSON.
-fn explained(env: &Env) -> Vec<serde_json::Value> {
+pub(crate) fn explained(env: &Env) -> Vec<serde_json::Value> {
     let out = env.cachepot(&["--explain", "--stats-format", "json"]);
     serde_json::from_str::<serde_json::Value>(&out)
         .unwrap()
@@ -16,7 +16,7 @@ fn explained(env: &Env) -> Vec<serde_json::Value> {
 }
 
 /// The differences of the first explained miss whose unit contains `unit`.
-fn differences(list: &[serde_json::Value], unit: &str) -> Vec<(String, String, String)> {
+pub(crate) fn differences(list: &[serde_json::Value], unit: &str) -> Vec<(String, String, String)> {
     let e = list
         .iter()
         .find(|e| e["unit"].as_str().unwrap().contains(unit))

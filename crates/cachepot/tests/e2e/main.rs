@@ -5,6 +5,7 @@ mod daemon;
 mod direct;
 mod explain;
 mod harness;
+mod key_inputs;
 mod linked;
 mod remote;
 mod remote_failures;
