@@ -221,6 +221,84 @@ fn a_second_machine_fills_its_local_tier_from_the_remote() {
     assert!(std::fs::read_dir(second.cache.join("v1")).unwrap().count() > 0);
 }
 
+/// A Redis URL with a password (or a user and a password) and a database,
+/// under each variable that takes one (sccache's `SCCACHE_REDIS` included):
+/// the first fills that database, the others hit there. Entries land in
+/// that database, and the passwords are shown nowhere.
+#[test]
+fn redis_urls_carry_credentials_and_database() {
+    let server_url = server("CACHEPOT_TEST_REDIS");
+    let addr = server_url.strip_prefix("redis://").unwrap().to_string();
+    let password = server("CACHEPOT_TEST_REDIS_PASSWORD");
+    let user = server("CACHEPOT_TEST_REDIS_USER");
+    let user_password = server("CACHEPOT_TEST_REDIS_USER_PASSWORD");
+    let encoded = user_password
+        .replace('%', "%25")
+        .replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    assert_ne!(encoded, user_password, "the ACL password needs encoding");
+    let db = 7;
+    let prefix = unique("redis-url");
+    let cases = [
+        (
+            "CACHEPOT_REDIS_ENDPOINT",
+            format!("redis://:{password}@{addr}/{db}"),
+        ),
+        (
+            "SCCACHE_REDIS_ENDPOINT",
+            format!("redis://{user}:{encoded}@{addr}/{db}"),
+        ),
+        (
+            "SCCACHE_REDIS",
+            format!("redis://:{password}@{addr}/?db={db}"),
+        ),
+    ];
+    for (i, (var, url)) in cases.iter().enumerate() {
+        let mut env = Env::new();
+        env.extra = vec![
+            (var.to_string(), url.clone()),
+            ("CACHEPOT_REDIS_KEY_PREFIX".into(), prefix.clone()),
+            ("CACHEPOT_LOCAL".into(), "off".into()),
+        ];
+        let co = env.checkout("url");
+        env.build(&co, &[]);
+        let mut s = env.stats();
+        if i == 0 {
+            assert_eq!(hits_misses(&s), (0, UNITS), "{var}: {s}");
+            s = env.rebuild_fresh(&co, &[]);
+        }
+        assert_eq!(hits_misses(&s), (UNITS, 0), "{var}: {s}");
+        assert_eq!(count(&s, "cache_errors"), 0, "{var}: {s}");
+        let location = s["backends"][0]["location"].as_str().unwrap();
+        assert_eq!(
+            location,
+            format!("{server_url} db {db}/{prefix}"),
+            "{var}: {s}"
+        );
+        env.stop();
+        let log = std::fs::read_to_string(s["log_file"].as_str().unwrap()).unwrap();
+        for secret in [&password, &user_password, &encoded] {
+            assert!(!s.to_string().contains(secret.as_str()), "{var}: {s}");
+            assert!(!log.contains(secret.as_str()), "{var}: {log}");
+        }
+    }
+    // The entries are in database 7, none in database 0.
+    let keys = |db: u32| {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", host, "-p", port, "--no-auth-warning", "-a", &password])
+            .args(["-n", &db.to_string(), "--scan", "--pattern"])
+            .arg(format!("*{prefix}*"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    assert!(keys(db) >= 2 * UNITS as usize, "{}", keys(db));
+    assert_eq!(keys(0), 0);
+}
+
 /// The variable that makes `kind` read-only.
 fn rw_mode_var(kind: &str) -> &'static str {
     match kind {
