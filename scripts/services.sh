@@ -125,7 +125,9 @@ start() {
             --cluster-config-file "$RUN/redis-cluster-$port/nodes.conf" --save "" --appendonly no \
             --dir "$RUN/redis-cluster-$port"
     done
-    spawn memcached memcached -u nobody -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 256
+    # -I 64m: items up to 64 MiB (binaries with debug info), as a build
+    # cache is usually run; -m must be at least twice the item size.
+    spawn memcached memcached -u nobody -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -I 64m -m 256
     spawn s3 "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" \
         --access-key "$S3_KEY" --secret-key "$S3_SECRET" "$RUN/s3"
     spawn webdav "$TOOLS/bin/dufs" -A -a "$WEBDAV_USER:$WEBDAV_PASSWORD@/:rw" \

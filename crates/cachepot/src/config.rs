@@ -98,7 +98,7 @@ vars! {
     REDIS_RW_MODE = "CACHEPOT_REDIS_RW_MODE", Some("SCCACHE_REDIS_RW_MODE"), Some("redis.rw_mode"),
         "Redis: `READ_ONLY` or `READ_WRITE` (default).";
     MEMCACHED_ENDPOINT = "CACHEPOT_MEMCACHED_ENDPOINT", Some("SCCACHE_MEMCACHED_ENDPOINT"), Some("memcached.endpoint"),
-        "Memcached: `tcp://host:port`. Setting it selects Memcached. Entries over the server's 1 MiB item limit are not stored (counted as errors, not sent).";
+        "Memcached: `tcp://host:port`. Setting it selects Memcached. Entries over the server's item size limit (`-I`, asked with `stats settings` at the first write; 1 MiB when it cannot be asked) are not sent (counted in `cache_writes_too_large`).";
     MEMCACHED_KEY_PREFIX = "CACHEPOT_MEMCACHED_KEY_PREFIX", Some("SCCACHE_MEMCACHED_KEY_PREFIX"), Some("memcached.key_prefix"),
         "Memcached: prefix of every key.";
     MEMCACHED_EXPIRATION = "CACHEPOT_MEMCACHED_EXPIRATION", Some("SCCACHE_MEMCACHED_EXPIRATION"), Some("memcached.expiration"),
