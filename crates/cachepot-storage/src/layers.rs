@@ -44,8 +44,19 @@ impl Storage for Tiered {
     /// the entry is usable here, so its manifest must be written too.
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
         self.local.put(key, value)?;
-        if let Err(e) = self.remote.put(key, value) {
-            tracing::warn!(key = key.as_str(), error = %e, "remote tier write failed");
+        match self.remote.put(key, value) {
+            Ok(()) => {}
+            // Over the backend's item limit: counted by its `Metered`
+            // (`too_large`), not a failure to warn of.
+            Err(StorageError::TooLarge { size, limit }) => {
+                tracing::debug!(
+                    key = key.as_str(),
+                    size,
+                    limit,
+                    "entry too large for the remote tier"
+                );
+            }
+            Err(e) => tracing::warn!(key = key.as_str(), error = %e, "remote tier write failed"),
         }
         Ok(())
     }

@@ -84,7 +84,9 @@ vars! {
     S3_RW_MODE = "CACHEPOT_S3_RW_MODE", Some("SCCACHE_S3_RW_MODE"), Some("s3.rw_mode"),
         "S3: `READ_ONLY` to read but never write (untrusted builds such as pull requests). Default: `READ_WRITE`.";
     REDIS_ENDPOINT = "CACHEPOT_REDIS_ENDPOINT", Some("SCCACHE_REDIS_ENDPOINT"), Some("redis.endpoint"),
-        "Redis: `redis://host:port` or `rediss://host:port` (TLS). Setting it selects Redis.";
+        "Redis: `redis://host:port` or `rediss://host:port` (TLS), optionally with user, password and database: `redis://USER:PASSWORD@host:port/DB` (`redis://:PASSWORD@…` without a user; percent-encode `@`, `:`, `/` and `%` in them). The separate user, password and database settings win over the URL's. Setting it selects Redis.";
+    REDIS = "CACHEPOT_REDIS", Some("SCCACHE_REDIS"), Some("redis.url"),
+        "Redis, sccache's older setting: a URL of the same form as `CACHEPOT_REDIS_ENDPOINT`'s (`redis://[[USER]:PASSWORD@]host[:port][/DB]`, or `/?db=DB`), used when no endpoint is set. Setting it selects Redis.";
     REDIS_CLUSTER_ENDPOINTS = "CACHEPOT_REDIS_CLUSTER_ENDPOINTS", Some("SCCACHE_REDIS_CLUSTER_ENDPOINTS"), Some("redis.cluster_endpoints"),
         "Redis Cluster: comma-separated node URLs, instead of `CACHEPOT_REDIS_ENDPOINT`.";
     REDIS_USERNAME = "CACHEPOT_REDIS_USERNAME", Some("SCCACHE_REDIS_USERNAME"), Some("redis.username"),
@@ -100,7 +102,7 @@ vars! {
     REDIS_RW_MODE = "CACHEPOT_REDIS_RW_MODE", Some("SCCACHE_REDIS_RW_MODE"), Some("redis.rw_mode"),
         "Redis: `READ_ONLY` or `READ_WRITE` (default).";
     MEMCACHED_ENDPOINT = "CACHEPOT_MEMCACHED_ENDPOINT", Some("SCCACHE_MEMCACHED_ENDPOINT"), Some("memcached.endpoint"),
-        "Memcached: `tcp://host:port`. Setting it selects Memcached. Entries over the server's 1 MiB item limit are not stored (counted as errors, not sent).";
+        "Memcached: `tcp://host:port`. Setting it selects Memcached. Entries over the server's item size limit (`-I`, asked with `stats settings` at the first write; 1 MiB when it cannot be asked) are not sent (counted in `cache_writes_too_large`).";
     MEMCACHED_KEY_PREFIX = "CACHEPOT_MEMCACHED_KEY_PREFIX", Some("SCCACHE_MEMCACHED_KEY_PREFIX"), Some("memcached.key_prefix"),
         "Memcached: prefix of every key.";
     MEMCACHED_EXPIRATION = "CACHEPOT_MEMCACHED_EXPIRATION", Some("SCCACHE_MEMCACHED_EXPIRATION"), Some("memcached.expiration"),
@@ -165,6 +167,17 @@ pub fn env_str(var: &Var) -> Result<Option<String>> {
             .map(Some)
             .map_err(|_| anyhow::anyhow!("{} is not valid UTF-8", var.name)),
     }
+}
+
+/// The name to give in an error about a setting's value: the variable
+/// that is set (the `CACHEPOT_` one or sccache's), else the config key.
+pub fn source(var: &Var) -> String {
+    std::iter::once(var.name)
+        .chain(var.sccache)
+        .find(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
+        .map(str::to_string)
+        .or_else(|| var.key.map(|k| format!("config key {k}")))
+        .unwrap_or_else(|| var.name.to_string())
 }
 
 /// Whether a flag variable is set to a true value (`1`, `true`, `yes`, `on`).

@@ -631,7 +631,7 @@ fn store(shared: &Shared, job: StoreJob) {
             shared.stats.count(Event::Write);
             tracing::debug!(key = %key, "stored");
         }
-        // An entry over a backend's item limit (Memcached's 1 MiB) is not an
+        // An entry over a backend's item limit (Memcached's `-I`) is not an
         // error storm: counted apart, no warning.
         Err(StorageError::TooLarge { size, limit }) => {
             shared.stats.count(Event::TooLarge);

@@ -55,9 +55,11 @@ pub enum Backend {
     },
     /// Redis (or a Redis cluster).
     Redis {
-        /// `redis://` or `rediss://` URL of one server.
+        /// `redis://` or `rediss://` URL of one server, without user,
+        /// password or database (the fields below hold those; OpenDAL
+        /// would ignore them in the URL).
         endpoint: Option<String>,
-        /// Comma-separated URLs of cluster nodes.
+        /// Comma-separated URLs of cluster nodes, without credentials.
         cluster_endpoints: Option<String>,
         /// User name (ACL).
         username: Option<String>,

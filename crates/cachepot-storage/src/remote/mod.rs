@@ -12,16 +12,15 @@ use opendal::layers::TimeoutLayer;
 use opendal::{ErrorKind, Operator};
 
 mod backend;
+mod memcached;
 
 pub use crate::hints::hint;
 use crate::{Storage, StorageError, StorageInfo, StorageKey};
 use backend::build;
 pub use backend::Backend;
-
-/// Largest value written to Memcached: its default item limit is 1 MiB,
-/// key and item overhead included. Larger entries are refused before they
-/// reach the server.
-pub const MEMCACHED_MAX_VALUE: usize = 1024 * 1024 - 4096;
+pub use memcached::{
+    DEFAULT_ITEM_SIZE_MAX as MEMCACHED_DEFAULT_ITEM_SIZE, ITEM_OVERHEAD as MEMCACHED_ITEM_OVERHEAD,
+};
 
 /// How long a token from a credentials URL is used when the answer does
 /// not say (`expires_in`); GCS tokens last an hour.
@@ -35,6 +34,9 @@ pub struct Remote {
     op: std::sync::Mutex<(Operator, Option<Instant>)>,
     rt: tokio::runtime::Runtime,
     timeout: Duration,
+    /// Memcached: the largest value sent, from the server's item size
+    /// limit, asked at the first write.
+    memcached_limit: std::sync::OnceLock<u64>,
 }
 
 /// Fetches an OAuth token from a credentials URL, as sccache's
@@ -100,7 +102,42 @@ impl Remote {
             op: std::sync::Mutex::new((op, expires)),
             rt,
             timeout,
+            memcached_limit: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The largest value [`Storage::put`] sends, if the backend has a
+    /// limit: Memcached's item size limit (asked of the server with
+    /// `stats settings` at the first call; 1 MiB when it cannot be asked)
+    /// less the item's own overhead.
+    pub fn value_limit(&self) -> Option<u64> {
+        let Backend::Memcached { endpoint, .. } = &self.backend else {
+            return None;
+        };
+        Some(*self.memcached_limit.get_or_init(|| {
+            let asked = self
+                .rt
+                .block_on(async {
+                    tokio::time::timeout(self.timeout, memcached::item_size_max(endpoint)).await
+                })
+                .map_err(|_| "timed out".to_string())
+                .and_then(|r| r);
+            let size = match asked {
+                Ok(size) => {
+                    tracing::info!(location = %self.backend.location(), item_size_max = size, "memcached item size limit");
+                    size
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        location = %self.backend.location(),
+                        %error,
+                        "could not ask memcached for its item size limit (stats settings); assuming its default of 1 MiB"
+                    );
+                    memcached::DEFAULT_ITEM_SIZE_MAX
+                }
+            };
+            size.saturating_sub(memcached::ITEM_OVERHEAD)
+        }))
     }
 
     fn operator_with(
@@ -183,11 +220,15 @@ impl Storage for Remote {
     }
 
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        if matches!(self.backend, Backend::Memcached { .. }) && value.len() > MEMCACHED_MAX_VALUE {
-            return Err(StorageError::TooLarge {
-                size: value.len() as u64,
-                limit: MEMCACHED_MAX_VALUE as u64,
-            });
+        // Memcached refuses items over its limit; such an entry is not
+        // sent, nor split into several items (see `memcached.rs`).
+        if let Some(limit) = self.value_limit() {
+            if value.len() as u64 > limit {
+                return Err(StorageError::TooLarge {
+                    size: value.len() as u64,
+                    limit,
+                });
+            }
         }
         self.operator()
             .and_then(|op| self.run(op.write(key.as_str(), value.to_vec())))
@@ -239,7 +280,8 @@ mod tests {
     }
 
     #[test]
-    fn memcached_refuses_values_over_its_item_limit_without_a_request() {
+    fn memcached_falls_back_to_its_default_limit_when_it_cannot_be_asked() {
+        // Nothing listens on port 1: `stats settings` fails at once.
         let m = Remote::new(
             Backend::Memcached {
                 endpoint: "tcp://127.0.0.1:1".into(),
@@ -249,10 +291,30 @@ mod tests {
             Duration::from_secs(1),
         )
         .expect("configuring needs no server");
-        let big = vec![0u8; MEMCACHED_MAX_VALUE + 1];
+        let limit = MEMCACHED_DEFAULT_ITEM_SIZE - MEMCACHED_ITEM_OVERHEAD;
+        assert_eq!(m.value_limit(), Some(limit));
+        let big = vec![0u8; limit as usize + 1];
         match m.put(&StorageKey::new("e-1").expect("valid"), &big) {
-            Err(StorageError::TooLarge { .. }) => {}
+            Err(StorageError::TooLarge { size, limit: l }) => {
+                assert_eq!((size, l), (limit + 1, limit))
+            }
             other => panic!("expected TooLarge, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn only_memcached_has_a_value_limit() {
+        let r = Remote::new(
+            Backend::Webdav {
+                endpoint: "http://127.0.0.1:1".into(),
+                prefix: String::new(),
+                username: None,
+                password: None,
+                token: None,
+            },
+            Duration::from_secs(1),
+        )
+        .expect("configuring needs no server");
+        assert_eq!(r.value_limit(), None);
     }
 }

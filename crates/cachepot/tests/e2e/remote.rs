@@ -99,17 +99,6 @@ pub fn backend(kind: &str, prefix: &str) -> Vec<(String, String)> {
     }
 }
 
-/// Settings a backend's tests need besides the backend's own: Memcached
-/// refuses items over 1 MiB, so its fixture binaries are built without
-/// debug info (the standard library's alone is several MiB).
-fn fixture_settings(kind: &str) -> Vec<(String, String)> {
-    if kind == "memcached" {
-        vec![("CARGO_PROFILE_DEV_STRIP".into(), "debuginfo".into())]
-    } else {
-        Vec::new()
-    }
-}
-
 /// A prefix no other test run uses.
 pub fn unique(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -124,7 +113,6 @@ pub fn unique(tag: &str) -> String {
 fn round_trip(kind: &str) {
     let mut env = Env::new();
     env.extra = backend(kind, &unique(kind));
-    env.extra.extend(fixture_settings(kind));
     env.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
     let co = env.checkout(kind);
     env.build(&co, &[]);
@@ -198,27 +186,150 @@ fn webdav_round_trip() {
     round_trip("webdav");
 }
 
-#[test]
-fn a_second_machine_fills_its_local_tier_from_the_remote() {
-    let prefix = unique("machines");
+/// Builds on one machine (its own local cache directory) into an empty
+/// remote, then on a second machine (another local cache directory, the
+/// same remote): every cacheable unit comes from the remote. Returns the
+/// first machine (stopped, its writes done; its local cache directory
+/// holds every entry sent) and its statistics after the build.
+fn two_machines(kind: &str) -> (Env, serde_json::Value) {
+    let prefix = unique(&format!("machines-{kind}"));
     let first = {
         let mut env = Env::new();
-        env.extra = backend("s3", &prefix);
+        env.extra = backend(kind, &prefix);
         env
     };
     let co = first.checkout("m1");
     first.build(&co, &[]);
+    let s = first.stats();
+    assert_eq!(hits_misses(&s), (0, UNITS), "{s}");
     first.stop();
-    // Another machine: its own local cache directory, the same bucket.
+    // Another machine: its own local cache directory, the same remote.
     let mut second = Env::new();
-    second.extra = backend("s3", &prefix);
+    second.extra = backend(kind, &prefix);
     let co2 = second.checkout("m2");
     second.build(&co2, &[]);
-    let s = second.stats();
-    assert_eq!(hits_misses(&s), (UNITS, 0), "{s}");
+    let s2 = second.stats();
+    assert_eq!(hits_misses(&s2), (UNITS, 0), "{s2}");
+    assert_eq!(run_app(&co2), "hello 42");
     second.stop();
     // The hits were written back to its local tier.
     assert!(std::fs::read_dir(second.cache.join("v1")).unwrap().count() > 0);
+    (first, s)
+}
+
+#[test]
+fn a_second_machine_fills_its_local_tier_from_the_remote() {
+    two_machines("s3");
+}
+
+/// The largest file under `dir`, in bytes.
+fn largest_file(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                largest_file(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The fixture's binary with debug info makes an entry over Memcached's
+/// default 1 MiB item limit; the test server runs with `-I 64m`, which
+/// cachepot asks for, so the binary goes to the second machine too.
+#[test]
+fn memcached_carries_entries_over_one_mib_to_a_second_machine() {
+    let (first, s) = two_machines("memcached");
+    assert_eq!(s["backends"][1]["kind"].as_str(), Some("memcached"), "{s}");
+    // The test means something only if an entry is over 1 MiB.
+    let largest = largest_file(&first.cache.join("v1"));
+    assert!(largest > 1 << 20, "largest entry {largest} bytes");
+    // The limit came from the server (logged at the first write, which the
+    // stopped daemon finished).
+    let log = std::fs::read_to_string(s["log_file"].as_str().unwrap()).unwrap();
+    assert!(log.contains("item_size_max=67108864"), "{log}");
+}
+
+/// A Redis URL with a password (or a user and a password) and a database,
+/// under each variable that takes one (sccache's `SCCACHE_REDIS` included):
+/// the first fills that database, the others hit there. Entries land in
+/// that database, and the passwords are shown nowhere.
+#[test]
+fn redis_urls_carry_credentials_and_database() {
+    let server_url = server("CACHEPOT_TEST_REDIS");
+    let addr = server_url.strip_prefix("redis://").unwrap().to_string();
+    let password = server("CACHEPOT_TEST_REDIS_PASSWORD");
+    let user = server("CACHEPOT_TEST_REDIS_USER");
+    let user_password = server("CACHEPOT_TEST_REDIS_USER_PASSWORD");
+    let encoded = user_password
+        .replace('%', "%25")
+        .replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    assert_ne!(encoded, user_password, "the ACL password needs encoding");
+    let db = 7;
+    let prefix = unique("redis-url");
+    let cases = [
+        (
+            "CACHEPOT_REDIS_ENDPOINT",
+            format!("redis://:{password}@{addr}/{db}"),
+        ),
+        (
+            "SCCACHE_REDIS_ENDPOINT",
+            format!("redis://{user}:{encoded}@{addr}/{db}"),
+        ),
+        (
+            "SCCACHE_REDIS",
+            format!("redis://:{password}@{addr}/?db={db}"),
+        ),
+    ];
+    for (i, (var, url)) in cases.iter().enumerate() {
+        let mut env = Env::new();
+        env.extra = vec![
+            (var.to_string(), url.clone()),
+            ("CACHEPOT_REDIS_KEY_PREFIX".into(), prefix.clone()),
+            ("CACHEPOT_LOCAL".into(), "off".into()),
+        ];
+        let co = env.checkout("url");
+        env.build(&co, &[]);
+        let mut s = env.stats();
+        if i == 0 {
+            assert_eq!(hits_misses(&s), (0, UNITS), "{var}: {s}");
+            s = env.rebuild_fresh(&co, &[]);
+        }
+        assert_eq!(hits_misses(&s), (UNITS, 0), "{var}: {s}");
+        assert_eq!(count(&s, "cache_errors"), 0, "{var}: {s}");
+        let location = s["backends"][0]["location"].as_str().unwrap();
+        assert_eq!(
+            location,
+            format!("{server_url} db {db}/{prefix}"),
+            "{var}: {s}"
+        );
+        env.stop();
+        let log = std::fs::read_to_string(s["log_file"].as_str().unwrap()).unwrap();
+        for secret in [&password, &user_password, &encoded] {
+            assert!(!s.to_string().contains(secret.as_str()), "{var}: {s}");
+            assert!(!log.contains(secret.as_str()), "{var}: {log}");
+        }
+    }
+    // The entries are in database 7, none in database 0.
+    let keys = |db: u32| {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", host, "-p", port, "--no-auth-warning", "-a", &password])
+            .args(["-n", &db.to_string(), "--scan", "--pattern"])
+            .arg(format!("*{prefix}*"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    assert!(keys(db) >= 2 * UNITS as usize, "{}", keys(db));
+    assert_eq!(keys(0), 0);
 }
 
 /// The variable that makes `kind` read-only.
@@ -240,7 +351,6 @@ fn read_only(kind: &str) {
     let prefix = unique(&format!("ro-{kind}"));
     let mut env = Env::new();
     env.extra = backend(kind, &prefix);
-    env.extra.extend(fixture_settings(kind));
     env.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
     env.extra
         .push((rw_mode_var(kind).into(), "READ_ONLY".into()));
@@ -253,7 +363,6 @@ fn read_only(kind: &str) {
 
     let mut writer = Env::new();
     writer.extra = backend(kind, &prefix);
-    writer.extra.extend(fixture_settings(kind));
     writer.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
     let wco = writer.checkout("w");
     writer.build(&wco, &[]);
