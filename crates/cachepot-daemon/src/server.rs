@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use cachepot_storage::Storage;
 
 use crate::cache::{self, Compile, Lookup};
+use crate::prefetch;
 use crate::protocol::{read_frame, write_frame, Request, Response};
 use crate::stats::Event;
 use crate::{DaemonConfig, Shared};
@@ -24,6 +25,11 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a stopping daemon waits for open connections (compiles in flight).
 const DRAIN_WAIT: Duration = Duration::from_secs(120);
+
+/// How often the daemon checks whether build records wait to be written,
+/// and how long it must have been idle to write them.
+const RECORD_CHECK: Duration = Duration::from_millis(500);
+const RECORD_AFTER_IDLE: Duration = Duration::from_secs(2);
 
 /// Background writes queued at most; past that a store is dropped and
 /// counted (a build never waits on the cache's writes).
@@ -129,6 +135,7 @@ impl Server {
 enum Background {
     Store,
     Explain,
+    Record,
 }
 
 impl Background {
@@ -136,6 +143,7 @@ impl Background {
         match self {
             Background::Store => "store",
             Background::Explain => "explain",
+            Background::Record => "build record",
         }
     }
 }
@@ -216,6 +224,7 @@ pub fn run(
             inflight: Default::default(),
             explanations: Default::default(),
             warnings: Default::default(),
+            builds: Default::default(),
         }),
         writer: Mutex::new(Some(tx)),
         pending_writes: Arc::new(AtomicUsize::new(0)),
@@ -240,6 +249,31 @@ pub fn run(
                 }
             })
             .map_err(io_err("starting idle timer", &socket))?;
+    }
+    // A build's keys go to its workspace's record once the daemon has had
+    // no compile open and no request for two seconds (the build ended, or
+    // paused), and when it stops.
+    {
+        let s = server.clone();
+        thread::Builder::new()
+            .name("records".into())
+            .spawn(move || loop {
+                thread::sleep(RECORD_CHECK);
+                if s.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                if s.active.load(Ordering::SeqCst) == 0
+                    && s.idle_for() >= RECORD_AFTER_IDLE
+                    && s.shared.builds.dirty()
+                {
+                    let shared = s.shared.clone();
+                    s.queue_write(
+                        Background::Record,
+                        Box::new(move || prefetch::flush(&shared)),
+                    );
+                }
+            })
+            .map_err(io_err("starting the record thread", &socket))?;
     }
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "daemon ready");
     on_ready();
@@ -293,6 +327,13 @@ pub fn run(
     let pending = server.pending_writes.load(Ordering::SeqCst);
     if pending > 0 {
         tracing::info!(pending, "finishing pending writes before stopping");
+    }
+    if server.shared.builds.dirty() {
+        let shared = server.shared.clone();
+        server.queue_write(
+            Background::Record,
+            Box::new(move || prefetch::flush(&shared)),
+        );
     }
     if let Ok(mut w) = server.writer.lock() {
         w.take();
@@ -359,6 +400,8 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                 continue;
             }
             Request::Stats => {
+                // A build's statistics include its prefetch.
+                shared.builds.wait_idle(Duration::from_secs(30));
                 let mut snap = shared.stats.snapshot();
                 let info = shared.storage.describe();
                 snap.cache_location = info.location;
@@ -451,10 +494,11 @@ fn finish_miss(
             // Builds waiting for this key are woken once it is stored.
             let claim = pending.claim.take();
             let unit = std::mem::take(&mut pending.unit);
+            let ws = pending.workspace();
             server.queue_write(
                 Background::Store,
                 Box::new(move || {
-                    cache::store_and_remember(&s, job, &unit);
+                    cache::store_and_remember(&s, job, &unit, ws.as_deref());
                     drop(claim);
                 }),
             );

@@ -44,6 +44,10 @@ pub struct StatsSnapshot {
     /// one a compile that ran uncached or an entry not stored).
     #[serde(default)]
     pub panics: u64,
+    /// Entries and manifest lists copied into the local tier by build-level
+    /// prefetch before a compile asked for them.
+    #[serde(default)]
+    pub prefetched: u64,
     /// Why compiles were not cacheable, with counts.
     pub non_cacheable_reasons: BTreeMap<String, u64>,
     /// Median time of a hit, measured inside the wrapper, in microseconds.
@@ -110,6 +114,8 @@ pub enum Event {
     WriteDropped,
     /// A panic caught in a daemon thread.
     Panic,
+    /// A value prefetched into the local tier.
+    Prefetched,
     /// A failed compile.
     CompileFailure,
     /// An entry written.
@@ -148,6 +154,7 @@ impl Stats {
                 Event::OtherVersion => &mut s.other_version_entries,
                 Event::WriteDropped => &mut s.cache_writes_dropped,
                 Event::Panic => &mut s.panics,
+                Event::Prefetched => &mut s.prefetched,
             };
             *c += 1;
         });

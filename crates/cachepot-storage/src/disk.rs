@@ -337,6 +337,15 @@ impl Storage for DiskCache {
         Ok(())
     }
 
+    fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
+        let path = self.path_for(key);
+        match fs::metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StorageError::io("stat", path, e)),
+        }
+    }
+
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
         let path = self.path_for(key);
         let mut totals = self.lock_totals();

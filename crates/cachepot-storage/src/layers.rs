@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::{Storage, StorageError, StorageInfo, StorageKey, Verdict};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::{Prefetched, Storage, StorageError, StorageInfo, StorageKey, Verdict};
 
 /// A fast local tier in front of a shared remote one. A remote hit is
 /// written back to the local tier; a write goes to both. A reader that
@@ -93,6 +95,51 @@ impl Storage for Tiered {
         self.local.put_nearest(key, value)
     }
 
+    fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
+        Ok(self.local.contains(key)? || self.remote.contains(key)?)
+    }
+
+    fn can_prefetch(&self) -> bool {
+        true
+    }
+
+    fn prefetch(&self, keys: &[StorageKey], parallel: usize) -> Prefetched {
+        let next = AtomicUsize::new(0);
+        let (entries, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..parallel.clamp(1, keys.len().max(1)) {
+                s.spawn(|| {
+                    while let Some(key) = keys.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if self.local.contains(key).unwrap_or(false) {
+                            continue;
+                        }
+                        let value = match self.remote.get(key) {
+                            Ok(Some(v)) => v,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                tracing::debug!(key = key.as_str(), error = %e, "prefetch read failed");
+                                continue;
+                            }
+                        };
+                        match self.local.put(key, &value) {
+                            Ok(()) => {
+                                entries.fetch_add(1, Ordering::Relaxed);
+                                bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::debug!(key = key.as_str(), error = %e, "prefetch write failed");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Prefetched {
+            entries: entries.into_inner(),
+            bytes: bytes.into_inner(),
+        }
+    }
+
     fn describe(&self) -> StorageInfo {
         let local = self.local.describe();
         let remote = self.remote.describe();
@@ -130,6 +177,10 @@ impl<S: Storage + ?Sized> Storage for ReadOnly<S> {
 
     fn remove(&self, _: &StorageKey) -> Result<(), StorageError> {
         Ok(())
+    }
+
+    fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
+        self.0.contains(key)
     }
 
     fn describe(&self) -> StorageInfo {
@@ -230,6 +281,35 @@ mod tests {
         let k2 = StorageKey::new("m-2").unwrap();
         tiered.put_nearest(&k2, b"merged").unwrap();
         assert!(local.get(&k2).unwrap().is_some() && remote.get(&k2).unwrap().is_none());
+    }
+
+    #[test]
+    fn prefetch_copies_what_the_local_tier_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, remote) = (disk(&dir, "local"), disk(&dir, "remote"));
+        let tiered = Tiered::new(local.clone(), remote.clone());
+        let keys: Vec<StorageKey> = (0..20)
+            .map(|n| StorageKey::new(format!("e2-{n}")).unwrap())
+            .collect();
+        for k in &keys[..15] {
+            remote.put(k, k.as_str().as_bytes()).unwrap();
+        }
+        local.put(&keys[0], b"local").unwrap();
+        let got = tiered.prefetch(&keys, 4);
+        // 14 copied (one was local already, 5 exist nowhere).
+        assert_eq!(got.entries, 14);
+        assert_eq!(local.get(&keys[0]).unwrap().as_deref(), Some(&b"local"[..]));
+        for k in &keys[1..15] {
+            assert_eq!(
+                local.get(k).unwrap().as_deref(),
+                Some(k.as_str().as_bytes())
+            );
+        }
+        assert!(!local.contains(&keys[19]).unwrap());
+        assert_eq!(tiered.prefetch(&keys, 4).entries, 0, "nothing left to copy");
+        // A single backend has no tier to copy into.
+        assert_eq!(remote.prefetch(&keys, 4), Prefetched::default());
+        assert!(tiered.can_prefetch() && !remote.can_prefetch());
     }
 
     #[test]

@@ -186,6 +186,15 @@ pub enum Verdict {
     Stop,
 }
 
+/// What [`Storage::prefetch`] brought into the nearest tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prefetched {
+    /// Values fetched.
+    pub entries: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// The small storage trait.
 ///
 /// Blocking; implementations are `Send + Sync` and are used from many
@@ -225,6 +234,23 @@ pub trait Storage: Send + Sync {
     fn put_nearest(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
         self.put(key, value)
     }
+    /// Whether `key` has a value, without reading it where the backend can
+    /// tell (the disk cache looks at the file).
+    fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
+        Ok(self.get(key)?.is_some())
+    }
+    /// Copies the values of `keys` that the nearest tier lacks from the
+    /// farther one, `parallel` at a time, in order. A single backend has
+    /// nothing to copy. Failures are skipped: a key not fetched is looked
+    /// up as usual.
+    fn prefetch(&self, keys: &[StorageKey], parallel: usize) -> Prefetched {
+        let _ = (keys, parallel);
+        Prefetched::default()
+    }
+    /// Whether [`Storage::prefetch`] has a nearer tier to copy into.
+    fn can_prefetch(&self) -> bool {
+        false
+    }
     /// Describes the backend and its current usage.
     fn describe(&self) -> StorageInfo;
     /// Per-backend statistics, for the backends that keep them (see
@@ -255,6 +281,15 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     fn put_nearest(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
         (**self).put_nearest(key, value)
+    }
+    fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
+        (**self).contains(key)
+    }
+    fn prefetch(&self, keys: &[StorageKey], parallel: usize) -> Prefetched {
+        (**self).prefetch(keys, parallel)
+    }
+    fn can_prefetch(&self) -> bool {
+        (**self).can_prefetch()
     }
     fn describe(&self) -> StorageInfo {
         (**self).describe()

@@ -166,6 +166,10 @@ impl<S: Storage> Storage for Metered<S> {
         self.inner.remove(key)
     }
 
+    fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
+        self.inner.contains(key)
+    }
+
     fn describe(&self) -> StorageInfo {
         self.inner.describe()
     }

@@ -63,6 +63,8 @@ vars! {
         "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
     COMPILE_WAIT = "CACHEPOT_COMPILE_WAIT", None, Some("compile_wait"),
         "Seconds a compile waits when another build compiles the same unit at the same moment (two worktrees, two CI jobs on one runner), before it compiles too. Default: `300`.";
+    PREFETCH = "CACHEPOT_PREFETCH", None, Some("prefetch"),
+        "How many entries build-level prefetch fetches from the remote backend at once: when a build of a workspace starts, the manifest lists and entries its previous build (on any machine) looked up are copied into the local tier in the background, before cargo asks for them. `0` or `off`: no prefetch. Default: `16`.";
     PATH_POLICY = "CACHEPOT_PATH_POLICY", None, Some("path_policy"),
         "`share` (default): entries are shared across checkouts, `CARGO_HOME`s and target directories, for Rust and C alike; the absolute paths a restored output embeds in debug info, `file!()` and panic messages are those of the machine that stored it (`--remap-path-prefix` / `-ffile-prefix-map` make them the same everywhere). `exact`: the absolute paths of the working directory, `CARGO_HOME`, the target directory and `CACHEPOT_BASEDIRS` are keyed too, so an output always names this checkout's own paths and only identical layouts share.";
     REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, Some("remote_timeout"),
@@ -208,6 +210,8 @@ pub struct Config {
     pub compile_wait: Duration,
     /// What restored outputs' embedded paths may name.
     pub path_policy: cachepot_compiler::PathPolicy,
+    /// Parallel fetches of build-level prefetch; 0: off.
+    pub prefetch: usize,
     /// Variables keyed in every Rust compile, sorted, each once.
     pub key_env: Vec<String>,
 }
@@ -225,6 +229,7 @@ pub struct FileConfig {
     remote_timeout: Option<toml::Value>,
     compile_wait: Option<toml::Value>,
     path_policy: Option<toml::Value>,
+    prefetch: Option<toml::Value>,
     s3: Option<toml::Table>,
     redis: Option<toml::Table>,
     memcached: Option<toml::Table>,
@@ -243,6 +248,7 @@ impl FileConfig {
                 "remote_timeout" => self.remote_timeout.clone(),
                 "compile_wait" => self.compile_wait.clone(),
                 "path_policy" => self.path_policy.clone(),
+                "prefetch" => self.prefetch.clone(),
                 _ => None,
             },
             Some((section, name)) => {
@@ -423,6 +429,17 @@ impl Config {
                 format!("{}: expected share or exact, got {v:?}", PATH_POLICY.name)
             })?,
         };
+        let prefetch = match setting(&PREFETCH, &file)? {
+            None => 16,
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => 0,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n <= 256 => n,
+                _ => bail!(
+                    "{}: expected off or a number of parallel fetches from 0 to 256, got {v:?}",
+                    PREFETCH.name
+                ),
+            },
+        };
         let remote = crate::remote_config::load(&file)?;
         if !local && remote.is_none() {
             bail!(
@@ -442,6 +459,7 @@ impl Config {
             remote_timeout,
             compile_wait,
             path_policy,
+            prefetch,
             key_env,
         })
     }
@@ -451,7 +469,7 @@ impl Config {
     pub fn fingerprint(&self) -> String {
         // `key_env` too: a daemon keys the variables it was started with.
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
             self.dir,
             self.cache_size,
             self.basedirs,
@@ -460,7 +478,8 @@ impl Config {
             self.remote_timeout,
             self.compile_wait,
             self.path_policy,
-            self.key_env
+            self.key_env,
+            self.prefetch
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
@@ -512,7 +531,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     };
     let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy, prefetch and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
             path.display()
         )
     })?;
@@ -569,6 +588,7 @@ mod tests {
             remote_timeout: Duration::from_secs(30),
             compile_wait: Duration::from_secs(300),
             path_policy: cachepot_compiler::PathPolicy::Share,
+            prefetch: 16,
             key_env: Vec::new(),
         };
         let mut b = a.clone();

@@ -25,6 +25,7 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
         log_file: log_file.then(|| paths.log.clone()),
         compile_wait: config.compile_wait,
         path_policy: config.path_policy,
+        prefetch: config.prefetch,
         key_env: config.key_env.clone(),
     }
 }

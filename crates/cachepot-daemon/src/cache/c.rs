@@ -81,7 +81,7 @@ fn outputs(c: &CCompile, cwd: &Path) -> Vec<Output> {
 }
 
 /// Looks a gcc or clang compile up and, on a hit, writes its outputs.
-pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
+pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     shared.stats.count(Event::Request);
     let started = SystemTime::now();
     let uncacheable = |lang: Option<&str>, reason: &str, detail: String| {

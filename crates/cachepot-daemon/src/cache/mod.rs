@@ -22,6 +22,7 @@ use cachepot_storage::{Entry, EntryError, StorageError, StorageKey, StreamError,
 
 use crate::explain::UnitInputs;
 use crate::inflight::{Claim, Turn};
+use crate::prefetch;
 use crate::protocol::CompileRequest;
 use crate::stats::Event;
 use crate::Shared;
@@ -45,6 +46,8 @@ pub struct Compile {
     cwd: PathBuf,
     env: Vec<(OsString, OsString)>,
     stdin: Option<Vec<u8>>,
+    /// The process that ran the wrapper (cargo): one build.
+    ppid: u32,
 }
 
 impl Compile {
@@ -58,6 +61,7 @@ impl Compile {
             cwd: PathBuf::from(os(r.cwd)),
             env: r.env.into_iter().map(|(k, v)| (os(k), os(v))).collect(),
             stdin: r.stdin,
+            ppid: r.ppid,
         }
     }
 
@@ -118,6 +122,11 @@ impl Pending {
             self.bases.clone(),
             self.env.clone(),
         )
+    }
+
+    /// The workspace whose build record the store goes into.
+    pub fn workspace(&self) -> Option<String> {
+        prefetch::workspace(&self.bases)
     }
 
     /// Removes files the compile wrote for the cache only.
@@ -243,7 +252,7 @@ struct ManifestLookup {
 /// hit found there leaves the merged list in the local tier, so the next
 /// lookup is local.
 fn lookup_manifests(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     c: &Compile,
     key_a: &Digest,
     outputs: &[Output],
@@ -254,6 +263,11 @@ fn lookup_manifests(
     let Some(key) = valid_key(shared, manifest_key(key_a)) else {
         return found;
     };
+    // Build records and prefetch need a local tier in front of a remote.
+    let ws = prefetch::workspace(bases).filter(|_| shared.storage.can_prefetch());
+    if let Some(ws) = &ws {
+        prefetch::on_compile(shared, ws, c.ppid);
+    }
     let mut passed: Vec<Vec<Stored>> = Vec::new();
     let result = shared.storage.get_each(&key, &mut |bytes| {
         let list = match decode_part_a(shared, &key, bytes) {
@@ -291,6 +305,10 @@ fn lookup_manifests(
     });
     if let Err(e) = result {
         read_failed(shared, &key, &e);
+    }
+    if let Some(ws) = ws {
+        let entry = found.hit.as_ref().and_then(|(_, b)| entry_key(b).ok());
+        shared.builds.record(&ws, std::iter::once(key).chain(entry));
     }
     found
 }
@@ -338,7 +356,7 @@ fn put_list(shared: &Shared, key: &StorageKey, list: Vec<Stored>, nearest: bool)
 }
 
 /// Looks a compile up and, on a hit, writes its outputs.
-pub fn lookup(shared: &Shared, c: &Compile) -> Lookup {
+pub fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     if is_rustc(&c.compiler) {
         rust::lookup(shared, c)
     } else {
@@ -580,8 +598,26 @@ fn put_entry(
 }
 
 /// Writes what a finished compile left to store, and remembers its inputs
-/// for explanations.
-pub fn store_and_remember(shared: &Shared, job: StoreJob, unit: &UnitInputs) {
+/// for explanations and its keys for the workspace's next build.
+pub fn store_and_remember(
+    shared: &Shared,
+    job: StoreJob,
+    unit: &UnitInputs,
+    workspace: Option<&str>,
+) {
+    if let Some(ws) = workspace.filter(|_| shared.storage.can_prefetch()) {
+        let keys = match &job {
+            StoreJob::Manifest {
+                key_a, manifest, ..
+            } => vec![
+                manifest_key(key_a),
+                entry_key(&manifest.key_b(key_a).digest),
+            ],
+            StoreJob::Plain { key, .. } => vec![entry_key(key)],
+            StoreJob::Marker { key_a, .. } => vec![manifest_key(key_a)],
+        };
+        shared.builds.record(ws, keys.into_iter().flatten());
+    }
     match &job {
         StoreJob::Manifest { manifest, .. } => {
             crate::explain::remember(shared, unit, Some(manifest));

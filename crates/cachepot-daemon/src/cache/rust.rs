@@ -54,7 +54,7 @@ impl RustPending {
 }
 
 /// Looks a rustc compile up and, on a hit, writes its outputs.
-pub(super) fn lookup(shared: &Shared, c: &Compile) -> Lookup {
+pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     // `cargo clippy` runs `clippy-driver /path/to/rustc ARGS…`; clippy-driver
     // drops that first argument, and so does the parser.
     let args = match c.args.split_first() {

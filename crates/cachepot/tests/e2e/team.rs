@@ -79,6 +79,11 @@ fn s3_newer_remote_manifests_are_found() {
 }
 
 #[test]
+fn garage_newer_remote_manifests_are_found() {
+    newer_remote_manifests_are_found("garage");
+}
+
+#[test]
 fn redis_newer_remote_manifests_are_found() {
     newer_remote_manifests_are_found("redis");
 }
@@ -246,4 +251,36 @@ fn an_entry_of_another_format_version_is_a_miss_and_stays() {
         let bytes = std::fs::read(p).unwrap();
         assert_eq!(bytes[4..8], 99u32.to_le_bytes(), "{}", p.display());
     }
+}
+
+/// Build-level prefetch: the first compile of a new machine's build (here
+/// of `util` alone) starts copying what the workspace's last build used
+/// into the local tier; the next build (the app) then finds its entry
+/// locally and asks the remote nothing.
+#[test]
+fn a_new_machine_prefetches_what_the_workspace_s_last_build_used() {
+    let prefix = unique("team-prefetch");
+    let a = machine("s3", &prefix);
+    let co_a = a.checkout("a");
+    a.build(&co_a, &[]);
+    // The daemon writes the build's record before it stops.
+    a.stop();
+
+    let b = machine("s3", &prefix);
+    let co_b = b.checkout("b");
+    b.cargo_with(&co_b, true, &["build", "-p", "util"], &[]);
+    let s = b.stats();
+    assert_eq!(hits_misses(&s), (UNITS - 1, 0), "{s}");
+    // The app's manifest list and entry at least: no compile asked for them.
+    assert!(count(&s, "prefetched") >= 2, "{s}");
+    b.zero();
+    b.build(&co_b, &[]);
+    let s = b.stats();
+    assert_eq!(hits_misses(&s), (1, 0), "{s}");
+    let remote = &s["backends"][1];
+    assert_eq!(remote["kind"].as_str(), Some("s3"), "{s}");
+    // Not the app's entry (over a megabyte with its debug info): at most
+    // the build record, if the daemon wrote it meanwhile.
+    assert!(remote["bytes_read"].as_u64().unwrap() < 100_000, "{s}");
+    assert_eq!(run_app(&co_b), "hello 42");
 }
