@@ -44,6 +44,10 @@ pub struct DaemonConfig {
     /// How long a compile waits for another compile of the same key (in
     /// another build) before it compiles itself.
     pub compile_wait: Duration,
+    /// Where a store keeps its copies of a compile's outputs and the
+    /// encoded entry until they are written (the cache directory's
+    /// `spool`; private files, removed after the store).
+    pub spool: PathBuf,
     /// How many values build-level prefetch fetches at once; 0: no prefetch.
     pub prefetch: usize,
     /// What restored outputs' embedded paths may name (keys follow it).

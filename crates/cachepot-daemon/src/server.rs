@@ -163,6 +163,28 @@ fn sweep_private_temps(socket: &Path) {
     }
 }
 
+/// Removes spooled copies (`tmp-*` in the spool directory) that a daemon
+/// which stopped mid-store left. The spool may be shared by daemons of
+/// other settings on the same cache directory: only files older than a
+/// store could take are removed.
+fn sweep_spool(spool: &Path) {
+    const STALE: Duration = Duration::from_secs(3600);
+    let Ok(entries) = std::fs::read_dir(spool) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE);
+        if stale && e.file_name().to_string_lossy().starts_with("tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Takes the daemon lock, waiting a little for a daemon that is exiting.
 fn take_lock(path: &Path) -> Result<File, DaemonError> {
     let file = File::options()
@@ -195,6 +217,7 @@ pub fn run(
 ) -> Result<(), DaemonError> {
     let _lock = take_lock(&config.lock)?;
     sweep_private_temps(&config.socket);
+    sweep_spool(&config.spool);
     let socket = config.socket.clone();
     match std::fs::remove_file(&socket) {
         Ok(()) => {}

@@ -136,7 +136,11 @@ impl DiskCache {
     }
 
     /// Writes `value` to a fresh temporary file in `dir`.
-    fn write_temp(&self, dir: &Path, value: &[u8]) -> Result<PathBuf, StorageError> {
+    fn write_temp(
+        &self,
+        dir: &Path,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<PathBuf, StorageError> {
         let (path, mut file) = match self.create_temp(dir) {
             Ok(t) => t,
             Err(StorageError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
@@ -146,12 +150,63 @@ impl DiskCache {
             }
             Err(e) => return Err(e),
         };
-        if let Err(e) = file.write_all(value) {
+        if let Err(e) = fill(&mut file) {
             drop(file);
             remove_quietly(&path);
             return Err(StorageError::io("write", path, e));
         }
         Ok(path)
+    }
+
+    /// Writes a value of `size` bytes (what `fill` writes) to a temporary
+    /// file in the key's shard, renames it into place and keeps the totals.
+    fn put_with(
+        &self,
+        key: &StorageKey,
+        size: u64,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<(), StorageError> {
+        if size > self.max_value_size() {
+            return Err(StorageError::TooLarge {
+                size,
+                limit: self.max_value_size(),
+            });
+        }
+        let dir = self.shard_dir(key);
+        let final_path = dir.join(key.as_str());
+        let temp = self.write_temp(&dir, fill)?;
+
+        let over_limit = {
+            let mut totals = self.lock_totals();
+            let old = match existing_len(&final_path) {
+                Ok(old) => old,
+                Err(e) => {
+                    remove_quietly(&temp);
+                    return Err(StorageError::io("stat", final_path, e));
+                }
+            };
+            if let Err(e) = fs::rename(&temp, &final_path) {
+                remove_quietly(&temp);
+                return Err(StorageError::io("rename", final_path, e));
+            }
+            match old {
+                Some(old_len) => {
+                    totals.size_bytes = totals
+                        .size_bytes
+                        .saturating_sub(old_len)
+                        .saturating_add(size);
+                }
+                None => {
+                    totals.size_bytes = totals.size_bytes.saturating_add(size);
+                    totals.entries += 1;
+                }
+            }
+            totals.size_bytes > self.max_size_bytes
+        };
+        if over_limit {
+            self.evict()?;
+        }
+        Ok(())
     }
 
     /// Scans the data directory: returns every stored value and removes
@@ -293,48 +348,28 @@ impl Storage for DiskCache {
     }
 
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        let size = value.len() as u64;
-        if size > self.max_value_size() {
-            return Err(StorageError::TooLarge {
-                size,
-                limit: self.max_value_size(),
-            });
-        }
-        let dir = self.shard_dir(key);
-        let final_path = dir.join(key.as_str());
-        let temp = self.write_temp(&dir, value)?;
+        self.put_with(key, value.len() as u64, |f| f.write_all(value))
+    }
 
-        let over_limit = {
-            let mut totals = self.lock_totals();
-            let old = match existing_len(&final_path) {
-                Ok(old) => old,
-                Err(e) => {
-                    remove_quietly(&temp);
-                    return Err(StorageError::io("stat", final_path, e));
-                }
-            };
-            if let Err(e) = fs::rename(&temp, &final_path) {
-                remove_quietly(&temp);
-                return Err(StorageError::io("rename", final_path, e));
+    fn put_file(&self, key: &StorageKey, path: &Path) -> Result<(), StorageError> {
+        let mut source = File::open(path).map_err(|e| StorageError::io("open", path, e))?;
+        let size = source
+            .metadata()
+            .map_err(|e| StorageError::io("stat", path, e))?
+            .len();
+        // A kernel copy (copy_file_range): the bytes never pass through
+        // this process.
+        self.put_with(key, size, |f| {
+            let copied = io::copy(&mut source, f)?;
+            if copied == size {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "source changed size",
+                ))
             }
-            match old {
-                Some(old_len) => {
-                    totals.size_bytes = totals
-                        .size_bytes
-                        .saturating_sub(old_len)
-                        .saturating_add(size);
-                }
-                None => {
-                    totals.size_bytes = totals.size_bytes.saturating_add(size);
-                    totals.entries += 1;
-                }
-            }
-            totals.size_bytes > self.max_size_bytes
-        };
-        if over_limit {
-            self.evict()?;
-        }
-        Ok(())
+        })
     }
 
     fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {

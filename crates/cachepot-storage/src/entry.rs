@@ -30,7 +30,9 @@
 //! File names are stored verbatim; it is the reader's job to check them
 //! before using them as paths.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Magic bytes at the start of every encoded entry.
 pub const MAGIC: [u8; 4] = *b"CPOT";
@@ -83,6 +85,91 @@ pub enum EntryError {
     Compress(#[source] std::io::Error),
 }
 
+/// The contents of an [`EntryFile`]: in memory, or a spooled copy on disk
+/// that is read while the entry is encoded (so a store never holds a
+/// large output in memory) and removed when the last handle drops.
+#[derive(Debug, Clone)]
+pub enum FileData {
+    /// Bytes in memory (what decoding gives).
+    Bytes(Vec<u8>),
+    /// A private copy of `len` bytes.
+    Spooled {
+        /// The copy, removed on drop.
+        path: Arc<tempfile::TempPath>,
+        /// Its length.
+        len: u64,
+    },
+}
+
+impl FileData {
+    /// The length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            FileData::Bytes(b) => b.len() as u64,
+            FileData::Spooled { len, .. } => *len,
+        }
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, when they are in memory.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            FileData::Bytes(b) => Some(b),
+            FileData::Spooled { .. } => None,
+        }
+    }
+
+    /// Writes the contents to `w`; a spooled copy must still have its
+    /// length.
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        match self {
+            FileData::Bytes(b) => w.write_all(b),
+            FileData::Spooled { path, len } => {
+                let file = std::fs::File::open(path.as_ref() as &Path)?;
+                let mut r = std::io::BufReader::with_capacity(COPY_BUFFER, file).take(*len);
+                let copied = std::io::copy(&mut r, w)?;
+                if copied != *len {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("spooled file shrank from {len} to {copied} bytes"),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Default for FileData {
+    fn default() -> Self {
+        FileData::Bytes(Vec::new())
+    }
+}
+
+impl From<Vec<u8>> for FileData {
+    fn from(b: Vec<u8>) -> Self {
+        FileData::Bytes(b)
+    }
+}
+
+impl PartialEq for FileData {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (FileData::Bytes(a), FileData::Bytes(b)) => a == b,
+            (FileData::Spooled { path: a, len: x }, FileData::Spooled { path: b, len: y }) => {
+                (a.as_ref() as &Path) == (b.as_ref() as &Path) && x == y
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for FileData {}
+
 /// One output file stored in an [`Entry`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntryFile {
@@ -91,7 +178,27 @@ pub struct EntryFile {
     /// Unix permission bits to restore (e.g. `0o644`).
     pub mode: u32,
     /// File contents.
-    pub data: Vec<u8>,
+    pub data: FileData,
+}
+
+/// Buffer of the streaming encoder's reads and writes.
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// A writer that hashes what goes through it (the compressed payload).
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A cached compilation result: output files plus small named blobs.
@@ -128,6 +235,45 @@ impl Entry {
         Ok(out)
     }
 
+    /// Encodes the entry into a new temporary file in `dir`, streaming
+    /// spooled files through the compressor: memory stays at the
+    /// compressor's and two buffers' size whatever the outputs weigh.
+    pub fn encode_to_file(&self, dir: &Path) -> Result<tempfile::NamedTempFile, EntryError> {
+        let ulen = self.payload_len()?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix("tmp-entry-")
+            .tempfile_in(dir)
+            .map_err(EntryError::Compress)?;
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(&MAGIC);
+        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header.extend_from_slice(&[0u8; 32]);
+        header.extend_from_slice(&ulen.to_le_bytes());
+        let file = tmp.as_file_mut();
+        file.write_all(&header).map_err(EntryError::Compress)?;
+        let out = Hashing {
+            inner: std::io::BufWriter::with_capacity(COPY_BUFFER, &mut *file),
+            hasher: blake3::Hasher::new(),
+        };
+        let mut enc =
+            zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(EntryError::Compress)?;
+        enc.set_pledged_src_size(Some(ulen))
+            .map_err(EntryError::Compress)?;
+        enc.include_contentsize(true)
+            .map_err(EntryError::Compress)?;
+        enc.include_checksum(false).map_err(EntryError::Compress)?;
+        self.write_payload(&mut enc).map_err(EntryError::Compress)?;
+        let mut out = enc.finish().map_err(EntryError::Compress)?;
+        out.flush().map_err(EntryError::Compress)?;
+        let digest = out.hasher.finalize();
+        drop(out);
+        file.seek(SeekFrom::Start(CHECKSUM_RANGE.start as u64))
+            .and_then(|_| file.write_all(digest.as_bytes()))
+            .and_then(|()| file.flush())
+            .map_err(EntryError::Compress)?;
+        Ok(tmp)
+    }
+
     /// Decodes an entry produced by [`Entry::encode`], verifying it fully.
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
         let (compressed, ulen) = check_header(bytes)?;
@@ -157,7 +303,7 @@ impl Entry {
             check_u32("file name", f.name.len())?;
             total = total
                 .checked_add((MIN_FILE_RECORD + f.name.len()) as u64)
-                .and_then(|t| t.checked_add(f.data.len() as u64))
+                .and_then(|t| t.checked_add(f.data.len()))
                 .ok_or_else(|| EntryError::TooLarge("payload length overflows u64".into()))?;
         }
         for (name, value) in &self.meta {
@@ -178,8 +324,8 @@ impl Entry {
             w.write_all(&(f.name.len() as u32).to_le_bytes())?;
             w.write_all(f.name.as_bytes())?;
             w.write_all(&f.mode.to_le_bytes())?;
-            w.write_all(&(f.data.len() as u64).to_le_bytes())?;
-            w.write_all(&f.data)?;
+            w.write_all(&f.data.len().to_le_bytes())?;
+            f.data.write_to(w)?;
         }
         w.write_all(&(self.meta.len() as u32).to_le_bytes())?;
         for (name, value) in &self.meta {
@@ -320,7 +466,11 @@ fn parse_payload(payload: &[u8]) -> Result<Entry, EntryError> {
         let mode = r.u32("file mode")?;
         let len = r.u64("file length")?;
         let data = r.bytes(len, "file data")?.to_vec();
-        files.push(EntryFile { name, mode, data });
+        files.push(EntryFile {
+            name,
+            mode,
+            data: data.into(),
+        });
     }
 
     let meta_count = r.u32("meta count")?;

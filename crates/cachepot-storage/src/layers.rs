@@ -41,6 +41,19 @@ impl Storage for Tiered {
         Ok(value)
     }
 
+    /// Writes both tiers, as [`Tiered::put`] does.
+    fn put_file(&self, key: &StorageKey, path: &std::path::Path) -> Result<(), StorageError> {
+        self.local.put_file(key, path)?;
+        if let Err(e) = self.remote.put_file(key, path) {
+            if matches!(e, StorageError::TooLarge { .. }) {
+                tracing::debug!(key = key.as_str(), error = %e, "entry too large for the remote tier");
+            } else {
+                tracing::warn!(key = key.as_str(), error = %e, "remote tier write failed");
+            }
+        }
+        Ok(())
+    }
+
     /// Writes both tiers. Once the local write succeeded, a remote failure
     /// is logged (and counted by the remote's statistics) but not returned:
     /// the entry is usable here, so its manifest must be written too.
@@ -172,6 +185,10 @@ impl<S: Storage + ?Sized> Storage for ReadOnly<S> {
     }
 
     fn put(&self, _: &StorageKey, _: &[u8]) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn put_file(&self, _: &StorageKey, _: &std::path::Path) -> Result<(), StorageError> {
         Ok(())
     }
 

@@ -28,10 +28,10 @@ pub mod metered;
 pub mod remote;
 
 pub use disk::DiskCache;
-pub use entry::{decode_streaming, Entry, EntryError, EntryFile, StreamError};
+pub use entry::{decode_streaming, Entry, EntryError, EntryFile, FileData, StreamError};
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Maximum length of a [`StorageKey`] in bytes.
@@ -228,6 +228,14 @@ pub trait Storage: Send + Sync {
         }
         Ok(verdict)
     }
+    /// Stores the contents of the file at `path` under `key`, as
+    /// [`Storage::put`] stores bytes. Backends that can stream do so, so a
+    /// large entry is never held in memory whole; the default reads the
+    /// file and puts its bytes.
+    fn put_file(&self, key: &StorageKey, path: &Path) -> Result<(), StorageError> {
+        let value = std::fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
+        self.put(key, &value)
+    }
     /// Stores `value` in the nearest tier only (a merged manifest list
     /// that a lookup put together from the tiers). A single backend stores
     /// it as [`Storage::put`] does.
@@ -281,6 +289,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
     fn put_nearest(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
         (**self).put_nearest(key, value)
+    }
+    fn put_file(&self, key: &StorageKey, path: &Path) -> Result<(), StorageError> {
+        (**self).put_file(key, path)
     }
     fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
         (**self).contains(key)

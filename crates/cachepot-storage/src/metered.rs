@@ -162,6 +162,24 @@ impl<S: Storage> Storage for Metered<S> {
         r
     }
 
+    fn put_file(&self, key: &StorageKey, path: &std::path::Path) -> Result<(), StorageError> {
+        if let Some(e) = self.paused() {
+            return Err(e);
+        }
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let start = Instant::now();
+        let r = self.inner.put_file(key, path);
+        self.record(&r);
+        if r.is_ok() {
+            self.with(|s| {
+                s.stats.writes += 1;
+                s.stats.bytes_written += size;
+                s.write_time += start.elapsed();
+            });
+        }
+        r
+    }
+
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
         self.inner.remove(key)
     }

@@ -18,7 +18,9 @@ use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::{self, Manifest, Stored};
 use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
-use cachepot_storage::{Entry, EntryError, StorageError, StorageKey, StreamError, Verdict};
+use cachepot_storage::{
+    Entry, EntryError, FileData, StorageError, StorageKey, StreamError, Verdict,
+};
 
 use crate::explain::UnitInputs;
 use crate::inflight::{Claim, Turn};
@@ -502,12 +504,12 @@ fn read_outputs(
         }
         let mut file = std::fs::File::open(&out.path)?;
         let before = file.metadata()?;
-        let mut data = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
-        io::Read::read_to_end(&mut file, &mut data)?;
         let data = if is_depfile(&out.role) {
-            bases.normalize(&data)
+            let mut data = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
+            io::Read::read_to_end(&mut file, &mut data)?;
+            FileData::Bytes(bases.normalize(&data))
         } else {
-            let digest = Digest::of(&data);
+            let (data, digest) = spool_copy(shared, &mut file)?;
             shared
                 .digests
                 .remember_read(&out.path, &before, &file.metadata()?, digest);
@@ -524,9 +526,52 @@ fn read_outputs(
     Ok(read)
 }
 
+/// Copies an output into the spool (a private file, removed when the
+/// store is done or dropped) and takes its digest on the way: the store
+/// never holds an output in memory, whatever its size.
+fn spool_copy(shared: &Shared, file: &mut std::fs::File) -> io::Result<(FileData, Digest)> {
+    let spool = &shared.config.spool;
+    let mut tmp = match tempfile::Builder::new()
+        .prefix("tmp-out-")
+        .tempfile_in(spool)
+    {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(spool)?;
+            tempfile::Builder::new()
+                .prefix("tmp-out-")
+                .tempfile_in(spool)?
+        }
+        Err(e) => return Err(e),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; SPOOL_BUFFER];
+    let mut len = 0u64;
+    loop {
+        let n = match io::Read::read(file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        io::Write::write_all(tmp.as_file_mut(), &buf[..n])?;
+        len += n as u64;
+    }
+    let data = FileData::Spooled {
+        path: Arc::new(tmp.into_temp_path()),
+        len,
+    };
+    Ok((data, Digest(*hasher.finalize().as_bytes())))
+}
+
+/// The buffer an output is copied into the spool through.
+const SPOOL_BUFFER: usize = 256 * 1024;
+
 /// Reads the files of `family` that a finished compile wrote (named by
 /// the compiler, so found by listing their directory), in name order.
 fn read_family(
+    shared: &Shared,
     family: &OutputFamily,
     started: SystemTime,
 ) -> io::Result<Vec<cachepot_storage::EntryFile>> {
@@ -547,8 +592,9 @@ fn read_family(
     found
         .into_iter()
         .map(|(name, mode)| {
+            let mut file = std::fs::File::open(family.dir.join(&name))?;
             Ok(cachepot_storage::EntryFile {
-                data: std::fs::read(family.dir.join(&name))?,
+                data: spool_copy(shared, &mut file)?.0,
                 name: format!("{}{name}", family.role_prefix),
                 mode,
             })
@@ -591,10 +637,23 @@ fn put_entry(
     key: Result<StorageKey, StorageError>,
     entry: &Entry,
 ) -> Result<(), StorageError> {
-    let bytes = entry
-        .encode()
+    let key = key?;
+    let spooled = entry
+        .files
+        .iter()
+        .any(|f| matches!(f.data, FileData::Spooled { .. }));
+    if !spooled {
+        let bytes = entry
+            .encode()
+            .map_err(|e| StorageError::Encode(e.to_string()))?;
+        return shared.storage.put(&key, &bytes);
+    }
+    // Outputs stream from their spooled copies through the compressor
+    // into one more spooled file, which the tiers copy or upload in parts.
+    let encoded = entry
+        .encode_to_file(&shared.config.spool)
         .map_err(|e| StorageError::Encode(e.to_string()))?;
-    shared.storage.put(&key?, &bytes)
+    shared.storage.put_file(&key, encoded.path())
 }
 
 /// Writes what a finished compile left to store, and remembers its inputs

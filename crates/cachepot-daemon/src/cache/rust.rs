@@ -282,7 +282,7 @@ pub(super) fn prepare_store(
     }
     let mut read = read_outputs(shared, &outputs, &p.bases, p.started)?;
     if let Some(dwo) = r.compile.dwo_files(&p.cwd) {
-        read.files.extend(read_family(&dwo, p.started)?);
+        read.files.extend(read_family(shared, &dwo, p.started)?);
     }
     let depinfo_path = depinfo_path(r, &outputs).ok_or_else(|| invalid("no dep-info output"))?;
     let depinfo_text = String::from_utf8_lossy(&std::fs::read(depinfo_path)?).into_owned();

@@ -293,3 +293,16 @@ fn works_through_trait_objects() {
     assert_eq!(cache.get(&key(7)).unwrap().as_deref(), Some(&b"abc"[..]));
     assert_eq!(shared.describe().entries, 1);
 }
+
+#[test]
+fn put_file_copies_a_file_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(&dir.path().join("c"), 1 << 30).unwrap();
+    let src = dir.path().join("entry");
+    std::fs::write(&src, vec![7u8; 300_000]).unwrap();
+    let k = key(1);
+    cache.put_file(&k, &src).unwrap();
+    assert_eq!(cache.get(&k).unwrap(), Some(vec![7u8; 300_000]));
+    assert_eq!(cache.describe().size_bytes, 300_000);
+    assert!(src.exists(), "the source stays");
+}

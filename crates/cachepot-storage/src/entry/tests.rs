@@ -8,12 +8,12 @@ fn sample() -> Entry {
             EntryFile {
                 name: "obj".into(),
                 mode: 0o644,
-                data: b"\x7fELF some object bytes".to_vec(),
+                data: b"\x7fELF some object bytes".to_vec().into(),
             },
             EntryFile {
                 name: "dep-info".into(),
                 mode: 0o600,
-                data: Vec::new(),
+                data: Vec::new().into(),
             },
         ],
         meta: vec![
@@ -45,7 +45,7 @@ fn streamed(bytes: &[u8]) -> Result<Entry, StreamError> {
         files.push(EntryFile {
             name: name.to_string(),
             mode,
-            data: buf,
+            data: buf.into(),
         });
         Ok(())
     })?;
@@ -97,7 +97,7 @@ fn round_trip_empty_and_large() {
         files: vec![EntryFile {
             name: "lib.rlib".into(),
             mode: 0o755,
-            data,
+            data: data.into(),
         }],
         meta: vec![("manifest".into(), vec![7; 1000])],
     };
@@ -108,7 +108,7 @@ fn round_trip_empty_and_large() {
         files: vec![EntryFile {
             name: "zeros".into(),
             mode: 0o644,
-            data: vec![0; 4 << 20],
+            data: vec![0; 4 << 20].into(),
         }],
         meta: Vec::new(),
     };
@@ -195,7 +195,10 @@ fn wrapped_valid_payload_decodes() {
     p.extend_from_slice(b"xy");
     p.extend_from_slice(&0u32.to_le_bytes());
     let entry = both(&wrap_payload(&p)).unwrap();
-    assert_eq!(entry.file("a").map(|f| f.data.as_slice()), Some(&b"xy"[..]));
+    assert_eq!(
+        entry.file("a").and_then(|f| f.data.bytes()),
+        Some(&b"xy"[..])
+    );
 }
 
 #[test]
@@ -258,4 +261,59 @@ fn a_streaming_sink_may_stop_early_and_its_errors_are_its_own() {
         Err(std::io::Error::other("disk full"))
     });
     assert!(matches!(failed, Err(StreamError::Sink(_))), "{failed:?}");
+}
+
+#[test]
+fn spooled_files_encode_to_a_file_like_bytes_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    let path = dir.path().join("out.rlib");
+    std::fs::write(&path, &big).unwrap();
+    let spooled = Entry {
+        files: vec![EntryFile {
+            name: "rlib".into(),
+            mode: 0o644,
+            data: FileData::Spooled {
+                path: std::sync::Arc::new(tempfile::TempPath::try_from_path(&path).unwrap()),
+                len: big.len() as u64,
+            },
+        }],
+        meta: vec![("stdout".into(), b"ok".to_vec())],
+    };
+    let in_memory = Entry {
+        files: vec![EntryFile {
+            name: "rlib".into(),
+            mode: 0o644,
+            data: big.clone().into(),
+        }],
+        meta: spooled.meta.clone(),
+    };
+    let encoded = spooled.encode_to_file(dir.path()).unwrap();
+    let bytes = std::fs::read(encoded.path()).unwrap();
+    assert_eq!(bytes, in_memory.encode().unwrap());
+    assert_eq!(both(&bytes).unwrap(), in_memory);
+    // The spooled copy goes away with the last handle.
+    drop(spooled);
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_spooled_file_that_shrank_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.o");
+    std::fs::write(&path, b"short").unwrap();
+    let entry = Entry {
+        files: vec![EntryFile {
+            name: "obj".into(),
+            mode: 0o644,
+            data: FileData::Spooled {
+                path: std::sync::Arc::new(tempfile::TempPath::try_from_path(&path).unwrap()),
+                len: 100,
+            },
+        }],
+        meta: Vec::new(),
+    };
+    assert!(entry.encode_to_file(dir.path()).is_err());
 }

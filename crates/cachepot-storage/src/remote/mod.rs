@@ -204,6 +204,9 @@ impl Remote {
     }
 }
 
+/// Part size of a streamed upload: S3 takes parts of 5 MiB and more.
+const UPLOAD_CHUNK: usize = 8 << 20;
+
 impl Storage for Remote {
     fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
         let start = Instant::now();
@@ -233,6 +236,50 @@ impl Storage for Remote {
         self.operator()
             .and_then(|op| self.run(op.write(key.as_str(), value.to_vec())))
             .map(|_| ())
+            .map_err(|e| self.error("write", e))
+    }
+
+    /// Streams the file in chunks where the service takes a value in
+    /// parts (S3 multipart, GCS resumable, Azure blocks, WebDAV); Redis and
+    /// Memcached take one value, read whole (Memcached's is bounded by its
+    /// item size, checked first).
+    fn put_file(&self, key: &StorageKey, path: &std::path::Path) -> Result<(), StorageError> {
+        let size = std::fs::metadata(path)
+            .map_err(|e| StorageError::io("stat", path, e))?
+            .len();
+        if let Some(limit) = self.value_limit() {
+            if size > limit {
+                return Err(StorageError::TooLarge { size, limit });
+            }
+        }
+        if matches!(
+            self.backend,
+            Backend::Redis { .. } | Backend::Memcached { .. }
+        ) || size <= UPLOAD_CHUNK as u64
+        {
+            let value = std::fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
+            return self.put(key, &value);
+        }
+        let mut file = std::fs::File::open(path).map_err(|e| StorageError::io("open", path, e))?;
+        self.operator()
+            .and_then(|op| {
+                self.run(async move {
+                    let mut w = op.writer_with(key.as_str()).chunk(UPLOAD_CHUNK).await?;
+                    loop {
+                        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
+                        let n = std::io::Read::read_to_end(
+                            &mut std::io::Read::take(&mut file, UPLOAD_CHUNK as u64),
+                            &mut chunk,
+                        )
+                        .map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))?;
+                        if n == 0 {
+                            break;
+                        }
+                        w.write(chunk).await?;
+                    }
+                    w.close().await.map(|_| ())
+                })
+            })
             .map_err(|e| self.error("write", e))
     }
 
