@@ -92,7 +92,7 @@ impl Explanations {
 
 fn index_key(unit: &str) -> Option<StorageKey> {
     let d = cachepot_compiler::Digest::of(unit.as_bytes());
-    StorageKey::new(format!("x-{}", d.to_hex())).ok()
+    StorageKey::for_entry("x", &d.to_hex()).ok()
 }
 
 fn read_records(shared: &Shared, unit: &str) -> Vec<Vec<KeyInput>> {
