@@ -12,6 +12,7 @@ pub mod digest;
 pub mod key;
 pub mod manifest;
 pub mod native;
+pub mod output;
 pub mod paths;
 pub mod rust;
 pub mod toolchain;

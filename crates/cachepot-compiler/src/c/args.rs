@@ -3,6 +3,7 @@
 //! linking, several sources, preprocessing only, standard input and
 //! precompiled-header output are not.
 
+use crate::output::Role;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -244,7 +245,7 @@ impl CCompile {
     }
 
     /// Extra files written beside the object, by role.
-    pub fn side_outputs(&self) -> Vec<(&'static str, String)> {
+    pub fn side_outputs(&self) -> Vec<(Role, String)> {
         let beside = |ext: &str| {
             Path::new(&self.output)
                 .with_extension(ext)
@@ -253,13 +254,13 @@ impl CCompile {
         };
         let mut out = Vec::new();
         if self.split_dwarf {
-            out.push(("dwo", beside("dwo")));
+            out.push((Role::CDwo, beside("dwo")));
         }
         if self.coverage {
-            out.push(("gcno", beside("gcno")));
+            out.push((Role::Gcno, beside("gcno")));
         }
         if let Some(d) = &self.depfile {
-            out.push(("depfile", d.clone()));
+            out.push((Role::DepFile, d.clone()));
         }
         out
     }

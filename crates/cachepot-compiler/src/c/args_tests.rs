@@ -69,8 +69,8 @@ fn side_outputs_follow_the_object() {
     assert_eq!(
         c.side_outputs(),
         vec![
-            ("dwo", "out/a.dwo".to_string()),
-            ("gcno", "out/a.gcno".to_string())
+            (Role::CDwo, "out/a.dwo".to_string()),
+            (Role::Gcno, "out/a.gcno".to_string())
         ]
     );
 }
@@ -230,9 +230,9 @@ fn side_outputs_sit_beside_the_object_whatever_its_path() {
     assert_eq!(
         c.side_outputs(),
         vec![
-            ("dwo", "../obj/foo.dwo".to_string()),
-            ("gcno", "../obj/foo.gcno".to_string()),
-            ("depfile", "../obj/foo.d".to_string()),
+            (Role::CDwo, "../obj/foo.dwo".to_string()),
+            (Role::Gcno, "../obj/foo.gcno".to_string()),
+            (Role::DepFile, "../obj/foo.d".to_string()),
         ]
     );
     assert!(ok("-MD -MMD -c a.c").deps_user_only);

@@ -4,6 +4,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::kinds::{CrateType, EmitKind};
+use crate::output::{Output, Role};
+
 /// Why a compile is not cached: a short stable category (a key in the
 /// stats map) and a detail for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +40,8 @@ pub enum Parsed {
 /// One `--emit` kind, with its explicit path if one was given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Emit {
-    /// `link`, `metadata` or `dep-info`.
-    pub kind: String,
+    /// What to write.
+    pub kind: EmitKind,
     /// `--emit kind=path`.
     pub path: Option<String>,
 }
@@ -80,7 +83,7 @@ pub struct RustCompile {
     /// `--crate-name`.
     pub crate_name: String,
     /// `--crate-type` values, in order.
-    pub crate_types: Vec<String>,
+    pub crate_types: Vec<CrateType>,
     /// The source file as written on the command line.
     pub input: String,
     /// `--emit` kinds.
@@ -115,26 +118,12 @@ pub struct RustCompile {
     pub key_args: Vec<String>,
 }
 
-/// What an output file is for; restores write the role's current path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Output {
-    /// `link`, `metadata`, `dep-info` or `staticlib`.
-    pub role: String,
-    /// Where this compile writes it (absolute).
-    pub path: PathBuf,
-    /// Written only in some cases (a `.dwp` only with debug info): stored
-    /// when this compile wrote it, restored when the entry has it.
-    pub optional: bool,
-}
-
 /// Outputs whose names the compiler chooses: the files in `dir` named
-/// `<name_prefix>…<name_suffix>` that a compile wrote, stored under the
-/// role `<role_prefix><file name>` (the `.dwo` files of
+/// `<name_prefix>…<name_suffix>` that a compile wrote, each stored under
+/// [`Role::Dwo`] with its file name (the `.dwo` files of
 /// `-C split-debuginfo=unpacked`: `<crate><extra-filename>.<crate>.<hash>-cgu.<N>.rcgu.dwo`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputFamily {
-    /// The role prefix of the family's entry files.
-    pub role_prefix: &'static str,
     /// Where the files are.
     pub dir: PathBuf,
     /// The start of every file name.
@@ -152,10 +141,10 @@ impl OutputFamily {
             && !name.contains(['/', '\0'])
     }
 
-    /// Where an entry file of this family's role goes, or `None` when the
-    /// role is not the family's (or names no file of it).
-    pub fn path_of(&self, role: &str) -> Option<PathBuf> {
-        let name = role.strip_prefix(self.role_prefix)?;
+    /// Where an entry file of this family goes, or `None` when the role
+    /// is not the family's (or names no file of it).
+    pub fn path_of(&self, role: &Role) -> Option<PathBuf> {
+        let Role::Dwo(name) = role else { return None };
         self.accepts(name).then(|| self.dir.join(name))
     }
 }
@@ -204,20 +193,6 @@ const VALUE_FLAGS: &[&str] = &[
 
 /// Flags without a value that do not change what is cached beyond being in the key.
 const PLAIN_FLAGS: &[&str] = &["-g", "-O", "-v", "--verbose"];
-
-/// Crate types whose outputs are plain files written by rustc alone.
-const CACHEABLE_CRATE_TYPES: &[&str] = &[
-    "lib",
-    "rlib",
-    "staticlib",
-    "bin",
-    "proc-macro",
-    "dylib",
-    "cdylib",
-];
-
-/// Crate types that the system linker produces.
-const LINKED_CRATE_TYPES: &[&str] = &["bin", "proc-macro", "dylib", "cdylib"];
 
 /// `-C` options that make rustc write files other than the known outputs.
 const UNCACHEABLE_CODEGEN: &[&str] = &["save-temps", "profile-generate"];
@@ -352,10 +327,10 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
             }
             "--crate-type" => {
                 for t in value.split(',') {
-                    if !CACHEABLE_CRATE_TYPES.contains(&t) {
+                    let Some(t) = CrateType::parse(t) else {
                         return Err(Uncacheable::new(format!("crate-type {t}"), value.clone()));
-                    }
-                    c.crate_types.push(t.to_string());
+                    };
+                    c.crate_types.push(t);
                 }
                 push_pair(&mut c.key_args, flag, &value);
             }
@@ -366,14 +341,11 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
                         Some((k, p)) => (k, Some(p.to_string())),
                         None => (e, None),
                     };
-                    if !matches!(kind, "link" | "metadata" | "dep-info" | "llvm-ir") {
+                    let Some(emit) = EmitKind::parse(kind) else {
                         return Err(Uncacheable::new(format!("emit {kind}"), value.clone()));
-                    }
+                    };
                     kinds.push(kind);
-                    c.emits.push(Emit {
-                        kind: kind.to_string(),
-                        path,
-                    });
+                    c.emits.push(Emit { kind: emit, path });
                 }
                 push_pair(&mut c.key_args, flag, &kinds.join(","));
             }
@@ -468,7 +440,7 @@ fn parse_strings(args: &[String]) -> Result<Option<RustCompile>, Uncacheable> {
     }
     if c.crate_types.is_empty() {
         // rustc's default, and what `--test` builds.
-        c.crate_types.push("bin".into());
+        c.crate_types.push(CrateType::Bin);
     }
     if c.emits.is_empty() {
         return Err(Uncacheable::new("no --emit", ""));
@@ -532,13 +504,14 @@ impl RustCompile {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let only_ir = matches!(&self.emits[..], [e] if e.kind == "llvm-ir" && e.path.is_none());
+        let only_ir =
+            matches!(&self.emits[..], [e] if e.kind == EmitKind::LlvmIr && e.path.is_none());
         (self.reads_stdin()
             && uuid.len() == 16
             && hex(uuid)
             && digits(n)
             && only_ir
-            && self.crate_types == ["lib"]
+            && self.crate_types == [CrateType::Lib]
             && !self.test)
             .then_some(uuid)
     }
@@ -553,27 +526,21 @@ impl RustCompile {
     /// Whether the compile writes dep-info itself (else the cache asks
     /// for a private one on a miss).
     pub fn emits_depinfo(&self) -> bool {
-        self.emits.iter().any(|e| e.kind == "dep-info")
+        self.emits.iter().any(|e| e.kind == EmitKind::DepInfo)
     }
 
     /// Whether the system linker writes an output (binaries, tests,
     /// proc-macros, dylibs, cdylibs).
     /// (`cargo check` of a binary emits metadata only: nothing is linked.)
     pub fn is_linked(&self) -> bool {
-        let links = self.emits.iter().any(|e| e.kind == "link");
-        links
-            && (self.test
-                || self
-                    .crate_types
-                    .iter()
-                    .any(|t| LINKED_CRATE_TYPES.contains(&t.as_str())))
+        let links = self.emits.iter().any(|e| e.kind == EmitKind::Link);
+        links && (self.test || self.crate_types.iter().any(|t| t.is_linked()))
     }
 
     /// The `.dwo` files of `-C split-debuginfo=unpacked`, one per codegen
     /// unit, whose names only rustc knows.
     pub fn dwo_files(&self, cwd: &Path) -> Option<OutputFamily> {
         (self.split_debuginfo == SplitDebuginfo::Unpacked).then(|| OutputFamily {
-            role_prefix: "dwo:",
             dir: match &self.out_dir {
                 Some(d) => cwd.join(d),
                 None => cwd.to_path_buf(),
@@ -592,49 +559,50 @@ impl RustCompile {
         let stem = format!("{}{}", self.crate_name, self.extra_filename);
         let mut outputs = Vec::new();
         for emit in &self.emits {
-            let mut push = |role: &str, default_name: String| {
+            let mut push = |role: Role, default_name: String| {
                 let path = match &emit.path {
                     Some(p) => cwd.join(p),
                     None => out_dir.join(default_name),
                 };
                 if !outputs.iter().any(|o: &Output| o.path == path) {
                     outputs.push(Output {
-                        role: role.to_string(),
+                        role,
                         path,
                         optional: false,
                     });
                 }
             };
-            match emit.kind.as_str() {
-                "dep-info" => push("dep-info", format!("{stem}.d")),
-                "llvm-ir" => push("llvm-ir", format!("{stem}.ll")),
-                "metadata" => push("metadata", format!("lib{stem}.rmeta")),
-                "link" => {
-                    for t in &self.crate_types {
-                        match t.as_str() {
-                            "staticlib" => push("staticlib", format!("lib{stem}.a")),
-                            "bin" => push("bin", stem.clone()),
-                            "proc-macro" | "dylib" | "cdylib" => push(t, format!("lib{stem}.so")),
-                            _ => push("link", format!("lib{stem}.rlib")),
+            match emit.kind {
+                EmitKind::DepInfo => push(Role::DepInfo, format!("{stem}.d")),
+                EmitKind::LlvmIr => push(Role::LlvmIr, format!("{stem}.ll")),
+                EmitKind::Metadata => push(Role::Metadata, format!("lib{stem}.rmeta")),
+                EmitKind::Link => {
+                    for &t in &self.crate_types {
+                        match t {
+                            CrateType::Staticlib => push(Role::Staticlib, format!("lib{stem}.a")),
+                            CrateType::Bin => push(Role::Linked(t), stem.clone()),
+                            CrateType::ProcMacro | CrateType::Dylib | CrateType::Cdylib => {
+                                push(Role::Linked(t), format!("lib{stem}.so"))
+                            }
+                            CrateType::Lib | CrateType::Rlib => {
+                                push(Role::Rlib, format!("lib{stem}.rlib"))
+                            }
                         }
                     }
                 }
-                _ => {}
             }
         }
         if self.split_debuginfo == SplitDebuginfo::Packed {
             let mut dwp = Vec::new();
-            for o in outputs
-                .iter()
-                .filter(|o| LINKED_CRATE_TYPES.contains(&o.role.as_str()))
-            {
-                let path = if o.role == "bin" {
+            for o in &outputs {
+                let Role::Linked(t) = o.role else { continue };
+                let path = if t == CrateType::Bin {
                     out_dir.join(format!("{stem}.dwp"))
                 } else {
                     PathBuf::from(format!("{}.dwp", o.path.display()))
                 };
                 dwp.push(Output {
-                    role: format!("dwp:{}", o.role),
+                    role: Role::Dwp(t),
                     path,
                     optional: true,
                 });

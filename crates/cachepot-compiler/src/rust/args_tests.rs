@@ -23,7 +23,7 @@ fn reason(s: &str) -> String {
 fn roles_and_paths(c: &RustCompile) -> Vec<(String, String)> {
     c.outputs(Path::new("/ws"))
         .into_iter()
-        .map(|o| (o.role, o.path.display().to_string()))
+        .map(|o| (o.role.name().into_owned(), o.path.display().to_string()))
         .collect()
 }
 
@@ -37,7 +37,7 @@ const MEMBER_LIB: &str = "--crate-name cachepot_storage --edition=2021 crates/ca
 fn registry_lib_outputs_follow_crate_name_and_extra_filename() {
     let c = cacheable(REGISTRY_LIB);
     assert_eq!(c.crate_name, "unicode_ident");
-    assert_eq!(c.crate_types, vec!["lib"]);
+    assert_eq!(c.crate_types, vec![CrateType::Lib]);
     let outs = roles_and_paths(&c);
     assert_eq!(
         outs,
@@ -174,7 +174,7 @@ fn incremental_is_keyed_without_its_directory_and_side_outputs_are_not_cached() 
     ));
     let dwo = unpacked.dwo_files(Path::new("/ws")).unwrap();
     assert_eq!(
-        dwo.path_of("dwo:x-abc.x.c6f551dc431569fb-cgu.0.rcgu.dwo"),
+        dwo.path_of(&Role::parse("dwo:x-abc.x.c6f551dc431569fb-cgu.0.rcgu.dwo").unwrap()),
         Some(PathBuf::from(
             "/ws/o/x-abc.x.c6f551dc431569fb-cgu.0.rcgu.dwo"
         ))
@@ -186,7 +186,7 @@ fn incremental_is_keyed_without_its_directory_and_side_outputs_are_not_cached() 
         "dwo:x-abc.x.rcgu.o",
         "link",
     ] {
-        assert_eq!(dwo.path_of(role), None, "{role}");
+        assert_eq!(dwo.path_of(&Role::parse(role).unwrap()), None, "{role}");
     }
     let last_wins = cacheable(&format!(
         "{base} -C split-debuginfo=unpacked -C split-debuginfo=off"
@@ -252,7 +252,7 @@ fn cargo_check_emits_metadata_only() {
     let roles: Vec<String> = c
         .outputs(Path::new("/ws"))
         .into_iter()
-        .map(|o| o.role)
+        .map(|o| o.role.name().into_owned())
         .collect();
     assert_eq!(roles, vec!["dep-info", "metadata"]);
 }

@@ -13,7 +13,7 @@ use cachepot_compiler::c::{self as cc, CCompile, CKeyContext, CParsed, ContentFl
 use cachepot_compiler::depinfo;
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
-use cachepot_compiler::rust::Output;
+use cachepot_compiler::output::{Output, Role};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
@@ -66,13 +66,13 @@ fn lang_name(l: Language) -> &'static str {
 /// The files a compile writes, by role.
 fn outputs(c: &CCompile, cwd: &Path) -> Vec<Output> {
     let mut out = vec![Output {
-        role: "object".into(),
+        role: Role::Object,
         path: cwd.join(&c.output),
         optional: false,
     }];
     for (role, path) in c.side_outputs() {
         out.push(Output {
-            role: role.into(),
+            role,
             path: cwd.join(path),
             optional: false,
         });

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::{self, Manifest, Stored};
-use cachepot_compiler::rust::{Output, OutputFamily};
+use cachepot_compiler::rust::{Output, OutputFamily, Role};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{
     Entry, EntryError, FileData, StorageError, StorageKey, StreamError, Verdict,
@@ -504,7 +504,7 @@ fn read_outputs(
         }
         let mut file = std::fs::File::open(&out.path)?;
         let before = file.metadata()?;
-        let data = if is_depfile(&out.role) {
+        let data = if out.role.rewrites_paths() {
             let mut data = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
             io::Read::read_to_end(&mut file, &mut data)?;
             FileData::Bytes(bases.normalize(&data))
@@ -518,7 +518,7 @@ fn read_outputs(
             data
         };
         read.files.push(cachepot_storage::EntryFile {
-            name: out.role.clone(),
+            name: out.role.name().into_owned(),
             mode: before.permissions().mode(),
             data,
         });
@@ -595,7 +595,7 @@ fn read_family(
             let mut file = std::fs::File::open(family.dir.join(&name))?;
             Ok(cachepot_storage::EntryFile {
                 data: spool_copy(shared, &mut file)?.0,
-                name: format!("{}{name}", family.role_prefix),
+                name: Role::Dwo(name).name().into_owned(),
                 mode,
             })
         })
@@ -614,11 +614,6 @@ fn private_temp(shared: &Shared, ext: &str) -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     dir.join(format!("tmp-{}-{n}.{ext}", std::process::id()))
-}
-
-/// Roles whose content names paths (rustc's dep-info, a C dependency file).
-fn is_depfile(role: &str) -> bool {
-    role == "dep-info" || role == "depfile"
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {

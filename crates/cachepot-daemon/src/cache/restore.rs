@@ -21,18 +21,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cachepot_compiler::digest::Digest;
-use cachepot_compiler::rust::{Output, OutputFamily};
+use cachepot_compiler::rust::{Output, OutputFamily, Role};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{decode_streaming, StreamError};
 
-use super::{invalid, is_depfile, Replay};
+use super::{invalid, Replay};
 
 /// Size of the buffer each file is copied through.
 const COPY_BUFFER: usize = 256 * 1024;
 
 /// A temporary file written for `role`, renamed to `dest` at the end.
 struct Staged {
-    role: String,
+    role: Role,
     tmp: PathBuf,
     dest: PathBuf,
     /// The open file, kept until after the rename, whose metadata then
@@ -49,8 +49,8 @@ pub(super) struct Written {
 }
 
 /// The metadata name of a stored file's content digest.
-pub(super) fn digest_meta(role: &str) -> String {
-    format!("digest:{role}")
+pub(super) fn digest_meta(role: &Role) -> String {
+    format!("digest:{}", role.name())
 }
 
 /// Restores an encoded entry: its files to `outputs` (by role), its
@@ -98,30 +98,34 @@ fn write_and_check(
     families: &[OutputFamily],
     bases: &BaseDirs,
     staged: &mut Vec<Staged>,
-) -> Result<(Replay, Vec<(String, Digest)>), StreamError> {
+) -> Result<(Replay, Vec<(Role, Digest)>), StreamError> {
     let mut buf = vec![0u8; COPY_BUFFER];
     let meta = decode_streaming(bytes, &mut |name, mode, data| {
         // The first file of a role counts; roles this compile does not
         // write are skipped.
-        let dest = match outputs.iter().find(|o| o.role == name) {
+        let Some(role) = Role::parse(name) else {
+            return Ok(());
+        };
+        let dest = match outputs.iter().find(|o| o.role == role) {
             Some(out) => out.path.clone(),
-            None => match families.iter().find_map(|f| f.path_of(name)) {
+            None => match families.iter().find_map(|f| f.path_of(&role)) {
                 Some(path) => path,
                 None => return Ok(()),
             },
         };
-        if staged.iter().any(|s| s.role == name) {
+        if staged.iter().any(|s| s.role == role) {
             return Ok(());
         }
+        let rewrites = role.rewrites_paths();
         let tmp = temp_beside(&dest)?;
         staged.push(Staged {
-            role: name.to_string(),
+            role,
             tmp: tmp.clone(),
             dest,
             file: None,
         });
         let mut file = std::fs::File::create(&tmp)?;
-        if is_depfile(name) {
+        if rewrites {
             let mut text = Vec::new();
             data.read_to_end(&mut text)?;
             let text = bases
@@ -170,7 +174,7 @@ fn write_and_check(
     // would hold.
     let digests = staged
         .iter()
-        .filter(|s| !is_depfile(&s.role))
+        .filter(|s| !s.role.rewrites_paths())
         .filter_map(|s| {
             let d = find(&digest_meta(&s.role))?;
             Some((s.role.clone(), Digest(d.try_into().ok()?)))

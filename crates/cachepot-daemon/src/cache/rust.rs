@@ -13,7 +13,9 @@ use cachepot_compiler::digest::FileDigester;
 use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::link::link_inputs;
 use cachepot_compiler::rust::linker::{fuse_ld, linker_program};
-use cachepot_compiler::rust::{self as rustc, KeyContext, Manifest, Output, Parsed, RustCompile};
+use cachepot_compiler::rust::{
+    self as rustc, KeyContext, Manifest, Output, Parsed, Role, RustCompile,
+};
 use cachepot_storage::Entry;
 
 use super::{
@@ -216,7 +218,12 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         unit: format!(
             "rust {} {}{}{} {}",
             unit_name(&compile),
-            compile.crate_types.join(","),
+            compile
+                .crate_types
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             if compile.test { " test" } else { "" },
             if is_clippy(&c.compiler) {
                 " clippy"
@@ -274,7 +281,7 @@ pub(super) fn prepare_store(
     let outputs = kept_outputs(&r.compile, &p.cwd);
     // LLVM IR is written under the expected name only when the crate has
     // one codegen unit; an older file of that name is not this compile's.
-    for o in outputs.iter().filter(|o| o.role == "llvm-ir") {
+    for o in outputs.iter().filter(|o| o.role == Role::LlvmIr) {
         let written = std::fs::metadata(&o.path).and_then(|m| m.modified())?;
         if written < p.started {
             return Err(invalid("the LLVM IR file is not this compile's"));
@@ -417,7 +424,7 @@ pub(super) fn prepare_failure(
     // The user's dep-info is restored with the error; a private one is not.
     let user_dep: Vec<Output> = outputs
         .into_iter()
-        .filter(|o| o.role == "dep-info")
+        .filter(|o| o.role == Role::DepInfo)
         .collect();
     let read = read_outputs(shared, &user_dep, &p.bases, p.started)?;
     let text = String::from_utf8_lossy(&std::fs::read(&dep)?).into_owned();
@@ -434,7 +441,7 @@ pub(super) fn prepare_failure(
 fn kept_outputs(c: &RustCompile, cwd: &Path) -> Vec<Output> {
     let mut outputs = c.outputs(cwd);
     if c.autocfg_probe().is_some() {
-        outputs.retain(|o| o.role != "llvm-ir");
+        outputs.retain(|o| o.role != Role::LlvmIr);
     }
     outputs
 }
@@ -454,7 +461,7 @@ fn depinfo_path(r: &RustPending, outputs: &[Output]) -> Option<PathBuf> {
     r.own_depinfo.clone().or_else(|| {
         outputs
             .iter()
-            .find(|o| o.role == "dep-info")
+            .find(|o| o.role == Role::DepInfo)
             .map(|o| o.path.clone())
     })
 }
