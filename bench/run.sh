@@ -3,6 +3,8 @@
 #
 #   bench/run.sh [--workload DIR] [--cachepot PATH] [--sccache PATH]
 #                [--kache PATH] [--out DIR] [--tools plain,cachepot,sccache,kache]
+#                (opt-in remote tools: cachepot-garage, cachepot-garage-25ms,
+#                cachepot-runner-25ms)
 #                [--scratch DIR] [--keep-scratch] [--cachepot-log FILTER]
 #
 # See bench/README.md for the phases and how to read the figures.
@@ -21,9 +23,17 @@ Options:
   --sccache PATH    sccache binary (default: /root/peers/sccache/bin/sccache, else PATH)
   --kache PATH      kache binary (default: /root/peers/kache/bin/kache, else PATH)
   --out DIR         results directory (default: bench/out/<timestamp>)
-  --tools LIST      comma-separated subset of plain,cachepot,cachepot-s3,sccache,kache
-                    (default: all). cachepot-s3 is cachepot with the local tier off,
-                    through the S3 server of scripts/services.sh on loopback
+  --tools LIST      comma-separated list from plain,cachepot,cachepot-s3,sccache,kache
+                    (default: those five) and the opt-in remote tools below.
+                    cachepot-s3 is cachepot with the local tier off, through the
+                    S3 server (s3s-fs) of scripts/services.sh on loopback.
+                    Remote tools on Garage (scripts/services.sh), opt-in:
+                      cachepot-garage       local tier off, straight to Garage
+                      cachepot-garage-25ms  local tier off, through a proxy that
+                                            adds 25 ms to every request
+                      cachepot-runner-25ms  local tier on, through the 25 ms proxy,
+                                            local cache emptied before each phase
+                                            (a fresh CI runner; prefetch fills it)
   --scratch DIR     where checkouts, CARGO_HOMEs, caches and target dirs go
                     (default: a fresh directory under \${TMPDIR:-/tmp}; must not exist or be empty)
   --keep-scratch    do not delete the scratch directory at the end
@@ -96,8 +106,9 @@ IFS=, read -r -a requested <<<"$TOOLS"
 for t in "${requested[@]}"; do
     case $t in
         plain | cachepot | cachepot-s3 | sccache | kache) want+=("$t") ;;
+        cachepot-garage | cachepot-garage-25ms | cachepot-runner-25ms) want+=("$t") ;;
         "") ;;
-        *) die "--tools: unknown tool '$t' (known: plain,cachepot,cachepot-s3,sccache,kache)" ;;
+        *) die "--tools: unknown tool '$t' (known: plain,cachepot,cachepot-s3,cachepot-garage,cachepot-garage-25ms,cachepot-runner-25ms,sccache,kache)" ;;
     esac
 done
 ((${#want[@]})) || die "--tools selects nothing"
@@ -106,6 +117,16 @@ wants() {
     for t in "${want[@]}"; do [[ $t == "$1" ]] && return 0; done
     return 1
 }
+# The cachepot tools that store on Garage, in the order they run.
+GARAGE_TOOLS=(cachepot-garage cachepot-garage-25ms cachepot-runner-25ms)
+wants_garage() {
+    local t
+    for t in "${GARAGE_TOOLS[@]}"; do wants "$t" && return 0; done
+    return 1
+}
+wants_proxy() { wants cachepot-garage-25ms || wants cachepot-runner-25ms; }
+# Every cachepot* tool is cachepot with some settings (see tool_env).
+is_cachepot() { [[ $1 == cachepot || $1 == cachepot-* ]]; }
 
 for cmd in cargo python3 awk date timeout du cp; do
     command -v "$cmd" >/dev/null || die "'$cmd' is needed but not found on PATH"
@@ -158,7 +179,7 @@ resolve_peer() { # name explicit-path -> prints path or nothing
 active=()
 if wants plain; then active+=(plain); fi
 
-if wants cachepot || wants cachepot-s3; then
+if wants cachepot || wants cachepot-s3 || wants_garage; then
     if [[ -n $CACHEPOT_BIN ]]; then
         [[ -x $CACHEPOT_BIN ]] || die "--cachepot: not an executable: $CACHEPOT_BIN"
     else
@@ -174,14 +195,41 @@ if wants cachepot || wants cachepot-s3; then
     CACHEPOT_ORIG=$CACHEPOT_BIN
     if wants cachepot; then active+=(cachepot); fi
 fi
-if wants cachepot-s3; then
-    note "starting the loopback storage servers (scripts/services.sh start)"
-    bash "$REPO_ROOT/scripts/services.sh" start >"$OUT/services.log" 2>&1 ||
-        die "scripts/services.sh start failed; see $OUT/services.log"
-    S3_ENV=()
-    while IFS= read -r line; do S3_ENV+=("$line"); done < <(bash "$REPO_ROOT/scripts/services.sh" env | tr -d '"')
-    active+=(cachepot-s3)
+
+# The loopback storage servers of scripts/services.sh. `start` stops and
+# restarts all of them (and empties their data), which would break tests
+# running against them: it runs only when a server needed here does not
+# answer; Garage alone is started with `services.sh garage`.
+S3_ENV=()
+service_var() { # NAME -> value from `services.sh env`
+    local v
+    for v in "${S3_ENV[@]}"; do
+        [[ $v == "$1="* ]] && { echo "${v#*=}"; return 0; }
+    done
+    die "scripts/services.sh env does not print $1"
+}
+answers() { # URL like http://127.0.0.1:PORT -> true when its port accepts a TCP connection
+    local hp=${1#*://}
+    hp=${hp%%/*}
+    (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null
+}
+if wants cachepot-s3 || wants_garage; then
+    while IFS= read -r line; do S3_ENV+=("$line"); done < <(bash "$REPO_ROOT/scripts/services.sh" env | tr -d "\"'")
+    if wants cachepot-s3 && ! answers "$(service_var CACHEPOT_TEST_S3)"; then
+        note "starting the loopback storage servers (scripts/services.sh start)"
+        bash "$REPO_ROOT/scripts/services.sh" start >"$OUT/services.log" 2>&1 ||
+            die "scripts/services.sh start failed; see $OUT/services.log"
+    fi
+    if wants_garage && ! answers "$(service_var CACHEPOT_TEST_GARAGE)"; then
+        note "starting Garage (scripts/services.sh garage)"
+        bash "$REPO_ROOT/scripts/services.sh" garage >>"$OUT/services.log" 2>&1 ||
+            die "scripts/services.sh garage failed; see $OUT/services.log"
+    fi
 fi
+if wants cachepot-s3; then active+=(cachepot-s3); fi
+for t in "${GARAGE_TOOLS[@]}"; do
+    if wants "$t"; then active+=("$t"); fi
+done
 if wants sccache; then
     SCCACHE_BIN=$(resolve_peer sccache "$SCCACHE_BIN")
     if [[ -n $SCCACHE_BIN ]]; then active+=(sccache); else add_note "sccache not found: skipped"; fi
@@ -234,7 +282,7 @@ pick_port() {
             return
         fi
     done
-    die "no free port found for sccache"
+    die "no free port found"
 }
 
 tool_dir() { echo "$SCRATCH/tools/$1"; }
@@ -247,7 +295,7 @@ tool_env() {
     TENV=("CARGO_HOME=$home")
     case $tool in
         plain) ;;
-        cachepot | cachepot-s3)
+        cachepot*)
             TENV+=("RUSTC_WRAPPER=$CACHEPOT_BIN"
                 "CACHEPOT_DIR=$d/cache"
                 "CACHEPOT_RUNTIME_DIR=$d/runtime"
@@ -267,6 +315,18 @@ tool_env() {
                     "CACHEPOT_ENDPOINT=$endpoint" "CACHEPOT_S3_KEY_PREFIX=bench-$$"
                     "AWS_ACCESS_KEY_ID=$key" "AWS_SECRET_ACCESS_KEY=$secret")
             fi
+            case $tool in
+                cachepot-garage | cachepot-garage-25ms | cachepot-runner-25ms)
+                    local garage=$GARAGE_ENDPOINT
+                    [[ $tool == *-25ms ]] && garage="http://127.0.0.1:$PROXY_PORT"
+                    # cachepot-runner-25ms keeps the local tier (emptied
+                    # before each phase by cache_phase).
+                    [[ $tool == cachepot-runner-25ms ]] || TENV+=("CACHEPOT_LOCAL=off")
+                    TENV+=("CACHEPOT_BUCKET=$GARAGE_BUCKET" "CACHEPOT_ENDPOINT=$garage"
+                        "CACHEPOT_REGION=$GARAGE_REGION" "CACHEPOT_S3_KEY_PREFIX=bench-$$-$tool"
+                        "AWS_ACCESS_KEY_ID=$GARAGE_KEY" "AWS_SECRET_ACCESS_KEY=$GARAGE_SECRET")
+                    ;;
+            esac
             ;;
         sccache)
             TENV+=("RUSTC_WRAPPER=$SCCACHE_BIN"
@@ -302,9 +362,9 @@ tool_ctl() {
     tool_env "$tool" "$home"
     case $tool:$what in
         plain:*) return 0 ;;
-        cachepot:stop | cachepot-s3:stop | sccache:stop) args=(--stop-server) ;;
-        cachepot:zero | cachepot-s3:zero | sccache:zero) args=(--zero-stats) ;;
-        cachepot:stats | cachepot-s3:stats | sccache:stats) args=(--show-stats --stats-format json) ;;
+        cachepot*:stop | sccache:stop) args=(--stop-server) ;;
+        cachepot*:zero | sccache:zero) args=(--zero-stats) ;;
+        cachepot*:stats | sccache:stats) args=(--show-stats --stats-format json) ;;
         kache:stop) args=(daemon stop) ;;
         kache:zero)
             # kache has no reset: its statistics are a window of build
@@ -322,7 +382,7 @@ tool_ctl() {
     esac
     local bin
     case $tool in
-        cachepot | cachepot-s3) bin=$CACHEPOT_BIN ;;
+        cachepot*) bin=$CACHEPOT_BIN ;;
         sccache) bin=$SCCACHE_BIN ;;
         kache) bin=$KACHE_BIN ;;
     esac
@@ -330,6 +390,7 @@ tool_ctl() {
 }
 
 STARTED_TOOLS=()
+PROXY_PID=""
 cleanup() {
     local rc=$? t
     set +e
@@ -337,6 +398,10 @@ cleanup() {
         tool_ctl "$t" "$HOME_A" stop >/dev/null 2>&1
         tool_ctl "$t" "$HOME_B" stop >/dev/null 2>&1
     done
+    if [[ -n $PROXY_PID ]]; then
+        kill -TERM "$PROXY_PID" 2>/dev/null
+        wait "$PROXY_PID" 2>/dev/null
+    fi
     if ((KEEP_SCRATCH)); then
         note "scratch kept: $SCRATCH"
     else
@@ -348,6 +413,41 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+
+# ---------------------------------------------------------------- remote storage
+
+# Garage for the cachepot-garage* and cachepot-runner* tools; the -25ms ones
+# reach it through bench/latency_proxy.py, which delays every chunk from
+# cachepot to Garage by 25 ms (one extra round trip per request, as to a
+# store in another zone) and passes the answers straight back.
+GARAGE_ENDPOINT="" GARAGE_BUCKET=cachepot-test GARAGE_REGION="" GARAGE_KEY="" GARAGE_SECRET=""
+PROXY_PORT=""
+PROXY_INFO=""
+PROXY_DELAY_MS=25
+if wants_garage; then
+    GARAGE_ENDPOINT=$(service_var CACHEPOT_TEST_GARAGE)
+    GARAGE_REGION=$(service_var CACHEPOT_TEST_GARAGE_REGION)
+    GARAGE_KEY=$(service_var CACHEPOT_TEST_GARAGE_KEY)
+    GARAGE_SECRET=$(service_var CACHEPOT_TEST_GARAGE_SECRET)
+fi
+if wants_proxy; then
+    PROXY_PORT=$(pick_port)
+    garage_hp=${GARAGE_ENDPOINT#*://}
+    garage_hp=${garage_hp%%/*}
+    python3 "$BENCH_DIR/latency_proxy.py" --listen "127.0.0.1:$PROXY_PORT" \
+        --target "$garage_hp" --delay-ms "$PROXY_DELAY_MS" \
+        >"$OUT/latency-proxy.log" 2>&1 &
+    PROXY_PID=$!
+    for _ in $(seq 1 100); do
+        grep -qx ready "$OUT/latency-proxy.log" 2>/dev/null && break
+        kill -0 "$PROXY_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -qx ready "$OUT/latency-proxy.log" 2>/dev/null ||
+        die "bench/latency_proxy.py did not start; see $OUT/latency-proxy.log"
+    PROXY_INFO="127.0.0.1:$PROXY_PORT -> $garage_hp, +${PROXY_DELAY_MS} ms on every chunk to Garage (pid $PROXY_PID)"
+    note "latency proxy on 127.0.0.1:$PROXY_PORT -> $garage_hp (+${PROXY_DELAY_MS} ms)"
+fi
 
 # ---------------------------------------------------------------- builds
 
@@ -403,6 +503,12 @@ compiled_units() { grep -c '^ *Compiling ' "$1" || true; }
     fi
     if [[ -n $KACHE_BIN ]]; then
         echo "kache: $KACHE_BIN ($("$KACHE_BIN" --version 2>&1 || true))"
+    fi
+    if [[ -n $GARAGE_ENDPOINT ]]; then
+        echo "garage: $GARAGE_ENDPOINT, bucket $GARAGE_BUCKET, prefixes bench-$$-<tool>"
+    fi
+    if [[ -n $PROXY_INFO ]]; then
+        echo "latency proxy: $PROXY_INFO"
     fi
 } >"$OUT/env.txt"
 
@@ -466,7 +572,16 @@ cache_phase() {
         tool_ctl "$tool" "$home" zero || echo "(zero: exit $?)"
         tool_ctl "$tool" "$home" stop || echo "(stop: exit $?)"
     } >>"$ctl" 2>&1
+    if [[ $tool == cachepot-runner-25ms ]]; then
+        # A fresh CI runner: an empty local tier, the remote as the last
+        # build left it.
+        rm -rf "$(tool_dir "$tool")/cache"
+    fi
     run_build "$label" "$dir" "$tool" "$home"
+    if [[ $tool == *-25ms ]] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
+        # Without the proxy the build reached no remote: its figures mean nothing.
+        die "$label: the latency proxy has exited; see $OUT/latency-proxy.log"
+    fi
     record "$tool" "$phase" seconds "$SECONDS_TAKEN"
     record "$tool" "$phase" compiled_units "$(compiled_units "$OUT/build-$label.log")"
     if ! tool_ctl "$tool" "$home" stats >"$OUT/$label.stats.json" 2>>"$ctl"; then
@@ -479,7 +594,7 @@ cache_phase() {
     t1=$(now)
     ((rc == 0)) || add_note "$label: '$tool stop' exited $rc (see $ctl)"
     record "$tool" "$phase" stop_seconds "$(elapsed "$t0" "$t1")"
-    if [[ $tool == cachepot || $tool == cachepot-s3 ]]; then
+    if is_cachepot "$tool"; then
         # Each daemon start rewrites its log: keep one per phase.
         cat "$(tool_dir "$tool")"/runtime/*.log >"$OUT/$tool-daemon-$phase.log" 2>/dev/null || true
     fi
@@ -570,7 +685,7 @@ def stats_of(tool, phase):
         for k in ("hits", "misses"):
             x = st.get(f"cache_{k}")
             s[f"c_{k}"] = c_family(x.get("counts")) if isinstance(x, dict) else None
-    elif tool in ("cachepot", "cachepot-s3"):
+    elif tool.startswith("cachepot"):
         s["requests"] = num(raw.get("compile_requests"))
         s["hits"] = num(raw.get("cache_hits"))
         s["misses"] = num(raw.get("cache_misses"))
@@ -580,6 +695,8 @@ def stats_of(tool, phase):
         s["reasons"] = raw.get("non_cacheable_reasons") or {}
         s["hit_median_us"] = num(raw.get("hit_time_median_us"))
         s["hit_p90_us"] = num(raw.get("hit_time_p90_us"))
+        # Values copied into the local tier by build-level prefetch.
+        s["prefetched"] = num(raw.get("prefetched"))
         # "languages": {"rust": {"hits": n, "misses": n, "non_cacheable": n}, "c": {...}, ...}
         langs = raw.get("languages")
         if isinstance(langs, dict):
@@ -633,6 +750,14 @@ for t, _, _, _ in rows:
         tools.append(t)
 
 plain_cold = get("plain", "cold")
+# cachepot with remote storage, in the order they ran.
+remote_what = {
+    "cachepot-s3": "s3s-fs on loopback, local tier off",
+    "cachepot-garage": "Garage on loopback, local tier off",
+    "cachepot-garage-25ms": "Garage +25 ms per request, local tier off",
+    "cachepot-runner-25ms": "Garage +25 ms per request, local tier emptied before each phase",
+}
+remote = [t for t in tools if t.startswith("cachepot-")]
 limit = None
 if get("plain", "noop") is not None and get("plain", "copy") is not None:
     limit = get("plain", "noop") + get("plain", "copy")
@@ -679,9 +804,11 @@ if "cachepot" in tools:
             ps = get(peer, p)
             if ps is not None and c[p] is not None:
                 w(f"| {label}: cachepot / {peer} | {ratio(c[p], ps)} |")
-    s3w = get("cachepot-s3", "warm")
-    if s3w is not None and c["warm"] is not None:
-        w(f"| warm, same tree: through S3 on loopback, local tier off / local disk | {ratio(s3w, c['warm'])} |")
+    # Remote storage: each remote tool's phase over cachepot's on local disk.
+    for t in remote:
+        for p, label in (("warm", "warm, same tree"), ("other", "warm, other checkout")):
+            if get(t, p) is not None and c[p] is not None:
+                w(f"| {label}: {t} / local disk | {ratio(get(t, p), c[p])} |")
     if limit is not None:
         for p, label in (("warm", "warm, same tree"), ("other", "warm, other checkout")):
             if c[p] is not None:
@@ -709,6 +836,23 @@ if "cachepot" in tools:
         for p, r in reasons:
             w(f"- {p}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(r.items())))
         w("")
+
+if remote:
+    w("Remote storage (`/ local disk`: the tool's phase over cachepot's same phase; "
+      "`prefetched`: values build-level prefetch copied into the local tier):")
+    w("")
+    w("| tool | storage | phase | seconds | / local disk | hits | misses | errors | prefetched | hit median µs | stop s |")
+    w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for t in remote:
+        for p in ("cold", "warm", "other"):
+            sec = get(t, p)
+            if sec is None:
+                continue
+            st = stats_of(t, p) or {}
+            w("| " + " | ".join([t, remote_what.get(t, ""), p, f"{sec:.2f}", ratio(sec, get("cachepot", p))]
+                + [fmt(st.get(k), 0) for k in ("hits", "misses", "errors", "prefetched", "hit_median_us")]
+                + [fmt(get(t, p, "stop_seconds"))]) + " |")
+    w("")
 
 for t in tools:
     if t in ("plain", "cachepot"):

@@ -16,12 +16,31 @@ use crate::{Prefetched, Storage, StorageError, StorageInfo, StorageKey, Verdict}
 pub struct Tiered {
     local: Arc<dyn Storage>,
     remote: Arc<dyn Storage>,
+    /// The local tier is a scratch one (no local cache is configured): it
+    /// holds what prefetch and remote hits brought for the daemon's
+    /// lifetime, and stores go to the remote only.
+    scratch: bool,
 }
 
 impl Tiered {
     /// `local` is read first and back-filled from `remote`.
     pub fn new(local: Arc<dyn Storage>, remote: Arc<dyn Storage>) -> Tiered {
-        Tiered { local, remote }
+        Tiered {
+            local,
+            remote,
+            scratch: false,
+        }
+    }
+
+    /// A scratch tier in front of `remote`: read first and back-filled
+    /// (prefetch fills it), never written by stores, left out of the
+    /// description and statistics.
+    pub fn scratch(scratch: Arc<dyn Storage>, remote: Arc<dyn Storage>) -> Tiered {
+        Tiered {
+            local: scratch,
+            remote,
+            scratch: true,
+        }
     }
 }
 
@@ -43,6 +62,9 @@ impl Storage for Tiered {
 
     /// Writes both tiers, as [`Tiered::put`] does.
     fn put_file(&self, key: &StorageKey, path: &std::path::Path) -> Result<(), StorageError> {
+        if self.scratch {
+            return self.remote.put_file(key, path);
+        }
         self.local.put_file(key, path)?;
         if let Err(e) = self.remote.put_file(key, path) {
             if matches!(e, StorageError::TooLarge { .. }) {
@@ -58,6 +80,9 @@ impl Storage for Tiered {
     /// is logged (and counted by the remote's statistics) but not returned:
     /// the entry is usable here, so its manifest must be written too.
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        if self.scratch {
+            return self.remote.put(key, value);
+        }
         self.local.put(key, value)?;
         match self.remote.put(key, value) {
             Ok(()) => {}
@@ -154,6 +179,9 @@ impl Storage for Tiered {
     }
 
     fn describe(&self) -> StorageInfo {
+        if self.scratch {
+            return self.remote.describe();
+        }
         let local = self.local.describe();
         let remote = self.remote.describe();
         StorageInfo {

@@ -60,7 +60,7 @@ vars! {
     C_CUSTOM_CACHE_BUSTER = "CACHEPOT_C_CUSTOM_CACHE_BUSTER", Some("SCCACHE_C_CUSTOM_CACHE_BUSTER"), None,
         "Any text: goes into the key of every C and C++ compile, so a new value forces distinct entries (read per compile, from the compiler's environment).";
     LOCAL = "CACHEPOT_LOCAL", None, Some("local"),
-        "`off`: no local disk tier in front of a remote backend (every lookup goes to the remote). Default: `on`.";
+        "`off`: no local cache in front of a remote backend: entries are not kept on this machine. With prefetch on (`CACHEPOT_PREFETCH`), the daemon still keeps a scratch directory of its own (`scratch-<id>` in the cache directory, emptied when it starts and stops, at most 4 GiB) for what prefetch and remote hits bring, so a build does not pay a remote round trip per lookup; stores go to the remote only. Default: `on`.";
     COMPILE_WAIT = "CACHEPOT_COMPILE_WAIT", None, Some("compile_wait"),
         "Seconds a compile waits when another build compiles the same unit at the same moment (two worktrees, two CI jobs on one runner), before it compiles too. Default: `300`.";
     PREFETCH = "CACHEPOT_PREFETCH", None, Some("prefetch"),

@@ -31,12 +31,31 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
     }
 }
 
+/// Largest scratch tier (see [`Tiers::scratch`]).
+const SCRATCH_MAX: u64 = 4 << 30;
+
 /// The storage tiers the settings describe, each counted (see `Metered`).
 pub struct Tiers {
     /// The local disk cache, unless `CACHEPOT_LOCAL=off`.
     pub local: Option<Arc<dyn Storage>>,
     /// The remote backend, if one is configured (read-only when so set).
     pub remote: Option<Arc<dyn Storage>>,
+}
+
+/// With `CACHEPOT_LOCAL=off` and prefetch on, the daemon's scratch tier:
+/// a directory of its own (emptied when it starts and when it stops) that
+/// holds what prefetch and remote hits brought, so that a runner without
+/// a local cache still finds its lookups answered without a round trip.
+fn open_scratch(config: &Config) -> Result<Option<(std::path::PathBuf, Arc<dyn Storage>)>> {
+    if config.local || config.remote.is_none() || config.prefetch == 0 {
+        return Ok(None);
+    }
+    let dir = config.dir.join(format!("scratch-{}", config.fingerprint()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let disk = DiskCache::open(&dir, SCRATCH_MAX.min(config.cache_size))
+        .with_context(|| format!("opening the scratch tier at {}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "scratch tier for prefetch (no local cache)");
+    Ok(Some((dir, Arc::new(disk))))
 }
 
 impl Tiers {
@@ -71,19 +90,27 @@ impl Tiers {
     }
 
     /// One storage: the local disk in front of the remote backend, or
-    /// whichever of them there is.
-    pub fn compose(self) -> Result<Arc<dyn Storage>> {
-        match (self.local, self.remote) {
-            (Some(local), Some(remote)) => Ok(Arc::new(Tiered::new(local, remote))),
-            (Some(one), None) | (None, Some(one)) => Ok(one),
-            (None, None) => anyhow::bail!("no storage configured"),
+    /// whichever of them there is; a scratch tier, when given, in front of
+    /// a remote one that has no local tier.
+    fn compose(self, scratch: Option<Arc<dyn Storage>>) -> Result<Arc<dyn Storage>> {
+        match (self.local, self.remote, scratch) {
+            (Some(local), Some(remote), _) => Ok(Arc::new(Tiered::new(local, remote))),
+            (None, Some(remote), Some(s)) => Ok(Arc::new(Tiered::scratch(s, remote))),
+            (Some(one), None, _) | (None, Some(one), None) => Ok(one),
+            (None, None, _) => anyhow::bail!("no storage configured"),
         }
     }
 }
 
 fn serve(config: &Config, paths: &Paths, log_file: bool, on_ready: impl FnOnce()) -> Result<()> {
-    let storage = Tiers::open(config)?.compose()?;
-    cachepot_daemon::run(daemon_config(config, paths, log_file), storage, on_ready)?;
+    let tiers = Tiers::open(config)?;
+    let (scratch_dir, scratch) = open_scratch(config)?.unzip();
+    let storage = tiers.compose(scratch)?;
+    let result = cachepot_daemon::run(daemon_config(config, paths, log_file), storage, on_ready);
+    if let Some(dir) = scratch_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result?;
     Ok(())
 }
 

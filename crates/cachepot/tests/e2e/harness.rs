@@ -177,7 +177,10 @@ impl Env {
             .env_remove("RUSTC_WRAPPER")
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("CARGO_BUILD_TARGET_DIR")
-            .env_remove("RUSTFLAGS");
+            .env_remove("RUSTFLAGS")
+            // Counts of remote reads stay exact: the tests of prefetch
+            // turn it on.
+            .env("CACHEPOT_PREFETCH", "0");
         for (k, v) in &self.extra {
             c.env(k, v);
         }

@@ -255,18 +255,24 @@ fn an_entry_of_another_format_version_is_a_miss_and_stays() {
 
 /// Build-level prefetch: the first compile of a new machine's build (here
 /// of `util` alone) starts copying what the workspace's last build used
-/// into the local tier; the next build (the app) then finds its entry
-/// locally and asks the remote nothing.
-#[test]
-fn a_new_machine_prefetches_what_the_workspace_s_last_build_used() {
-    let prefix = unique("team-prefetch");
-    let a = machine("s3", &prefix);
+/// into the local tier (or, with `CACHEPOT_LOCAL=off`, the daemon's
+/// scratch tier); the next build (the app) then finds its entry locally
+/// and asks the remote nothing.
+fn prefetch(local: &str) {
+    let prefix = unique(&format!("team-prefetch-{local}"));
+    let setup = |env: &mut Env| {
+        env.extra.push(("CACHEPOT_PREFETCH".into(), "16".into()));
+        env.extra.push(("CACHEPOT_LOCAL".into(), local.into()));
+    };
+    let mut a = machine("s3", &prefix);
+    setup(&mut a);
     let co_a = a.checkout("a");
     a.build(&co_a, &[]);
     // The daemon writes the build's record before it stops.
     a.stop();
 
-    let b = machine("s3", &prefix);
+    let mut b = machine("s3", &prefix);
+    setup(&mut b);
     let co_b = b.checkout("b");
     b.cargo_with(&co_b, true, &["build", "-p", "util"], &[]);
     let s = b.stats();
@@ -277,10 +283,35 @@ fn a_new_machine_prefetches_what_the_workspace_s_last_build_used() {
     b.build(&co_b, &[]);
     let s = b.stats();
     assert_eq!(hits_misses(&s), (1, 0), "{s}");
-    let remote = &s["backends"][1];
-    assert_eq!(remote["kind"].as_str(), Some("s3"), "{s}");
+    let remote = s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == "s3")
+        .unwrap();
     // Not the app's entry (over a megabyte with its debug info): at most
     // the build record, if the daemon wrote it meanwhile.
     assert!(remote["bytes_read"].as_u64().unwrap() < 100_000, "{s}");
     assert_eq!(run_app(&co_b), "hello 42");
+    b.stop();
+    // The scratch tier goes with the daemon.
+    let leftovers: Vec<_> = std::fs::read_dir(&b.cache)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !leftovers
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("scratch-")),
+        "{leftovers:?}"
+    );
+}
+
+#[test]
+fn a_new_machine_prefetches_what_the_workspace_s_last_build_used() {
+    prefetch("on");
+}
+
+#[test]
+fn a_runner_without_a_local_cache_prefetches_into_its_scratch_tier() {
+    prefetch("off");
 }
