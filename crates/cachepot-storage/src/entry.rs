@@ -215,21 +215,8 @@ impl Entry {
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         let ulen = self.payload_len()?;
         let mut out = Vec::with_capacity(HEADER_LEN + usize::try_from(ulen / 2).unwrap_or(0));
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&[0u8; 32]);
-        out.extend_from_slice(&ulen.to_le_bytes());
-
-        let mut enc =
-            zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(EntryError::Compress)?;
-        enc.set_pledged_src_size(Some(ulen))
-            .map_err(EntryError::Compress)?;
-        enc.include_contentsize(true)
-            .map_err(EntryError::Compress)?;
-        enc.include_checksum(false).map_err(EntryError::Compress)?;
-        self.write_payload(&mut enc).map_err(EntryError::Compress)?;
-        let mut out = enc.finish().map_err(EntryError::Compress)?;
-
+        out.extend_from_slice(&header(ulen));
+        let mut out = self.compress_into(out, ulen)?;
         let digest = blake3::hash(&out[HEADER_LEN..]);
         out[CHECKSUM_RANGE].copy_from_slice(digest.as_bytes());
         Ok(out)
@@ -244,26 +231,14 @@ impl Entry {
             .prefix("tmp-entry-")
             .tempfile_in(dir)
             .map_err(EntryError::Compress)?;
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(&MAGIC);
-        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        header.extend_from_slice(&[0u8; 32]);
-        header.extend_from_slice(&ulen.to_le_bytes());
         let file = tmp.as_file_mut();
-        file.write_all(&header).map_err(EntryError::Compress)?;
+        file.write_all(&header(ulen))
+            .map_err(EntryError::Compress)?;
         let out = Hashing {
             inner: std::io::BufWriter::with_capacity(COPY_BUFFER, &mut *file),
             hasher: blake3::Hasher::new(),
         };
-        let mut enc =
-            zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(EntryError::Compress)?;
-        enc.set_pledged_src_size(Some(ulen))
-            .map_err(EntryError::Compress)?;
-        enc.include_contentsize(true)
-            .map_err(EntryError::Compress)?;
-        enc.include_checksum(false).map_err(EntryError::Compress)?;
-        self.write_payload(&mut enc).map_err(EntryError::Compress)?;
-        let mut out = enc.finish().map_err(EntryError::Compress)?;
+        let mut out = self.compress_into(out, ulen)?;
         out.flush().map_err(EntryError::Compress)?;
         let digest = out.hasher.finalize();
         drop(out);
@@ -272,6 +247,20 @@ impl Entry {
             .and_then(|()| file.flush())
             .map_err(EntryError::Compress)?;
         Ok(tmp)
+    }
+
+    /// Writes the payload (`ulen` bytes uncompressed) as one zstd frame
+    /// into `w`, and hands `w` back.
+    fn compress_into<W: Write>(&self, w: W, ulen: u64) -> Result<W, EntryError> {
+        let mut enc =
+            zstd::stream::write::Encoder::new(w, ZSTD_LEVEL).map_err(EntryError::Compress)?;
+        enc.set_pledged_src_size(Some(ulen))
+            .map_err(EntryError::Compress)?;
+        enc.include_contentsize(true)
+            .map_err(EntryError::Compress)?;
+        enc.include_checksum(false).map_err(EntryError::Compress)?;
+        self.write_payload(&mut enc).map_err(EntryError::Compress)?;
+        enc.finish().map_err(EntryError::Compress)
     }
 
     /// Decodes an entry produced by [`Entry::encode`], verifying it fully.
@@ -336,6 +325,16 @@ impl Entry {
         }
         Ok(())
     }
+}
+
+/// The fixed header with a zero checksum (filled in once the payload is
+/// compressed).
+fn header(ulen: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..4].copy_from_slice(&MAGIC);
+    h[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[ULEN_RANGE].copy_from_slice(&ulen.to_le_bytes());
+    h
 }
 
 /// Checks the header, the checksum and the frame's declared size; returns

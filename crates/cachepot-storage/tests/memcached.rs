@@ -5,15 +5,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
+
+use common::value;
 
 use cachepot_storage::remote::{Backend, Remote, MEMCACHED_ITEM_OVERHEAD};
 use cachepot_storage::{Storage, StorageError, StorageKey};
 
 fn memcached(prefix: &str) -> Remote {
-    let endpoint = std::env::var("CACHEPOT_TEST_MEMCACHED").unwrap_or_else(|_| {
-        panic!("CACHEPOT_TEST_MEMCACHED is not set: start the test servers with `scripts/services.sh start` and export `scripts/services.sh env`, or run `bash scripts/test-all.sh`")
-    });
+    let endpoint = common::var("CACHEPOT_TEST_MEMCACHED");
     Remote::new(
         Backend::Memcached {
             endpoint,
@@ -32,19 +34,6 @@ fn unique(tag: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{tag}-{}-{nanos}", std::process::id())
-}
-
-/// Bytes that do not repeat, so that nothing could shorten them.
-fn value(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -4,29 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
+
+use common::{value, var};
 
 use cachepot_storage::remote::{Backend, Remote};
 use cachepot_storage::{Storage, StorageKey};
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the test servers with `scripts/services.sh start` and export `scripts/services.sh env`, or run `bash scripts/test-all.sh`")
-    })
-}
-
-/// Bytes that do not repeat, so that nothing could shorten them.
-fn value(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 #[test]
 fn a_file_larger_than_one_part_streams_to_each_s3_server() {

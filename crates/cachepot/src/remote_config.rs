@@ -497,20 +497,9 @@ mod tests {
     #[test]
     fn separate_settings_win_over_the_urls_credentials() {
         let b = redis_from("[redis]\nurl = \"redis://u:p%40ss@127.0.0.1:1/3\"\n").unwrap();
-        let Backend::Redis {
-            endpoint,
-            username,
-            password,
-            db,
-            ..
-        } = &b
-        else {
-            panic!("{b:?}")
-        };
-        assert_eq!(endpoint.as_deref(), Some("redis://127.0.0.1:1"));
         assert_eq!(
-            (username.as_deref(), password.as_deref(), *db),
-            (Some("u"), Some("p@ss"), 3)
+            redis_parts(&b),
+            (Some("redis://127.0.0.1:1"), Some("u"), Some("p@ss"), 3)
         );
         assert!(!b.location().contains("p@ss"), "{}", b.location());
 
@@ -518,21 +507,30 @@ mod tests {
             "[redis]\nendpoint = \"redis://u:url-pw@127.0.0.1:1/3\"\nurl = \"redis://ignored:1\"\npassword = \"own\"\nusername = \"me\"\ndb = 5\n",
         )
         .unwrap();
+        assert_eq!(
+            redis_parts(&b),
+            (Some("redis://127.0.0.1:1"), Some("me"), Some("own"), 5)
+        );
+    }
+
+    /// A Redis backend's endpoint, user, password and database.
+    fn redis_parts(b: &Backend) -> (Option<&str>, Option<&str>, Option<&str>, i64) {
         let Backend::Redis {
             endpoint,
             username,
             password,
             db,
             ..
-        } = &b
+        } = b
         else {
             panic!("{b:?}")
         };
-        assert_eq!(endpoint.as_deref(), Some("redis://127.0.0.1:1"));
-        assert_eq!(
-            (username.as_deref(), password.as_deref(), *db),
-            (Some("me"), Some("own"), 5)
-        );
+        (
+            endpoint.as_deref(),
+            username.as_deref(),
+            password.as_deref(),
+            *db,
+        )
     }
 
     #[test]
