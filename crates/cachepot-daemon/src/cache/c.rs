@@ -17,9 +17,10 @@ use cachepot_compiler::output::{Output, Role};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
+use super::pipeline::{self, Found, Keyed, Looked, Plan};
 use super::{
-    changed_during, hit_by_key, invalid, lookup_manifests, private_temp, read_outputs, take_turn,
-    Compile, Lookup, Pending, PendingKind, Replay, StoreJob,
+    changed_during, invalid, private_temp, read_outputs, Compile, Lookup, Pending, PendingKind,
+    StoreJob,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -174,18 +175,28 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         && compile.language != Language::Asm
         && !cc::args_use_time_macros(&compile);
     let mut direct = direct_possible;
-    if direct_possible && !c.recache {
-        let found = lookup_manifests(shared, c, &key_a, &outputs, &[], &bases);
-        if found.marker.as_deref() == Some(NEVER) {
-            return uncacheable(
-                Some(lang),
-                "assembler includes files",
-                compile.input.clone(),
-            );
-        }
-        direct = found.marker.is_none();
-        if let Some((replay, key)) = found.hit {
-            return hit(shared, lang, &compile, &key, "direct", replay);
+    let mut plan = Plan {
+        lang,
+        label: &compile.input,
+        keyed: Keyed::Manifests(key_a),
+        outputs: &outputs,
+        families: &[],
+        bases: &bases,
+    };
+    if direct_possible {
+        match pipeline::look(shared, c, &plan) {
+            Looked::Hit(replay, key) => {
+                return Lookup::Hit(pipeline::hit(shared, &plan, &key, "direct", replay));
+            }
+            Looked::Marker(m) if m == NEVER => {
+                return uncacheable(
+                    Some(lang),
+                    "assembler includes files",
+                    compile.input.clone(),
+                );
+            }
+            Looked::Marker(_) => direct = false,
+            Looked::Nothing => {}
         }
     }
     let mode = if direct {
@@ -196,31 +207,17 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
             Err(e) => return uncacheable(Some(lang), "preprocessor failed", e.to_string()),
         };
         let key = cc::preprocessed_key(&key_a, &text, &bases).digest;
-        if !c.recache {
-            if let Some(replay) = hit_by_key(shared, &key, &outputs, &[], &bases) {
-                return hit(shared, lang, &compile, &key, "preprocessor", replay);
-            }
+        plan.keyed = Keyed::Plain(key);
+        if let Looked::Hit(replay, key) = pipeline::look(shared, c, &plan) {
+            return Lookup::Hit(pipeline::hit(shared, &plan, &key, "preprocessor", replay));
         }
         Mode::Preprocessor { key, inputs }
     };
     // Another build compiling this very source: wait for its entry.
-    let turn_key = match &mode {
-        Mode::Direct { key_a } => *key_a,
-        Mode::Preprocessor { key, .. } => *key,
+    let claim = match pipeline::take_turn(shared, c, &plan) {
+        Found::Hit(replay) => return Lookup::Hit(replay),
+        Found::Miss(claim) => claim,
     };
-    let claim = match take_turn(shared, &turn_key, || match &mode {
-        Mode::Direct { key_a } => lookup_manifests(shared, c, key_a, &outputs, &[], &bases)
-            .hit
-            .map(|(r, _)| r),
-        Mode::Preprocessor { key, .. } => hit_by_key(shared, key, &outputs, &[], &bases),
-    }) {
-        Ok(claim) => claim,
-        Err(replay) => {
-            return hit(shared, lang, &compile, &turn_key, "after waiting", replay);
-        }
-    };
-    shared.stats.count_in(lang, Event::Miss);
-    tracing::debug!(input = %compile.input, direct, "miss");
     // The cache's own dependency file goes to the daemon's private
     // directory, never beside the object.
     let (own_depfile, extra_args) = match (&mode, &compile.depfile) {
@@ -269,19 +266,6 @@ fn writable_place(path: &Path) -> Result<(), &'static str> {
         Some(dir) if dir.is_dir() => Ok(()),
         _ => Err("output directory missing"),
     }
-}
-
-fn hit(
-    shared: &Shared,
-    lang: &str,
-    compile: &CCompile,
-    key: &Digest,
-    mode: &str,
-    replay: Replay,
-) -> Lookup {
-    shared.stats.count_in(lang, Event::Hit);
-    tracing::debug!(input = %compile.input, key = %key, mode, "hit");
-    Lookup::Hit(replay)
 }
 
 /// Runs the preprocessor (or, for plain assembler, reads the source) and

@@ -4,6 +4,7 @@
 
 mod c;
 mod outputs;
+mod pipeline;
 mod restore;
 mod rust;
 mod storage;
@@ -13,7 +14,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
@@ -21,14 +22,13 @@ use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
 use crate::explain::UnitInputs;
-use crate::inflight::{Claim, Turn};
+use crate::inflight::Claim;
 use crate::prefetch;
 use crate::protocol::CompileRequest;
 use crate::Shared;
 
 use outputs::{changed_during, private_temp, read_family, read_outputs, ReadOutputs};
 pub use storage::store_and_remember;
-use storage::{hit_by_key, lookup_manifests};
 
 /// What a hit replays: the compiler's output and exit code (1 for a
 /// compile error that was cached, 0 otherwise).
@@ -194,33 +194,6 @@ pub fn prepare_store(
     match &p.kind {
         PendingKind::Rust(r) => rust::prepare_store(shared, p, r, stdout, stderr),
         PendingKind::C(cp) => c::prepare_store(shared, p, cp, stdout, stderr),
-    }
-}
-
-/// At a miss: the turn to compile `key`, after waiting for another build's
-/// compile of it if there is one. `again` looks the key up once more after
-/// such a wait; its hit is returned instead of a turn.
-fn take_turn<T>(
-    shared: &Shared,
-    key: &Digest,
-    again: impl FnOnce() -> Option<T>,
-) -> Result<Option<Claim>, T> {
-    match shared
-        .inflight
-        .claim_or_wait(*key, shared.config.compile_wait)
-    {
-        Turn::Mine(c) => Ok(Some(c)),
-        Turn::TimedOut => {
-            tracing::info!(key = %key, "another compile of this key is still running; compiling too");
-            Ok(None)
-        }
-        Turn::Waited => match again() {
-            Some(hit) => Err(hit),
-            None => match shared.inflight.claim_or_wait(*key, Duration::ZERO) {
-                Turn::Mine(c) => Ok(Some(c)),
-                _ => Ok(None),
-            },
-        },
     }
 }
 

@@ -18,9 +18,10 @@ use cachepot_compiler::rust::{
 };
 use cachepot_storage::Entry;
 
+use super::pipeline::{self, Found, Keyed, Plan};
 use super::{
-    changed_during, invalid, is_clippy, is_rustc, lookup_manifests, private_temp, read_family,
-    read_outputs, take_turn, Compile, Lookup, Pending, PendingKind, ReadOutputs, StoreJob,
+    changed_during, invalid, is_clippy, is_rustc, private_temp, read_family, read_outputs, Compile,
+    Lookup, Pending, PendingKind, ReadOutputs, StoreJob,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -181,39 +182,25 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     let dwo = compile.dwo_files(&c.cwd);
     let families = dwo.as_slice();
     let keyed = timer.elapsed();
-    // CACHEPOT_RECACHE: compile and overwrite, without looking up.
-    let found = if c.recache {
-        None
-    } else {
-        lookup_manifests(shared, c, &key_a, &outputs, families, &bases).hit
+    let plan = Plan {
+        lang: LANG,
+        label: &compile.crate_name,
+        keyed: Keyed::Manifests(key_a),
+        outputs: &outputs,
+        families,
+        bases: &bases,
     };
-    if let Some((replay, key_b)) = found {
-        shared.stats.count_in(LANG, Event::Hit);
-        tracing::debug!(
-            crate_name = %compile.crate_name,
-            key = %key_b,
-            key_us = keyed.as_micros(),
-            total_us = timer.elapsed().as_micros(),
-            "hit"
-        );
-        return Lookup::Hit(replay);
-    }
-    // Another build compiling this very unit: wait for its entry.
-    let claim = match take_turn(shared, &key_a, || {
-        if c.recache {
-            return None;
-        }
-        lookup_manifests(shared, c, &key_a, &outputs, families, &bases).hit
-    }) {
-        Ok(claim) => claim,
-        Err((replay, key_b)) => {
-            shared.stats.count_in(LANG, Event::Hit);
-            tracing::debug!(crate_name = %compile.crate_name, key = %key_b, "hit after waiting");
-            return Lookup::Hit(replay);
-        }
+    let found = pipeline::find(shared, c, &plan);
+    tracing::debug!(
+        crate_name = %compile.crate_name,
+        key_us = keyed.as_micros(),
+        total_us = timer.elapsed().as_micros(),
+        "looked up"
+    );
+    let claim = match found {
+        Found::Hit(replay) => return Lookup::Hit(replay),
+        Found::Miss(claim) => claim,
     };
-    shared.stats.count_in(LANG, Event::Miss);
-    tracing::debug!(crate_name = %compile.crate_name, key_a = %key_a, lookup_us = timer.elapsed().as_micros(), "miss");
     let unit = UnitInputs {
         unit: format!(
             "rust {} {}{}{} {}",

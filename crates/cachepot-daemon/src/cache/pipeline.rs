@@ -1,0 +1,142 @@
+//! The lookup written once for every kind of cached work: each kind
+//! (rustc, a C compiler; build scripts and remote execution later) works
+//! out its key, outputs and base directories into a [`Plan`], and the
+//! pipeline looks the key up, restores a hit, waits for another build's
+//! compile of the same key, and counts hits and misses.
+
+use std::time::Duration;
+
+use cachepot_compiler::digest::Digest;
+use cachepot_compiler::rust::{Output, OutputFamily};
+use cachepot_compiler::BaseDirs;
+
+use super::storage::{hit_by_key, lookup_manifests};
+use super::{Compile, Replay};
+use crate::inflight::{Claim, Turn};
+use crate::stats::Event;
+use crate::Shared;
+
+/// How a plan's entry is found.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Keyed {
+    /// Part A names a list of manifests; the one that matches names the
+    /// entry (rustc, C direct mode).
+    Manifests(Digest),
+    /// The key names the entry itself (C preprocessor mode).
+    Plain(Digest),
+}
+
+impl Keyed {
+    fn digest(&self) -> &Digest {
+        match self {
+            Keyed::Manifests(d) | Keyed::Plain(d) => d,
+        }
+    }
+}
+
+/// What one compile asks of the pipeline.
+pub(super) struct Plan<'a> {
+    /// The language its statistics count under.
+    pub lang: &'a str,
+    /// What the logs call the unit.
+    pub label: &'a str,
+    pub keyed: Keyed,
+    pub outputs: &'a [Output],
+    pub families: &'a [OutputFamily],
+    pub bases: &'a BaseDirs,
+}
+
+/// What a lookup found.
+pub(super) enum Looked {
+    /// The outputs were restored.
+    Hit(Replay, Digest),
+    /// A C part A's marker (see `StoreJob::Marker`): not to be served by
+    /// manifests.
+    Marker(String),
+    /// Nothing usable (also under `CACHEPOT_RECACHE`).
+    Nothing,
+}
+
+/// Looks the plan's key up and restores a hit (not counted: see
+/// [`hit`]). `CACHEPOT_RECACHE` looks nothing up.
+pub(super) fn look(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>) -> Looked {
+    if c.recache {
+        return Looked::Nothing;
+    }
+    match plan.keyed {
+        Keyed::Manifests(key_a) => {
+            let found =
+                lookup_manifests(shared, c, &key_a, plan.outputs, plan.families, plan.bases);
+            match (found.hit, found.marker) {
+                (Some((replay, key_b)), _) => Looked::Hit(replay, key_b),
+                (None, Some(m)) => Looked::Marker(m),
+                (None, None) => Looked::Nothing,
+            }
+        }
+        Keyed::Plain(key) => {
+            match hit_by_key(shared, &key, plan.outputs, plan.families, plan.bases) {
+                Some(replay) => Looked::Hit(replay, key),
+                None => Looked::Nothing,
+            }
+        }
+    }
+}
+
+/// Counts and logs a hit; `how` says how it was found.
+pub(super) fn hit(
+    shared: &Shared,
+    plan: &Plan<'_>,
+    key: &Digest,
+    how: &str,
+    replay: Replay,
+) -> Replay {
+    shared.stats.count_in(plan.lang, Event::Hit);
+    tracing::debug!(unit = plan.label, key = %key, how, "hit");
+    replay
+}
+
+/// What the pipeline decided for a compile.
+pub(super) enum Found {
+    /// Restored and counted.
+    Hit(Replay),
+    /// A miss, counted: the compile runs, holding this turn on its key
+    /// (none when another build's compile of it outlasted the wait).
+    Miss(Option<Claim>),
+}
+
+/// After a lookup found nothing: the turn to compile the plan's key,
+/// after waiting for another build's compile of it if there is one (then
+/// the key is looked up once more, and its hit returned).
+pub(super) fn take_turn(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>) -> Found {
+    let key = *plan.keyed.digest();
+    let claim = match shared
+        .inflight
+        .claim_or_wait(key, shared.config.compile_wait)
+    {
+        Turn::Mine(claim) => Some(claim),
+        Turn::TimedOut => {
+            tracing::info!(key = %key, "another compile of this key is still running; compiling too");
+            None
+        }
+        Turn::Waited => {
+            if let Looked::Hit(replay, key) = look(shared, c, plan) {
+                return Found::Hit(hit(shared, plan, &key, "after waiting", replay));
+            }
+            match shared.inflight.claim_or_wait(key, Duration::ZERO) {
+                Turn::Mine(claim) => Some(claim),
+                _ => None,
+            }
+        }
+    };
+    shared.stats.count_in(plan.lang, Event::Miss);
+    tracing::debug!(unit = plan.label, key = %key, "miss");
+    Found::Miss(claim)
+}
+
+/// The whole lookup of a plan: a hit, or a miss with its turn.
+pub(super) fn find(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>) -> Found {
+    match look(shared, c, plan) {
+        Looked::Hit(replay, key) => Found::Hit(hit(shared, plan, &key, "found", replay)),
+        Looked::Marker(_) | Looked::Nothing => take_turn(shared, c, plan),
+    }
+}
