@@ -48,6 +48,9 @@ pub struct DaemonConfig {
     /// encoded entry until they are written (the cache directory's
     /// `spool`; private files, removed after the store).
     pub spool: PathBuf,
+    /// The share of hits compiled again and compared with the entry
+    /// (`CACHEPOT_VERIFY`): 0 none, 1 every one.
+    pub verify: f64,
     /// How many values build-level prefetch fetches at once; 0: no prefetch.
     pub prefetch: usize,
     /// What restored outputs' embedded paths may name (keys follow it).

@@ -397,15 +397,18 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                         stderr: r.stderr,
                     },
                     Lookup::Miss(pending) => {
-                        // Why it missed, worked out in the background.
-                        let (unit, cwd, bases, env) = pending.explain_parts();
-                        let s = shared.clone();
-                        server.queue_write(
-                            Background::Explain,
-                            Box::new(move || {
-                                crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)
-                            }),
-                        );
+                        // Why it missed, worked out in the background (a
+                        // hit compiled again for verifying did not miss).
+                        if pending.verify.is_none() {
+                            let (unit, cwd, bases, env) = pending.explain_parts();
+                            let s = shared.clone();
+                            server.queue_write(
+                                Background::Explain,
+                                Box::new(move || {
+                                    crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)
+                                }),
+                            );
+                        }
                         let extra_args = pending
                             .extra_args
                             .iter()
@@ -488,6 +491,15 @@ fn finish_miss(
         pending.cleanup();
         return report.map(|_| ());
     };
+    // A verified hit: its fresh outputs are compared with the entry, not
+    // stored.
+    if pending.verify.is_some() {
+        if exit_code == Some(0) {
+            cache::verify(shared, &pending);
+        }
+        pending.cleanup();
+        return write_frame(stream, &Response::Ok);
+    }
     // Read the outputs before the wrapper goes on: once it exits, cargo may
     // touch them (it sets the mtime of check outputs) and a later compile
     // may rewrite them. The write to storage happens in the background.

@@ -48,6 +48,19 @@ pub struct StatsSnapshot {
     /// prefetch before a compile asked for them.
     #[serde(default)]
     pub prefetched: u64,
+    /// Hits compiled again under `CACHEPOT_VERIFY` whose outputs matched
+    /// the entry byte for byte.
+    #[serde(default)]
+    pub verified: u64,
+    /// Hits whose fresh compile differed from the entry (the entry was
+    /// removed; the fresh outputs stay).
+    #[serde(default)]
+    pub verify_mismatches: u64,
+    /// Hits picked for verifying whose outputs are not deterministic
+    /// (incremental compiles, coverage and profiling objects): served as
+    /// hits, not compared.
+    #[serde(default)]
+    pub verify_unverifiable: u64,
     /// Why compiles were not cacheable, with counts.
     pub non_cacheable_reasons: BTreeMap<String, u64>,
     /// Median time of a hit, measured inside the wrapper, in microseconds.
@@ -116,6 +129,12 @@ pub enum Event {
     Panic,
     /// A value prefetched into the local tier.
     Prefetched,
+    /// A hit verified.
+    Verified,
+    /// A verified hit that differed.
+    VerifyMismatch,
+    /// A hit picked for verifying that cannot be.
+    VerifyUnverifiable,
     /// A failed compile.
     CompileFailure,
     /// An entry written.
@@ -155,6 +174,9 @@ impl Stats {
                 Event::WriteDropped => &mut s.cache_writes_dropped,
                 Event::Panic => &mut s.panics,
                 Event::Prefetched => &mut s.prefetched,
+                Event::Verified => &mut s.verified,
+                Event::VerifyMismatch => &mut s.verify_mismatches,
+                Event::VerifyUnverifiable => &mut s.verify_unverifiable,
             };
             *c += 1;
         });

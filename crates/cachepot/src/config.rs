@@ -65,6 +65,8 @@ vars! {
         "Seconds a compile waits when another build compiles the same unit at the same moment (two worktrees, two CI jobs on one runner), before it compiles too. Default: `300`.";
     PREFETCH = "CACHEPOT_PREFETCH", None, Some("prefetch"),
         "How many entries build-level prefetch fetches from the remote backend at once: when a build of a workspace starts, the manifest lists and entries its previous build (on any machine) looked up are copied into the local tier in the background, before cargo asks for them. `0` or `off`: no prefetch. Default: `16`.";
+    VERIFY = "CACHEPOT_VERIFY", None, Some("verify"),
+        "`1`: every cache hit is also compiled, the outputs are compared byte for byte with the entry, and a mismatch is counted (`verify_mismatches`), logged with the unit and the differing output, and its entry removed; the freshly compiled outputs are the ones left in place. A fraction such as `0.05` verifies that share of hits (chosen by key, so the same ones every build). Outputs that are not deterministic (incremental compiles, coverage and profiling objects) are counted as `verify_unverifiable` and served as hits. Default: `0`.";
     PATH_POLICY = "CACHEPOT_PATH_POLICY", None, Some("path_policy"),
         "`share` (default): entries are shared across checkouts, `CARGO_HOME`s and target directories, for Rust and C alike; the absolute paths a restored output embeds in debug info, `file!()` and panic messages are those of the machine that stored it (`--remap-path-prefix` / `-ffile-prefix-map` make them the same everywhere). `exact`: the absolute paths of the working directory, `CARGO_HOME`, the target directory and `CACHEPOT_BASEDIRS` are keyed too, so an output always names this checkout's own paths and only identical layouts share.";
     REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, Some("remote_timeout"),
@@ -212,6 +214,8 @@ pub struct Config {
     pub path_policy: cachepot_compiler::PathPolicy,
     /// Parallel fetches of build-level prefetch; 0: off.
     pub prefetch: usize,
+    /// The share of hits verified, in millionths (0 to 1 000 000).
+    pub verify_ppm: u32,
     /// Variables keyed in every Rust compile, sorted, each once.
     pub key_env: Vec<String>,
 }
@@ -230,6 +234,7 @@ pub struct FileConfig {
     compile_wait: Option<toml::Value>,
     path_policy: Option<toml::Value>,
     prefetch: Option<toml::Value>,
+    verify: Option<toml::Value>,
     s3: Option<toml::Table>,
     redis: Option<toml::Table>,
     memcached: Option<toml::Table>,
@@ -249,6 +254,7 @@ impl FileConfig {
                 "compile_wait" => self.compile_wait.clone(),
                 "path_policy" => self.path_policy.clone(),
                 "prefetch" => self.prefetch.clone(),
+                "verify" => self.verify.clone(),
                 _ => None,
             },
             Some((section, name)) => {
@@ -440,6 +446,16 @@ impl Config {
                 ),
             },
         };
+        let verify_ppm = match setting(&VERIFY, &file)? {
+            None => 0,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(f) if (0.0..=1.0).contains(&f) => (f * 1e6).round() as u32,
+                _ => bail!(
+                    "{}: expected 0, 1 or a fraction of hits such as 0.05, got {v:?}",
+                    VERIFY.name
+                ),
+            },
+        };
         let remote = crate::remote_config::load(&file)?;
         if !local && remote.is_none() {
             bail!(
@@ -460,6 +476,7 @@ impl Config {
             compile_wait,
             path_policy,
             prefetch,
+            verify_ppm,
             key_env,
         })
     }
@@ -469,7 +486,7 @@ impl Config {
     pub fn fingerprint(&self) -> String {
         // `key_env` too: a daemon keys the variables it was started with.
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}",
             self.dir,
             self.cache_size,
             self.basedirs,
@@ -479,7 +496,8 @@ impl Config {
             self.compile_wait,
             self.path_policy,
             self.key_env,
-            self.prefetch
+            self.prefetch,
+            self.verify_ppm
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
@@ -531,7 +549,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     };
     let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy, prefetch and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy, prefetch, verify and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
             path.display()
         )
     })?;

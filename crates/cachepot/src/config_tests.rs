@@ -48,6 +48,7 @@ fn the_keyed_variables_choose_the_daemon() {
         compile_wait: Duration::from_secs(300),
         path_policy: cachepot_compiler::PathPolicy::Share,
         prefetch: 16,
+        verify_ppm: 0,
         key_env: Vec::new(),
     };
     let mut b = a.clone();

@@ -26,6 +26,7 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
         compile_wait: config.compile_wait,
         path_policy: config.path_policy,
         prefetch: config.prefetch,
+        verify: f64::from(config.verify_ppm) / 1e6,
         spool: config.dir.join("spool"),
         key_env: config.key_env.clone(),
     }

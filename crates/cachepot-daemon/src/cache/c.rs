@@ -20,7 +20,7 @@ use cachepot_storage::Entry;
 use super::pipeline::{self, Found, Keyed, Looked, Plan};
 use super::{
     changed_during, invalid, private_temp, read_outputs, Compile, Lookup, Pending, PendingKind,
-    StoreJob,
+    StoreJob, Verify,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -182,11 +182,19 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         outputs: &outputs,
         families: &[],
         bases: &bases,
+        // gcc stamps coverage and profiling objects with the time.
+        verifiable: !compile.coverage && !compile.profile_generate,
     };
+    // A hit picked by CACHEPOT_VERIFY: compiled again and compared.
+    let mut verify = None;
     if direct_possible {
         match pipeline::look(shared, c, &plan) {
             Looked::Hit(replay, key) => {
-                return Lookup::Hit(pipeline::hit(shared, &plan, &key, "direct", replay));
+                match pipeline::hit_or_verify(shared, &plan, &key, "direct", replay) {
+                    Found::Verify(key) => verify = Some(key),
+                    Found::Hit(replay) => return Lookup::Hit(replay),
+                    Found::Miss(_) => {}
+                }
             }
             Looked::Marker(m) if m == NEVER => {
                 return uncacheable(
@@ -209,14 +217,23 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         let key = cc::preprocessed_key(&key_a, &text, &bases).digest;
         plan.keyed = Keyed::Plain(key);
         if let Looked::Hit(replay, key) = pipeline::look(shared, c, &plan) {
-            return Lookup::Hit(pipeline::hit(shared, &plan, &key, "preprocessor", replay));
+            match pipeline::hit_or_verify(shared, &plan, &key, "preprocessor", replay) {
+                Found::Verify(key) => verify = Some(key),
+                Found::Hit(replay) => return Lookup::Hit(replay),
+                Found::Miss(_) => {}
+            }
         }
         Mode::Preprocessor { key, inputs }
     };
     // Another build compiling this very source: wait for its entry.
-    let claim = match pipeline::take_turn(shared, c, &plan) {
-        Found::Hit(replay) => return Lookup::Hit(replay),
-        Found::Miss(claim) => claim,
+    let claim = if verify.is_some() {
+        None
+    } else {
+        match pipeline::take_turn(shared, c, &plan) {
+            Found::Hit(replay) => return Lookup::Hit(replay),
+            Found::Miss(claim) => claim,
+            Found::Verify(_) => None,
+        }
     };
     // The cache's own dependency file goes to the daemon's private
     // directory, never beside the object.
@@ -249,6 +266,11 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         extra_args,
         claim,
         unit,
+        verify: verify.map(|key| Verify {
+            key,
+            outputs: outputs.clone(),
+            families: Vec::new(),
+        }),
     }))
 }
 

@@ -8,6 +8,7 @@ mod pipeline;
 mod restore;
 mod rust;
 mod storage;
+mod verify;
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -18,6 +19,7 @@ use std::time::SystemTime;
 
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
+use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
@@ -29,6 +31,7 @@ use crate::Shared;
 
 use outputs::{changed_during, private_temp, read_family, read_outputs, ReadOutputs};
 pub use storage::store_and_remember;
+pub use verify::verify;
 
 /// What a hit replays: the compiler's output and exit code (1 for a
 /// compile error that was cached, 0 otherwise).
@@ -108,6 +111,17 @@ pub struct Pending {
     pub claim: Option<Claim>,
     /// What explains the miss, and what the store remembers.
     pub unit: UnitInputs,
+    /// A hit compiled again under `CACHEPOT_VERIFY`: compared, not stored.
+    pub verify: Option<Verify>,
+}
+
+/// A hit whose fresh compile is compared with its entry.
+pub struct Verify {
+    /// The entry's key.
+    key: Digest,
+    /// Where this compile writes each output.
+    outputs: Vec<Output>,
+    families: Vec<OutputFamily>,
 }
 
 enum PendingKind {

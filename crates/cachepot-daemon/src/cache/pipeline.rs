@@ -44,6 +44,10 @@ pub(super) struct Plan<'a> {
     pub outputs: &'a [Output],
     pub families: &'a [OutputFamily],
     pub bases: &'a BaseDirs,
+    /// Whether a fresh compile gives the same bytes (not for incremental
+    /// compiles, coverage or profiling objects): only then can a hit be
+    /// verified.
+    pub verifiable: bool,
 }
 
 /// What a lookup found.
@@ -102,6 +106,41 @@ pub(super) enum Found {
     /// A miss, counted: the compile runs, holding this turn on its key
     /// (none when another build's compile of it outlasted the wait).
     Miss(Option<Claim>),
+    /// A hit picked by `CACHEPOT_VERIFY`, counted as a hit: the compile
+    /// runs all the same, and its outputs are compared with this entry.
+    Verify(Digest),
+}
+
+/// Counts a hit, and decides whether `CACHEPOT_VERIFY` picks it.
+pub(super) fn hit_or_verify(
+    shared: &Shared,
+    plan: &Plan<'_>,
+    key: &Digest,
+    how: &str,
+    replay: Replay,
+) -> Found {
+    let replay = hit(shared, plan, key, how, replay);
+    if !picked(shared.config.verify, key) {
+        return Found::Hit(replay);
+    }
+    if plan.verifiable {
+        tracing::debug!(unit = plan.label, key = %key, "hit picked for verifying");
+        Found::Verify(*key)
+    } else {
+        shared.stats.count(Event::VerifyUnverifiable);
+        Found::Hit(replay)
+    }
+}
+
+/// Whether a hit of `key` is verified when `share` of hits are: chosen by
+/// the key, so the same units are verified in every build.
+fn picked(share: f64, key: &Digest) -> bool {
+    if share <= 0.0 {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&key.0[..8]);
+    (u64::from_le_bytes(head) as f64) < share * (u64::MAX as f64)
 }
 
 /// After a lookup found nothing: the turn to compile the plan's key,
@@ -136,7 +175,23 @@ pub(super) fn take_turn(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Pla
 /// The whole lookup of a plan: a hit, or a miss with its turn.
 pub(super) fn find(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>) -> Found {
     match look(shared, c, plan) {
-        Looked::Hit(replay, key) => Found::Hit(hit(shared, plan, &key, "found", replay)),
+        Looked::Hit(replay, key) => hit_or_verify(shared, plan, &key, "found", replay),
         Looked::Marker(_) | Looked::Nothing => take_turn(shared, c, plan),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_of_keys_is_picked_the_same_way_every_time() {
+        let keys: Vec<Digest> = (0..1000u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
+        let count = |share: f64| keys.iter().filter(|k| picked(share, k)).count();
+        assert_eq!(count(0.0), 0);
+        assert_eq!(count(1.0), 1000);
+        let tenth = count(0.1);
+        assert!((60..=140).contains(&tenth), "{tenth}");
+        assert_eq!(count(0.1), tenth);
     }
 }

@@ -21,7 +21,7 @@ use cachepot_storage::Entry;
 use super::pipeline::{self, Found, Keyed, Plan};
 use super::{
     changed_during, invalid, is_clippy, is_rustc, private_temp, read_family, read_outputs, Compile,
-    Lookup, Pending, PendingKind, ReadOutputs, StoreJob,
+    Lookup, Pending, PendingKind, ReadOutputs, StoreJob, Verify,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
@@ -189,6 +189,7 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         outputs: &outputs,
         families,
         bases: &bases,
+        verifiable: compile.incremental.is_none(),
     };
     let found = pipeline::find(shared, c, &plan);
     tracing::debug!(
@@ -197,9 +198,17 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         total_us = timer.elapsed().as_micros(),
         "looked up"
     );
-    let claim = match found {
+    let (claim, verify) = match found {
         Found::Hit(replay) => return Lookup::Hit(replay),
-        Found::Miss(claim) => claim,
+        Found::Miss(claim) => (claim, None),
+        Found::Verify(key) => (
+            None,
+            Some(Verify {
+                key,
+                outputs: outputs.clone(),
+                families: dwo.iter().cloned().collect(),
+            }),
+        ),
     };
     let unit = UnitInputs {
         unit: format!(
@@ -254,6 +263,7 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         extra_args,
         claim,
         unit,
+        verify,
     }))
 }
 

@@ -11,3 +11,4 @@ mod remote;
 mod remote_failures;
 mod rust_builds;
 mod team;
+mod verify;
