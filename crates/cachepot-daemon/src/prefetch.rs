@@ -186,21 +186,14 @@ pub(crate) fn on_compile(shared: &std::sync::Arc<Shared>, ws: &str, ppid: u32) {
         return;
     }
     let Some(key) = record_key(ws) else { return };
-    {
-        let mut n = shared
-            .builds
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *n += 1;
-    }
-    let s = shared.clone();
+    let running = Running::start(shared.clone());
     let ws = ws.to_string();
     let spawned = std::thread::Builder::new()
         .name("prefetch".into())
         .spawn(move || {
+            let s = &running.0;
             let started = Instant::now();
-            let keys = read_record(&s, &key);
+            let keys = read_record(s, &key);
             let fetched = s.storage.prefetch(&keys, parallel);
             for _ in 0..fetched.entries {
                 s.stats.count(Event::Prefetched);
@@ -213,18 +206,34 @@ pub(crate) fn on_compile(shared: &std::sync::Arc<Shared>, ws: &str, ppid: u32) {
                 ms = started.elapsed().as_millis(),
                 "prefetch done"
             );
-            let mut n = s.builds.running.lock().unwrap_or_else(|e| e.into_inner());
-            *n = n.saturating_sub(1);
-            s.builds.done.notify_all();
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start a prefetch");
-        let mut n = shared
+    }
+}
+
+/// A running prefetch, counted until it is dropped (also when its thread
+/// panics or never starts), so that [`Builds::wait_idle`] never waits for
+/// one that is gone.
+struct Running(std::sync::Arc<Shared>);
+
+impl Running {
+    fn start(shared: std::sync::Arc<Shared>) -> Running {
+        *shared
             .builds
             .running
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(|e| e.into_inner()) += 1;
+        Running(shared)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let builds = &self.0.builds;
+        let mut n = builds.running.lock().unwrap_or_else(|e| e.into_inner());
         *n = n.saturating_sub(1);
+        builds.done.notify_all();
     }
 }
 

@@ -32,6 +32,34 @@ impl Tiered {
         }
     }
 
+    /// Runs a write on the local tier (not a scratch one), then on the
+    /// remote: see [`Tiered::put`].
+    fn write_both(
+        &self,
+        key: &StorageKey,
+        write: impl Fn(&dyn Storage) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        if self.scratch {
+            return write(self.remote.as_ref());
+        }
+        write(self.local.as_ref())?;
+        match write(self.remote.as_ref()) {
+            Ok(()) => {}
+            // Over the backend's item limit: counted by its `Metered`
+            // (`too_large`), not a failure to warn of.
+            Err(StorageError::TooLarge { size, limit }) => {
+                tracing::debug!(
+                    key = key.as_str(),
+                    size,
+                    limit,
+                    "entry too large for the remote tier"
+                );
+            }
+            Err(e) => tracing::warn!(key = key.as_str(), error = %e, "remote tier write failed"),
+        }
+        Ok(())
+    }
+
     /// A scratch tier in front of `remote`: read first and back-filled
     /// (prefetch fills it), never written by stores, left out of the
     /// description and statistics.
@@ -62,43 +90,14 @@ impl Storage for Tiered {
 
     /// Writes both tiers, as [`Tiered::put`] does.
     fn put_file(&self, key: &StorageKey, path: &std::path::Path) -> Result<(), StorageError> {
-        if self.scratch {
-            return self.remote.put_file(key, path);
-        }
-        self.local.put_file(key, path)?;
-        if let Err(e) = self.remote.put_file(key, path) {
-            if matches!(e, StorageError::TooLarge { .. }) {
-                tracing::debug!(key = key.as_str(), error = %e, "entry too large for the remote tier");
-            } else {
-                tracing::warn!(key = key.as_str(), error = %e, "remote tier write failed");
-            }
-        }
-        Ok(())
+        self.write_both(key, |tier| tier.put_file(key, path))
     }
 
     /// Writes both tiers. Once the local write succeeded, a remote failure
     /// is logged (and counted by the remote's statistics) but not returned:
     /// the entry is usable here, so its manifest must be written too.
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        if self.scratch {
-            return self.remote.put(key, value);
-        }
-        self.local.put(key, value)?;
-        match self.remote.put(key, value) {
-            Ok(()) => {}
-            // Over the backend's item limit: counted by its `Metered`
-            // (`too_large`), not a failure to warn of.
-            Err(StorageError::TooLarge { size, limit }) => {
-                tracing::debug!(
-                    key = key.as_str(),
-                    size,
-                    limit,
-                    "entry too large for the remote tier"
-                );
-            }
-            Err(e) => tracing::warn!(key = key.as_str(), error = %e, "remote tier write failed"),
-        }
-        Ok(())
+        self.write_both(key, |tier| tier.put(key, value))
     }
 
     fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
@@ -131,10 +130,6 @@ impl Storage for Tiered {
 
     fn put_nearest(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
         self.local.put_nearest(key, value)
-    }
-
-    fn contains(&self, key: &StorageKey) -> Result<bool, StorageError> {
-        Ok(self.local.contains(key)? || self.remote.contains(key)?)
     }
 
     fn can_prefetch(&self) -> bool {

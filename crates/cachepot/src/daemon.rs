@@ -47,16 +47,23 @@ pub struct Tiers {
 /// a directory of its own (emptied when it starts and when it stops) that
 /// holds what prefetch and remote hits brought, so that a runner without
 /// a local cache still finds its lookups answered without a round trip.
-fn open_scratch(config: &Config) -> Result<Option<(std::path::PathBuf, Arc<dyn Storage>)>> {
+/// One that cannot be opened only costs prefetch: the daemon runs without.
+fn open_scratch(config: &Config) -> Option<(std::path::PathBuf, Arc<dyn Storage>)> {
     if config.local || config.remote.is_none() || config.prefetch == 0 {
-        return Ok(None);
+        return None;
     }
     let dir = config.dir.join(format!("scratch-{}", config.fingerprint()));
     let _ = std::fs::remove_dir_all(&dir);
-    let disk = DiskCache::open(&dir, SCRATCH_MAX.min(config.cache_size))
-        .with_context(|| format!("opening the scratch tier at {}", dir.display()))?;
-    tracing::info!(dir = %dir.display(), "scratch tier for prefetch (no local cache)");
-    Ok(Some((dir, Arc::new(disk))))
+    match DiskCache::open(&dir, SCRATCH_MAX.min(config.cache_size)) {
+        Ok(disk) => {
+            tracing::info!(dir = %dir.display(), "scratch tier for prefetch (no local cache)");
+            Some((dir, Arc::new(disk)))
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no scratch tier, so no prefetch");
+            None
+        }
+    }
 }
 
 impl Tiers {
@@ -105,7 +112,7 @@ impl Tiers {
 
 fn serve(config: &Config, paths: &Paths, log_file: bool, on_ready: impl FnOnce()) -> Result<()> {
     let tiers = Tiers::open(config)?;
-    let (scratch_dir, scratch) = open_scratch(config)?.unzip();
+    let (scratch_dir, scratch) = open_scratch(config).unzip();
     let storage = tiers.compose(scratch)?;
     let result = cachepot_daemon::run(daemon_config(config, paths, log_file), storage, on_ready);
     if let Some(dir) = scratch_dir {

@@ -17,7 +17,7 @@ use cachepot_compiler::output::{Output, Role};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
-use super::pipeline::{self, Found, Keyed, Looked, Plan};
+use super::pipeline::{self, Found, Keyed, Looked, Plan, Served};
 use super::{
     changed_during, invalid, private_temp, read_outputs, Compile, Lookup, Pending, PendingKind,
     StoreJob, Verify,
@@ -191,9 +191,8 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         match pipeline::look(shared, c, &plan) {
             Looked::Hit(replay, key) => {
                 match pipeline::hit_or_verify(shared, &plan, &key, "direct", replay) {
-                    Found::Verify(key) => verify = Some(key),
-                    Found::Hit(replay) => return Lookup::Hit(replay),
-                    Found::Miss(_) => {}
+                    Served::Verify(key) => verify = Some(key),
+                    Served::Hit(replay) => return Lookup::Hit(replay),
                 }
             }
             Looked::Marker(m) if m == NEVER => {
@@ -218,9 +217,8 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         plan.keyed = Keyed::Plain(key);
         if let Looked::Hit(replay, key) = pipeline::look(shared, c, &plan) {
             match pipeline::hit_or_verify(shared, &plan, &key, "preprocessor", replay) {
-                Found::Verify(key) => verify = Some(key),
-                Found::Hit(replay) => return Lookup::Hit(replay),
-                Found::Miss(_) => {}
+                Served::Verify(key) => verify = Some(key),
+                Served::Hit(replay) => return Lookup::Hit(replay),
             }
         }
         Mode::Preprocessor { key, inputs }

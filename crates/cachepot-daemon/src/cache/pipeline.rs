@@ -10,9 +10,10 @@ use cachepot_compiler::digest::Digest;
 use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
 
-use super::storage::{hit_by_key, lookup_manifests};
+use super::storage::{entry_key, hit_by_key, lookup_manifests, manifest_key};
 use super::{Compile, Replay};
 use crate::inflight::{Claim, Turn};
+use crate::prefetch;
 use crate::stats::Event;
 use crate::Shared;
 
@@ -69,8 +70,19 @@ pub(super) fn look(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>
     }
     match plan.keyed {
         Keyed::Manifests(key_a) => {
+            // Build records and prefetch need a local tier in front of a
+            // remote one.
+            let ws = prefetch::workspace(plan.bases).filter(|_| shared.storage.can_prefetch());
+            if let Some(ws) = &ws {
+                prefetch::on_compile(shared, ws, c.ppid);
+            }
             let found =
                 lookup_manifests(shared, c, &key_a, plan.outputs, plan.families, plan.bases);
+            if let Some(ws) = &ws {
+                let entry = found.hit.as_ref().map(|(_, b)| entry_key(b));
+                let keys = std::iter::once(manifest_key(&key_a)).chain(entry);
+                shared.builds.record(ws, keys.flatten());
+            }
             match (found.hit, found.marker) {
                 (Some((replay, key_b)), _) => Looked::Hit(replay, key_b),
                 (None, Some(m)) => Looked::Marker(m),
@@ -111,6 +123,24 @@ pub(super) enum Found {
     Verify(Digest),
 }
 
+/// How a hit is served.
+pub(super) enum Served {
+    /// Its restored outputs stand.
+    Hit(Replay),
+    /// `CACHEPOT_VERIFY` picked it: compiled again and compared with the
+    /// entry under this key.
+    Verify(Digest),
+}
+
+impl From<Served> for Found {
+    fn from(s: Served) -> Found {
+        match s {
+            Served::Hit(replay) => Found::Hit(replay),
+            Served::Verify(key) => Found::Verify(key),
+        }
+    }
+}
+
 /// Counts a hit, and decides whether `CACHEPOT_VERIFY` picks it.
 pub(super) fn hit_or_verify(
     shared: &Shared,
@@ -118,17 +148,17 @@ pub(super) fn hit_or_verify(
     key: &Digest,
     how: &str,
     replay: Replay,
-) -> Found {
+) -> Served {
     let replay = hit(shared, plan, key, how, replay);
     if !picked(shared.config.verify, key) {
-        return Found::Hit(replay);
+        return Served::Hit(replay);
     }
     if plan.verifiable {
         tracing::debug!(unit = plan.label, key = %key, "hit picked for verifying");
-        Found::Verify(*key)
+        Served::Verify(*key)
     } else {
         shared.stats.count(Event::VerifyUnverifiable);
-        Found::Hit(replay)
+        Served::Hit(replay)
     }
 }
 
@@ -175,7 +205,7 @@ pub(super) fn take_turn(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Pla
 /// The whole lookup of a plan: a hit, or a miss with its turn.
 pub(super) fn find(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>) -> Found {
     match look(shared, c, plan) {
-        Looked::Hit(replay, key) => hit_or_verify(shared, plan, &key, "found", replay),
+        Looked::Hit(replay, key) => hit_or_verify(shared, plan, &key, "found", replay).into(),
         Looked::Marker(_) | Looked::Nothing => take_turn(shared, c, plan),
     }
 }

@@ -3,7 +3,6 @@
 //! the lists of every tier), entries restored as they are read, and what
 //! a finished compile leaves to store.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use cachepot_compiler::digest::Digest;
@@ -16,7 +15,6 @@ use cachepot_storage::{
 
 use super::{restore, Compile, Replay, StoreJob, MANIFESTS_KEPT};
 use crate::explain::UnitInputs;
-use crate::prefetch;
 use crate::stats::Event;
 use crate::Shared;
 
@@ -102,7 +100,7 @@ pub(super) struct ManifestLookup {
 /// hit found there leaves the merged list in the local tier, so the next
 /// lookup is local.
 pub(super) fn lookup_manifests(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     c: &Compile,
     key_a: &Digest,
     outputs: &[Output],
@@ -113,11 +111,6 @@ pub(super) fn lookup_manifests(
     let Some(key) = valid_key(shared, manifest_key(key_a)) else {
         return found;
     };
-    // Build records and prefetch need a local tier in front of a remote.
-    let ws = prefetch::workspace(bases).filter(|_| shared.storage.can_prefetch());
-    if let Some(ws) = &ws {
-        prefetch::on_compile(shared, ws, c.ppid);
-    }
     let mut passed: Vec<Vec<Stored>> = Vec::new();
     let result = shared.storage.get_each(&key, &mut |bytes| {
         let list = match decode_part_a(shared, &key, bytes) {
@@ -155,10 +148,6 @@ pub(super) fn lookup_manifests(
     });
     if let Err(e) = result {
         read_failed(shared, &key, &e);
-    }
-    if let Some(ws) = ws {
-        let entry = found.hit.as_ref().and_then(|(_, b)| entry_key(b).ok());
-        shared.builds.record(&ws, std::iter::once(key).chain(entry));
     }
     found
 }
@@ -248,12 +237,7 @@ fn unix_now() -> u64 {
 }
 
 /// Encodes and writes an entry.
-fn put_entry(
-    shared: &Shared,
-    key: Result<StorageKey, StorageError>,
-    entry: &Entry,
-) -> Result<(), StorageError> {
-    let key = key?;
+fn put_entry(shared: &Shared, key: &StorageKey, entry: &Entry) -> Result<(), StorageError> {
     let spooled = entry
         .files
         .iter()
@@ -262,14 +246,14 @@ fn put_entry(
         let bytes = entry
             .encode()
             .map_err(|e| StorageError::Encode(e.to_string()))?;
-        return shared.storage.put(&key, &bytes);
+        return shared.storage.put(key, &bytes);
     }
     // Outputs stream from their spooled copies through the compressor
     // into one more spooled file, which the tiers copy or upload in parts.
     let encoded = entry
         .encode_to_file(&shared.config.spool)
         .map_err(|e| StorageError::Encode(e.to_string()))?;
-    shared.storage.put_file(&key, encoded.path())
+    shared.storage.put_file(key, encoded.path())
 }
 
 /// Writes what a finished compile left to store, and remembers its inputs
@@ -280,19 +264,6 @@ pub fn store_and_remember(
     unit: &UnitInputs,
     workspace: Option<&str>,
 ) {
-    if let Some(ws) = workspace.filter(|_| shared.storage.can_prefetch()) {
-        let keys = match &job {
-            StoreJob::Manifest {
-                key_a, manifest, ..
-            } => vec![
-                manifest_key(key_a),
-                entry_key(&manifest.key_b(key_a).digest),
-            ],
-            StoreJob::Plain { key, .. } => vec![entry_key(key)],
-            StoreJob::Marker { key_a, .. } => vec![manifest_key(key_a)],
-        };
-        shared.builds.record(ws, keys.into_iter().flatten());
-    }
     match &job {
         StoreJob::Manifest { manifest, .. } => {
             crate::explain::remember(shared, unit, Some(manifest));
@@ -300,11 +271,15 @@ pub fn store_and_remember(
         StoreJob::Plain { .. } => crate::explain::remember(shared, unit, None),
         StoreJob::Marker { .. } => {}
     }
-    store(shared, job);
+    let written = store(shared, job);
+    if let Some(ws) = workspace.filter(|_| shared.storage.can_prefetch()) {
+        shared.builds.record(ws, written);
+    }
 }
 
-/// Writes what a finished compile left to store.
-fn store(shared: &Shared, job: StoreJob) {
+/// Writes what a finished compile left to store; returns the keys written.
+fn store(shared: &Shared, job: StoreJob) -> Vec<StorageKey> {
+    let mut written = Vec::new();
     let (key, result) = match job {
         StoreJob::Manifest {
             key_a,
@@ -312,7 +287,9 @@ fn store(shared: &Shared, job: StoreJob) {
             entry,
         } => {
             let key_b = manifest.key_b(&key_a).digest;
-            let result = put_entry(shared, entry_key(&key_b), &entry).and_then(|()| {
+            let result = entry_key(&key_b).and_then(|e_key| {
+                put_entry(shared, &e_key, &entry)?;
+                written.push(e_key);
                 // Merged with what every tier holds, never overwritten:
                 // another machine's manifests for this part A stay.
                 let key = manifest_key(&key_a)?;
@@ -324,17 +301,30 @@ fn store(shared: &Shared, job: StoreJob) {
                 let merged =
                     manifest::merge_lists([vec![new]].into_iter().chain(lists), MANIFESTS_KEPT);
                 put_list(shared, &key, merged, false);
+                written.push(key);
                 Ok(())
             });
             (key_b, result)
         }
-        StoreJob::Plain { key, entry } => (key, put_entry(shared, entry_key(&key), &entry)),
+        StoreJob::Plain { key, entry } => {
+            let result = entry_key(&key).and_then(|k| {
+                put_entry(shared, &k, &entry)?;
+                written.push(k);
+                Ok(())
+            });
+            (key, result)
+        }
         StoreJob::Marker { key_a, marker } => {
             let m_entry = Entry {
                 files: Vec::new(),
                 meta: vec![("direct".into(), marker.as_bytes().to_vec())],
             };
-            (key_a, put_entry(shared, manifest_key(&key_a), &m_entry))
+            let result = manifest_key(&key_a).and_then(|k| {
+                put_entry(shared, &k, &m_entry)?;
+                written.push(k);
+                Ok(())
+            });
+            (key_a, result)
         }
     };
     match result {
@@ -354,4 +344,5 @@ fn store(shared: &Shared, job: StoreJob) {
             shared.warnings.storage_error(&e.to_string());
         }
     }
+    written
 }

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{count, hits_misses, run_app, Checkout, Env, UNITS};
+use crate::harness::{count, files_below, hits_misses, run_app, Checkout, Env, UNITS};
 use crate::remote::{backend, server, unique};
 
 /// A machine: its own local tier in front of the shared remote `kind`
@@ -168,23 +168,6 @@ fn a_manifest_lost_to_a_concurrent_write_comes_back_with_the_next_store() {
         edit_app(&co_c, v);
         assert_eq!(fresh_build(&c, &co_c), (UNITS, 0), "{v}");
     }
-}
-
-/// Every file below `dir`.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// A corrupt local copy is removed from the local tier only: the build

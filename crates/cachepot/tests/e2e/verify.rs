@@ -2,28 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cachepot_storage::{Entry, EntryFile, FileData};
 
-use crate::harness::{count, hits_misses, lib_outputs, run_app, Env, UNITS};
-
-/// Every file below `dir`.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
+use crate::harness::{count, files_below, hits_misses, lib_outputs, run_app, Env, UNITS};
 
 /// Rewrites every stored rlib (entry file `link`) with one byte changed,
 /// as a valid entry under its right key: a wrong artifact that no
