@@ -15,6 +15,7 @@ pub mod native;
 pub mod output;
 pub mod paths;
 pub mod rust;
+pub mod script;
 pub mod toolchain;
 
 pub use digest::{Digest, FileDigester};

@@ -27,6 +27,32 @@ fn env_dep_value(name: &str, value: &str, bases: &BaseDirs) -> String {
     }
 }
 
+/// The digest a manifest records for a path that did not exist (a build
+/// script's `rerun-if-changed` may name one): it matches while the path
+/// is still missing.
+pub const ABSENT: Digest = Digest([0; 32]);
+
+/// The digest of a manifest path as it is now: a path ending in `/` is a
+/// directory tree (see [`crate::script::tree`]), a missing file is
+/// [`ABSENT`].
+pub fn digest_now(
+    path: &str,
+    cwd: &Path,
+    bases: &BaseDirs,
+    digester: &dyn FileDigester,
+) -> Option<Digest> {
+    let tree = path.strip_suffix('/');
+    let full = bases.restore_path(tree.unwrap_or(path), cwd)?;
+    if tree.is_some() {
+        return crate::script::tree::digest(&full, digester).ok();
+    }
+    match digester.digest(&full) {
+        Ok(d) => Some(d),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(ABSENT),
+        Err(_) => None,
+    }
+}
+
 /// The inputs an earlier compile read, as its dep-info recorded them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -85,11 +111,12 @@ impl Manifest {
         })
     }
 
-    /// The files this manifest names, as paths of this compile.
+    /// The files this manifest names, as paths of this compile (a
+    /// directory without its trailing `/`).
     pub fn paths(&self, cwd: &Path, bases: &BaseDirs) -> Option<Vec<PathBuf>> {
         self.files
             .iter()
-            .map(|(p, _)| bases.restore_path(p, cwd))
+            .map(|(p, _)| bases.restore_path(p.strip_suffix('/').unwrap_or(p), cwd))
             .collect()
     }
 
@@ -104,16 +131,9 @@ impl Manifest {
         if !self.env_matches(env, bases) {
             return false;
         }
-        for (p, d) in &self.files {
-            let Some(path) = bases.restore_path(p, cwd) else {
-                return false;
-            };
-            match digester.digest(&path) {
-                Ok(now) if now == *d => {}
-                _ => return false,
-            }
-        }
-        true
+        self.files
+            .iter()
+            .all(|(p, d)| digest_now(p, cwd, bases, digester) == Some(*d))
     }
 
     /// Whether every recorded `env-dep` variable has its recorded value.

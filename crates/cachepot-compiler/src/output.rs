@@ -35,6 +35,15 @@ pub enum Role {
     CDwo,
     /// A C compile's coverage notes (`.gcno`).
     Gcno,
+    /// A file a build script left in `OUT_DIR`, by its path there.
+    OutFile(String),
+    /// The same for a text file that names base directories, stored with
+    /// them as tokens and restored for this checkout.
+    OutText(String),
+    /// A directory in `OUT_DIR` (restored even when empty).
+    OutDir(String),
+    /// A symbolic link in `OUT_DIR`; the stored data is its target.
+    OutLink(String),
 }
 
 impl Role {
@@ -53,6 +62,10 @@ impl Role {
             Role::Object => "object".into(),
             Role::CDwo => "dwo".into(),
             Role::Gcno => "gcno".into(),
+            Role::OutFile(p) => format!("out:{p}").into(),
+            Role::OutText(p) => format!("out-text:{p}").into(),
+            Role::OutDir(p) => format!("out-dir:{p}").into(),
+            Role::OutLink(p) => format!("out-link:{p}").into(),
         }
     }
 
@@ -64,6 +77,16 @@ impl Role {
         }
         if let Some(file) = name.strip_prefix("dwo:") {
             return Some(Role::Dwo(file.to_string()));
+        }
+        if let Some((kind, path)) = name.split_once(':') {
+            let path = path.to_string();
+            match kind {
+                "out" => return Some(Role::OutFile(path)),
+                "out-text" => return Some(Role::OutText(path)),
+                "out-dir" => return Some(Role::OutDir(path)),
+                "out-link" => return Some(Role::OutLink(path)),
+                _ => {}
+            }
         }
         Some(match name {
             "dep-info" => Role::DepInfo,
@@ -82,7 +105,21 @@ impl Role {
     /// Whether the file's content names paths, stored with base
     /// directories as tokens (rustc's dep-info, a C dependency file).
     pub fn rewrites_paths(&self) -> bool {
-        matches!(self, Role::DepInfo | Role::DepFile)
+        matches!(self, Role::DepInfo | Role::DepFile | Role::OutText(_))
+    }
+
+    /// For a role of a build script's `OUT_DIR`: the path inside it, when
+    /// it is a plain relative path (no `..`, not absolute, no NUL).
+    pub fn out_dir_path(&self) -> Option<&str> {
+        let p = match self {
+            Role::OutFile(p) | Role::OutText(p) | Role::OutDir(p) | Role::OutLink(p) => p,
+            _ => return None,
+        };
+        let plain = !p.is_empty()
+            && !p.starts_with('/')
+            && !p.contains('\0')
+            && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        plain.then_some(p.as_str())
     }
 }
 
@@ -124,6 +161,10 @@ mod tests {
             Role::Object,
             Role::CDwo,
             Role::Gcno,
+            Role::OutFile("lib/a.a".into()),
+            Role::OutText("gen.rs".into()),
+            Role::OutDir("lib".into()),
+            Role::OutLink("lib/b.so".into()),
         ]
         .iter()
         .map(|r| {
@@ -146,9 +187,18 @@ mod tests {
                 "dwo:a-1.rcgu.dwo",
                 "object",
                 "dwo",
-                "gcno"
+                "gcno",
+                "out:lib/a.a",
+                "out-text:gen.rs",
+                "out-dir:lib",
+                "out-link:lib/b.so"
             ]
         );
+        assert_eq!(Role::OutFile("a/b".into()).out_dir_path(), Some("a/b"));
+        for bad in ["../x", "/etc/x", "a//b", "a/./b", ""] {
+            assert_eq!(Role::OutFile(bad.into()).out_dir_path(), None, "{bad}");
+        }
+        assert_eq!(Role::Object.out_dir_path(), None);
         assert!(Role::DepFile.rewrites_paths() && !Role::Object.rewrites_paths());
         assert_eq!(Role::parse("lib"), None);
         assert_eq!(Role::parse("dwp:link"), None);

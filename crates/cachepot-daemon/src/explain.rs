@@ -8,7 +8,6 @@ use std::ffi::OsString;
 use std::sync::Mutex;
 
 use cachepot_compiler::depinfo::escape_env_value;
-use cachepot_compiler::digest::FileDigester;
 use cachepot_compiler::key::{env_value, KeyInput};
 use cachepot_compiler::manifest::Manifest;
 use cachepot_compiler::BaseDirs;
@@ -179,11 +178,17 @@ pub(crate) fn explain_miss(
     };
     let digest_now = |name: &str| -> Option<String> {
         let path = name.strip_prefix("file:")?.replace('$', "\0");
-        let path = bases.restore_path(&path, cwd)?;
-        match shared.digests.digest(&path) {
-            Ok(d) => Some(format!("blake3:{}", d.to_hex())),
-            Err(_) => Some("(missing)".into()),
-        }
+        Some(
+            match cachepot_compiler::manifest::digest_now(
+                &path,
+                cwd,
+                bases,
+                shared.digests.as_ref(),
+            ) {
+                Some(d) => format!("blake3:{}", d.to_hex()),
+                None => "(missing)".into(),
+            },
+        )
     };
     let best = records
         .iter()

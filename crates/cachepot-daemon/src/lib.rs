@@ -59,6 +59,18 @@ pub struct DaemonConfig {
     /// proc-macros read them without rustc knowing. Their values come from
     /// each compile's environment.
     pub key_env: Vec<String>,
+    /// Whether build scripts run through the cache, and for which packages
+    /// not (`CACHEPOT_BUILD_SCRIPTS`, `build_scripts`).
+    pub build_scripts: BuildScripts,
+}
+
+/// Build-script caching settings.
+#[derive(Clone, Debug, Default)]
+pub struct BuildScripts {
+    /// Cache build-script runs.
+    pub enabled: bool,
+    /// Packages whose build scripts always run.
+    pub skip: Vec<String>,
 }
 
 /// State shared by every connection.

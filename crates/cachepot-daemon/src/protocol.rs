@@ -62,6 +62,9 @@ pub enum Request {
     ZeroStats,
     /// Stop the daemon after pending writes.
     Shutdown,
+    /// Look a build script's run up (from its launcher): `compiler` is the
+    /// real binary. Answered like `Compile`.
+    BuildScript(CompileRequest),
 }
 
 /// Daemon to wrapper.

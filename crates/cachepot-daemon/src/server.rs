@@ -383,42 +383,12 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
                 }
             }
             Request::Compile(req) => {
-                let ppid = req.ppid;
-                let compile = Compile::from_request(req);
-                let lookup = cache::lookup(shared, &compile);
-                if let Some(w) = shared.warnings.take_for(ppid) {
-                    write_frame(&mut stream, &Response::Warning(w))?;
-                }
-                match lookup {
-                    Lookup::NotACompile | Lookup::Uncacheable => Response::RunUncached,
-                    Lookup::Hit(r) => Response::Hit {
-                        exit_code: r.exit_code,
-                        stdout: r.stdout,
-                        stderr: r.stderr,
-                    },
-                    Lookup::Miss(pending) => {
-                        // Why it missed, worked out in the background (a
-                        // hit compiled again for verifying did not miss).
-                        if pending.verify.is_none() {
-                            let (unit, cwd, bases, env) = pending.explain_parts();
-                            let s = shared.clone();
-                            server.queue_write(
-                                Background::Explain,
-                                Box::new(move || {
-                                    crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)
-                                }),
-                            );
-                        }
-                        let extra_args = pending
-                            .extra_args
-                            .iter()
-                            .map(|a| a.as_bytes().to_vec())
-                            .collect();
-                        write_frame(&mut stream, &Response::Miss { extra_args })?;
-                        finish_miss(server, &mut stream, *pending)?;
-                        continue;
-                    }
-                }
+                serve_work(server, &mut stream, req, Kind::Compile)?;
+                continue;
+            }
+            Request::BuildScript(req) => {
+                serve_work(server, &mut stream, req, Kind::BuildScript)?;
+                continue;
             }
             Request::Finished { .. } => Response::Error("Finished without a miss".into()),
             Request::HitTime { micros } => {
@@ -474,6 +444,61 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
     Ok(())
 }
 
+/// What a wrapper asks to be looked up.
+#[derive(Clone, Copy)]
+enum Kind {
+    Compile,
+    BuildScript,
+}
+
+/// Looks a compile or a build script's run up and answers: a hit, or a
+/// miss (then waits for the wrapper's report and stores the result).
+fn serve_work(
+    server: &Server,
+    stream: &mut UnixStream,
+    req: crate::protocol::CompileRequest,
+    kind: Kind,
+) -> io::Result<()> {
+    let shared = &server.shared;
+    let ppid = req.ppid;
+    let compile = Compile::from_request(req);
+    let lookup = match kind {
+        Kind::Compile => cache::lookup(shared, &compile),
+        Kind::BuildScript => cache::lookup_script(shared, &compile),
+    };
+    if let Some(w) = shared.warnings.take_for(ppid) {
+        write_frame(stream, &Response::Warning(w))?;
+    }
+    let resp = match lookup {
+        Lookup::NotACompile | Lookup::Uncacheable => Response::RunUncached,
+        Lookup::Hit(r) => Response::Hit {
+            exit_code: r.exit_code,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        },
+        Lookup::Miss(pending) => {
+            // Why it missed, worked out in the background (a hit run
+            // again for verifying did not miss).
+            if pending.verify.is_none() {
+                let (unit, cwd, bases, env) = pending.explain_parts();
+                let s = shared.clone();
+                server.queue_write(
+                    Background::Explain,
+                    Box::new(move || crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)),
+                );
+            }
+            let extra_args = pending
+                .extra_args
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect();
+            write_frame(stream, &Response::Miss { extra_args })?;
+            return finish_miss(server, stream, *pending);
+        }
+    };
+    write_frame(stream, &resp)
+}
+
 /// Waits for the wrapper's report of a missed compile and stores the result.
 fn finish_miss(
     server: &Server,
@@ -495,7 +520,8 @@ fn finish_miss(
     // stored.
     if pending.verify.is_some() {
         if exit_code == Some(0) {
-            cache::verify(shared, &pending);
+            cache::verify(shared, &pending, &stdout);
+            pending.after_success(shared);
         }
         pending.cleanup();
         return write_frame(stream, &Response::Ok);
@@ -509,15 +535,20 @@ fn finish_miss(
     let prepared = match exit_code {
         Some(0) => cache::prepare_store(shared, &pending, &stdout, &stderr),
         Some(1) => {
-            shared.stats.count(Event::CompileFailure);
+            pending.count_failure(shared);
             cache::prepare_failure(shared, &pending, &stdout, &stderr)
         }
         _ => {
-            shared.stats.count(Event::CompileFailure);
+            pending.count_failure(shared);
             Ok(None)
         }
     };
     pending.cleanup();
+    // Only once its outputs are read: a build script's binary gives way to
+    // its launcher.
+    if exit_code == Some(0) {
+        pending.after_success(shared);
+    }
     tracing::debug!(
         unit = %pending.unit.unit,
         prepare_us = preparing.elapsed().as_micros(),

@@ -89,6 +89,31 @@ pub struct StatsSnapshot {
     /// Each storage backend: hits, misses, errors, bytes, latency.
     #[serde(default)]
     pub backends: Vec<cachepot_storage::metered::BackendStats>,
+    /// Build-script runs, counted apart from compiles.
+    #[serde(default)]
+    pub build_scripts: ScriptStats,
+}
+
+/// The counts of build-script runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScriptStats {
+    /// Runs replayed from the cache.
+    pub hits: u64,
+    /// Runs not found, which ran.
+    pub misses: u64,
+    /// Runs that failed (never stored).
+    pub failed: u64,
+    /// Runs not looked up or not stored, by reason.
+    pub not_cached: BTreeMap<String, u64>,
+}
+
+/// What kind of work a hit or miss is counted under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work<'a> {
+    /// A compile, in its language (`rust`, `c`, `c++`, `asm`, …).
+    Compile(&'a str),
+    /// A build script's run.
+    BuildScript,
 }
 
 /// The counts of one language.
@@ -192,6 +217,30 @@ impl Stats {
                 Event::Miss => l.misses += 1,
                 _ => {}
             }
+        });
+    }
+
+    /// Counts a hit or miss of a kind of work: a compile's in its
+    /// language and the totals, a build script's apart.
+    pub fn count_work(&self, work: Work<'_>, e: Event) {
+        match work {
+            Work::Compile(lang) => self.count_in(lang, e),
+            Work::BuildScript => self.with(|(s, _)| match e {
+                Event::Hit => s.build_scripts.hits += 1,
+                Event::Miss => s.build_scripts.misses += 1,
+                Event::CompileFailure => s.build_scripts.failed += 1,
+                _ => {}
+            }),
+        }
+    }
+
+    /// Counts a build-script run that was not looked up or not stored.
+    pub fn script_not_cached(&self, reason: &str) {
+        self.with(|(s, _)| {
+            *s.build_scripts
+                .not_cached
+                .entry(reason.to_string())
+                .or_default() += 1;
         });
     }
 

@@ -230,6 +230,20 @@ fn render(s: &StatsSnapshot) -> String {
             ),
         );
     }
+    let b = &s.build_scripts;
+    let not_cached: u64 = b.not_cached.values().sum();
+    if b.hits + b.misses + b.failed + not_cached > 0 {
+        row(
+            "Build scripts",
+            format!(
+                "{} hits, {} misses, {} failed, {} not cached",
+                b.hits, b.misses, b.failed, not_cached
+            ),
+        );
+        for (reason, n) in &b.not_cached {
+            row(&format!("  {reason}"), n.to_string());
+        }
+    }
     row("Cache writes", s.cache_writes.to_string());
     row("Cache writes pending", s.pending_writes.to_string());
     if let Some(m) = s.hit_time_median_us {

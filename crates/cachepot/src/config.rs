@@ -69,6 +69,10 @@ vars! {
         "`1`: every cache hit is also compiled, the outputs are compared byte for byte with the entry, and a mismatch is counted (`verify_mismatches`), logged with the unit and the differing output, and its entry removed; the freshly compiled outputs are the ones left in place. A fraction such as `0.05` verifies that share of hits (chosen by key, so the same ones every build). Outputs that are not deterministic (incremental compiles, coverage and profiling objects) are counted as `verify_unverifiable` and served as hits. Default: `0`.";
     PATH_POLICY = "CACHEPOT_PATH_POLICY", None, Some("path_policy"),
         "`share` (default): entries are shared across checkouts, `CARGO_HOME`s and target directories, for Rust and C alike; the absolute paths a restored output embeds in debug info, `file!()` and panic messages are those of the machine that stored it (`--remap-path-prefix` / `-ffile-prefix-map` make them the same everywhere). `exact`: the absolute paths of the working directory, `CARGO_HOME`, the target directory and `CACHEPOT_BASEDIRS` are keyed too, so an output always names this checkout's own paths and only identical layouts share.";
+    BUILD_SCRIPTS = "CACHEPOT_BUILD_SCRIPTS", None, Some("build_scripts"),
+        "`off`: build scripts run as without cachepot. `on` (default): a build script compiled through cachepot runs through it too (its binary gives way to a small launcher that asks the daemon): a run whose inputs match a stored one gets its `OUT_DIR` files written back and its output replayed instead of running (configure, make and cmake included); a miss runs the real binary with cargo's environment and jobserver, and is stored when it can be replayed exactly. Counted apart in `--show-stats` (`build scripts`).";
+    BUILD_SCRIPTS_SKIP = "CACHEPOT_BUILD_SCRIPTS_SKIP", None, Some("build_scripts_skip"),
+        "Packages whose build scripts always run, by package name, separated by commas or whitespace (in the file: a list of strings), such as a build script that must see the machine it runs on.";
     REMOTE_TIMEOUT = "CACHEPOT_REMOTE_TIMEOUT", None, Some("remote_timeout"),
         "Seconds one remote storage call may take before it counts as failed and the compile goes on without it. Default: `30`.";
     BUCKET = "CACHEPOT_BUCKET", Some("SCCACHE_BUCKET"), Some("s3.bucket"),
@@ -218,6 +222,10 @@ pub struct Config {
     pub verify_ppm: u32,
     /// Variables keyed in every Rust compile, sorted, each once.
     pub key_env: Vec<String>,
+    /// Cache build-script runs.
+    pub build_scripts: bool,
+    /// Packages whose build scripts always run, sorted, each once.
+    pub build_scripts_skip: Vec<String>,
 }
 
 /// The config file's contents.
@@ -235,6 +243,8 @@ pub struct FileConfig {
     path_policy: Option<toml::Value>,
     prefetch: Option<toml::Value>,
     verify: Option<toml::Value>,
+    build_scripts: Option<toml::Value>,
+    build_scripts_skip: Option<Vec<String>>,
     s3: Option<toml::Table>,
     redis: Option<toml::Table>,
     memcached: Option<toml::Table>,
@@ -255,6 +265,7 @@ impl FileConfig {
                 "path_policy" => self.path_policy.clone(),
                 "prefetch" => self.prefetch.clone(),
                 "verify" => self.verify.clone(),
+                "build_scripts" => self.build_scripts.clone(),
                 _ => None,
             },
             Some((section, name)) => {
@@ -456,6 +467,18 @@ impl Config {
                 ),
             },
         };
+        let build_scripts = match setting(&BUILD_SCRIPTS, &file)?.map(|v| v.to_ascii_lowercase()) {
+            None => true,
+            Some(v) if matches!(v.as_str(), "on" | "1" | "true" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "off" | "0" | "false" | "no") => false,
+            Some(v) => bail!("{}: expected on or off, got {v:?}", source(&BUILD_SCRIPTS)),
+        };
+        let mut build_scripts_skip = match env_str(&BUILD_SCRIPTS_SKIP)? {
+            Some(v) => parse_key_env(&v),
+            None => file.build_scripts_skip.clone().unwrap_or_default(),
+        };
+        build_scripts_skip.sort();
+        build_scripts_skip.dedup();
         let remote = crate::remote_config::load(&file)?;
         if !local && remote.is_none() {
             bail!(
@@ -478,6 +501,8 @@ impl Config {
             prefetch,
             verify_ppm,
             key_env,
+            build_scripts,
+            build_scripts_skip,
         })
     }
 
@@ -486,7 +511,7 @@ impl Config {
     pub fn fingerprint(&self) -> String {
         // `key_env` too: a daemon keys the variables it was started with.
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}",
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}",
             self.dir,
             self.cache_size,
             self.basedirs,
@@ -497,13 +522,16 @@ impl Config {
             self.path_policy,
             self.key_env,
             self.prefetch,
-            self.verify_ppm
+            self.verify_ppm,
+            self.build_scripts,
+            self.build_scripts_skip
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
 }
 
-/// Splits `CACHEPOT_KEY_ENV`: names separated by commas or whitespace.
+/// Splits `CACHEPOT_KEY_ENV` (and `CACHEPOT_BUILD_SCRIPTS_SKIP`): names
+/// separated by commas or whitespace.
 fn parse_key_env(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|n| !n.is_empty())
@@ -549,7 +577,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     };
     let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy, prefetch, verify and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy, prefetch, verify, build_scripts, build_scripts_skip and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
             path.display()
         )
     })?;

@@ -50,6 +50,8 @@ fn the_keyed_variables_choose_the_daemon() {
         prefetch: 16,
         verify_ppm: 0,
         key_env: Vec::new(),
+        build_scripts: true,
+        build_scripts_skip: Vec::new(),
     };
     let mut b = a.clone();
     b.key_env = vec!["FLAVOR".into()];

@@ -29,6 +29,10 @@ fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig
         verify: f64::from(config.verify_ppm) / 1e6,
         spool: config.dir.join("spool"),
         key_env: config.key_env.clone(),
+        build_scripts: cachepot_daemon::BuildScripts {
+            enabled: config.build_scripts,
+            skip: config.build_scripts_skip.clone(),
+        },
     }
 }
 

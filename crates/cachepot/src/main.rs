@@ -39,6 +39,15 @@ fn main() {
         }
         std::process::exit(wrapper::run(name, args, start));
     }
+    // A build script's launcher (see the daemon's `script::launcher`).
+    if args.first().is_some_and(|a| a == "--run-build-script") && args.len() >= 2 {
+        if let Ok(runtime) = runtime::dir() {
+            logging::to_file(&runtime.join("client.log"), "warn");
+        }
+        let real = args.remove(1);
+        args.remove(0);
+        std::process::exit(wrapper::run_build_script(real, args, start));
+    }
     let is_flag = args
         .first()
         .is_some_and(|a| a.to_string_lossy().starts_with('-'));

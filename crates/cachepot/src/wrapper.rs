@@ -49,7 +49,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
         None
     };
     let stdin = stdin.as_deref();
-    match through_daemon(&compiler, &args, start, stdin) {
+    match through_daemon(&compiler, &args, start, stdin, Work::Compile) {
         Ok(code) => code,
         Err(e) => {
             tracing::warn!(
@@ -65,7 +65,31 @@ pub fn run(compiler: OsString, args: Vec<OsString>, start: Instant) -> i32 {
     }
 }
 
-/// Version and `--print` queries skip the daemon altogether.
+/// Runs a build script through the cache (from its launcher) and returns
+/// the exit code. Whatever fails on the cache's side, the script runs.
+pub fn run_build_script(real: OsString, args: Vec<OsString>, start: Instant) -> i32 {
+    if config::env_flag(&config::NO_CACHE) {
+        return exec_plain(&real, &args);
+    }
+    match through_daemon(&real, &args, start, None, Work::BuildScript) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cache unavailable; running the build script without it"
+            );
+            exec_plain(&real, &args)
+        }
+    }
+}
+
+/// What the wrapper asks the daemon about.
+#[derive(Clone, Copy)]
+enum Work {
+    Compile,
+    BuildScript,
+}
+
 /// The compiler to run. A bare name is looked up in `PATH` as the shell
 /// would, skipping cachepot itself: with a `gcc` link to cachepot first in
 /// `PATH`, the real gcc is the next one. Err(name) when only cachepot is
@@ -128,6 +152,7 @@ fn reads_stdin_source(compiler: &OsString, args: &[OsString]) -> bool {
     })
 }
 
+/// Version and `--print` queries skip the daemon altogether.
 fn is_query(args: &[OsString]) -> bool {
     args.iter().any(|a| {
         let a = a.as_bytes();
@@ -144,6 +169,7 @@ fn through_daemon(
     args: &[OsString],
     start: Instant,
     stdin: Option<&[u8]>,
+    work: Work,
 ) -> Result<i32> {
     let config = match Config::load() {
         Ok(c) => c,
@@ -170,7 +196,11 @@ fn through_daemon(
         recache: config::env_flag(&config::RECACHE),
         stdin: stdin.map(<[u8]>::to_vec),
     };
-    match conn.call(&Request::Compile(req))? {
+    let request = match work {
+        Work::Compile => Request::Compile(req),
+        Work::BuildScript => Request::BuildScript(req),
+    };
+    match conn.call(&request)? {
         Response::Hit {
             exit_code,
             stdout,

@@ -19,12 +19,12 @@ use cachepot_storage::Entry;
 
 use super::pipeline::{self, Found, Keyed, Looked, Plan, Served};
 use super::{
-    changed_during, invalid, private_temp, read_outputs, Compile, Lookup, Pending, PendingKind,
-    StoreJob, Verify,
+    changed_during, invalid, private_temp, read_outputs, Compile, Dest, Lookup, Pending,
+    PendingKind, StoreJob, Verify,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
-use crate::stats::Event;
+use crate::stats::{Event, Work};
 use crate::Shared;
 
 /// How a C miss will be stored.
@@ -175,12 +175,15 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         && compile.language != Language::Asm
         && !cc::args_use_time_macros(&compile);
     let mut direct = direct_possible;
+    let dest = Dest {
+        outputs: outputs.clone(),
+        ..Dest::default()
+    };
     let mut plan = Plan {
-        lang,
+        work: Work::Compile(lang),
         label: &compile.input,
         keyed: Keyed::Manifests(key_a),
-        outputs: &outputs,
-        families: &[],
+        dest: &dest,
         bases: &bases,
         // gcc stamps coverage and profiling objects with the time.
         verifiable: !compile.coverage && !compile.profile_generate,
@@ -264,11 +267,7 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         extra_args,
         claim,
         unit,
-        verify: verify.map(|key| Verify {
-            key,
-            outputs: outputs.clone(),
-            families: Vec::new(),
-        }),
+        verify: verify.map(|key| Verify { key, dest }),
     }))
 }
 

@@ -7,6 +7,7 @@ mod outputs;
 mod pipeline;
 mod restore;
 mod rust;
+mod script;
 mod storage;
 mod verify;
 
@@ -19,7 +20,7 @@ use std::time::SystemTime;
 
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::Manifest;
-use cachepot_compiler::rust::{Output, OutputFamily};
+use cachepot_compiler::rust::{Output, OutputFamily, Role};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
@@ -115,18 +116,40 @@ pub struct Pending {
     pub verify: Option<Verify>,
 }
 
-/// A hit whose fresh compile is compared with its entry.
+/// A hit whose fresh compile (or run) is compared with its entry.
 pub struct Verify {
     /// The entry's key.
     key: Digest,
     /// Where this compile writes each output.
+    dest: Dest,
+}
+
+/// Where the files of an entry go, by role: a compile's outputs, the
+/// files of its output families, and a build script's `OUT_DIR`.
+#[derive(Clone, Default)]
+pub struct Dest {
     outputs: Vec<Output>,
     families: Vec<OutputFamily>,
+    out_dir: Option<PathBuf>,
+}
+
+impl Dest {
+    /// Where a file of `role` goes, or `None` when this work writes none.
+    fn path_of(&self, role: &Role) -> Option<PathBuf> {
+        if let Some(o) = self.outputs.iter().find(|o| o.role == *role) {
+            return Some(o.path.clone());
+        }
+        if let Some(p) = self.families.iter().find_map(|f| f.path_of(role)) {
+            return Some(p);
+        }
+        Some(self.out_dir.as_ref()?.join(role.out_dir_path()?))
+    }
 }
 
 enum PendingKind {
     Rust(Box<rust::RustPending>),
     C(Box<c::CPending>),
+    Script(Box<script::ScriptPending>),
 }
 
 impl Pending {
@@ -151,6 +174,26 @@ impl Pending {
         match &self.kind {
             PendingKind::C(p) => p.cleanup(),
             PendingKind::Rust(r) => r.cleanup(),
+            PendingKind::Script(_) => {}
+        }
+    }
+
+    /// Counts a failed compile, or a failed build-script run apart.
+    pub fn count_failure(&self, shared: &Shared) {
+        match &self.kind {
+            PendingKind::Script(_) => shared.stats.count_work(
+                crate::stats::Work::BuildScript,
+                crate::stats::Event::CompileFailure,
+            ),
+            _ => shared.stats.count(crate::stats::Event::CompileFailure),
+        }
+    }
+
+    /// After the work succeeded: a build script's compile gets its
+    /// launcher (see `script::launcher`).
+    pub fn after_success(&self, shared: &Shared) {
+        if let PendingKind::Rust(r) = &self.kind {
+            rust::install_launcher(shared, r, &self.cwd, &self.env);
         }
     }
 }
@@ -196,6 +239,11 @@ pub fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     }
 }
 
+/// Looks a build script's run up and, on a hit, restores its `OUT_DIR`.
+pub fn lookup_script(shared: &Arc<Shared>, c: &Compile) -> Lookup {
+    script::lookup(shared, c)
+}
+
 /// Reads a finished compile's outputs and dependency file now (before the
 /// build can touch them), and returns what to write in the background, or
 /// `None` when the result must not be stored.
@@ -208,6 +256,7 @@ pub fn prepare_store(
     match &p.kind {
         PendingKind::Rust(r) => rust::prepare_store(shared, p, r, stdout, stderr),
         PendingKind::C(cp) => c::prepare_store(shared, p, cp, stdout, stderr),
+        PendingKind::Script(sp) => script::prepare_store(shared, p, sp, stdout, stderr),
     }
 }
 
@@ -221,7 +270,7 @@ pub fn prepare_failure(
 ) -> io::Result<Option<StoreJob>> {
     match &p.kind {
         PendingKind::Rust(r) => rust::prepare_failure(shared, p, r, stdout, stderr),
-        PendingKind::C(_) => Ok(None),
+        PendingKind::C(_) | PendingKind::Script(_) => Ok(None),
     }
 }
 

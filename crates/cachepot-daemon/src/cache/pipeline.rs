@@ -7,14 +7,13 @@
 use std::time::Duration;
 
 use cachepot_compiler::digest::Digest;
-use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
 
 use super::storage::{entry_key, hit_by_key, lookup_manifests, manifest_key};
-use super::{Compile, Replay};
+use super::{Compile, Dest, Replay};
 use crate::inflight::{Claim, Turn};
 use crate::prefetch;
-use crate::stats::Event;
+use crate::stats::{Event, Work};
 use crate::Shared;
 
 /// How a plan's entry is found.
@@ -37,13 +36,13 @@ impl Keyed {
 
 /// What one compile asks of the pipeline.
 pub(super) struct Plan<'a> {
-    /// The language its statistics count under.
-    pub lang: &'a str,
+    /// What its hits and misses count under.
+    pub work: Work<'a>,
     /// What the logs call the unit.
     pub label: &'a str,
     pub keyed: Keyed,
-    pub outputs: &'a [Output],
-    pub families: &'a [OutputFamily],
+    /// Where a hit's files go.
+    pub dest: &'a Dest,
     pub bases: &'a BaseDirs,
     /// Whether a fresh compile gives the same bytes (not for incremental
     /// compiles, coverage or profiling objects): only then can a hit be
@@ -76,8 +75,7 @@ pub(super) fn look(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>
             if let Some(ws) = &ws {
                 prefetch::on_compile(shared, ws, c.ppid);
             }
-            let found =
-                lookup_manifests(shared, c, &key_a, plan.outputs, plan.families, plan.bases);
+            let found = lookup_manifests(shared, c, &key_a, plan.dest, plan.bases);
             if let Some(ws) = &ws {
                 let entry = found.hit.as_ref().map(|(_, b)| entry_key(b));
                 let keys = std::iter::once(manifest_key(&key_a)).chain(entry);
@@ -89,12 +87,10 @@ pub(super) fn look(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Plan<'_>
                 (None, None) => Looked::Nothing,
             }
         }
-        Keyed::Plain(key) => {
-            match hit_by_key(shared, &key, plan.outputs, plan.families, plan.bases) {
-                Some(replay) => Looked::Hit(replay, key),
-                None => Looked::Nothing,
-            }
-        }
+        Keyed::Plain(key) => match hit_by_key(shared, &key, plan.dest, plan.bases) {
+            Some(replay) => Looked::Hit(replay, key),
+            None => Looked::Nothing,
+        },
     }
 }
 
@@ -106,7 +102,7 @@ pub(super) fn hit(
     how: &str,
     replay: Replay,
 ) -> Replay {
-    shared.stats.count_in(plan.lang, Event::Hit);
+    shared.stats.count_work(plan.work, Event::Hit);
     tracing::debug!(unit = plan.label, key = %key, how, "hit");
     replay
 }
@@ -197,7 +193,7 @@ pub(super) fn take_turn(shared: &std::sync::Arc<Shared>, c: &Compile, plan: &Pla
             }
         }
     };
-    shared.stats.count_in(plan.lang, Event::Miss);
+    shared.stats.count_work(plan.work, Event::Miss);
     tracing::debug!(unit = plan.label, key = %key, "miss");
     Found::Miss(claim)
 }

@@ -16,16 +16,17 @@
 //! that any restore pays, and creating the files.
 
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cachepot_compiler::digest::Digest;
-use cachepot_compiler::rust::{Output, OutputFamily, Role};
+use cachepot_compiler::rust::Role;
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{decode_streaming, StreamError};
 
-use super::{invalid, Replay};
+use super::{invalid, Dest, Replay};
 
 /// Size of the buffer each file is copied through.
 const COPY_BUFFER: usize = 256 * 1024;
@@ -58,12 +59,11 @@ pub(super) fn digest_meta(role: &Role) -> String {
 /// Files whose digest the entry recorded come back as [`Written`].
 pub(super) fn restore(
     bytes: &[u8],
-    outputs: &[Output],
-    families: &[OutputFamily],
+    dest: &Dest,
     bases: &BaseDirs,
 ) -> Result<(Replay, Vec<Written>), StreamError> {
-    let mut staged: Vec<Staged> = Vec::with_capacity(outputs.len());
-    let result = write_and_check(bytes, outputs, families, bases, &mut staged);
+    let mut staged: Vec<Staged> = Vec::with_capacity(dest.outputs.len());
+    let result = write_and_check(bytes, dest, bases, &mut staged);
     let result = result.and_then(|(replay, digests)| {
         for s in &staged {
             std::fs::rename(&s.tmp, &s.dest).map_err(StreamError::Sink)?;
@@ -94,8 +94,7 @@ pub(super) fn restore(
 /// by role.
 fn write_and_check(
     bytes: &[u8],
-    outputs: &[Output],
-    families: &[OutputFamily],
+    dest: &Dest,
     bases: &BaseDirs,
     staged: &mut Vec<Staged>,
 ) -> Result<(Replay, Vec<(Role, Digest)>), StreamError> {
@@ -106,18 +105,34 @@ fn write_and_check(
         let Some(role) = Role::parse(name) else {
             return Ok(());
         };
-        let dest = match outputs.iter().find(|o| o.role == role) {
-            Some(out) => out.path.clone(),
-            None => match families.iter().find_map(|f| f.path_of(&role)) {
-                Some(path) => path,
-                None => return Ok(()),
-            },
+        let Some(dest) = dest.path_of(&role) else {
+            return Ok(());
         };
         if staged.iter().any(|s| s.role == role) {
             return Ok(());
         }
+        // A build script's directory is made at once (an empty one is
+        // restored too); its links are made beside and renamed like files.
+        if let Role::OutDir(_) = role {
+            return std::fs::create_dir_all(&dest);
+        }
         let rewrites = role.rewrites_paths();
         let tmp = temp_beside(&dest)?;
+        if let Role::OutLink(_) = role {
+            let mut target = Vec::new();
+            data.read_to_end(&mut target)?;
+            let target = bases
+                .restore(&target)
+                .ok_or_else(|| invalid("a link names an unknown base directory"))?;
+            staged.push(Staged {
+                role,
+                tmp: tmp.clone(),
+                dest,
+                file: None,
+            });
+            return std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &tmp);
+        }
+        let what = role.to_string();
         staged.push(Staged {
             role,
             tmp: tmp.clone(),
@@ -130,7 +145,7 @@ fn write_and_check(
             data.read_to_end(&mut text)?;
             let text = bases
                 .restore(&text)
-                .ok_or_else(|| invalid("dep-info names an unknown base directory"))?;
+                .ok_or_else(|| invalid(format!("{what} names an unknown base directory")))?;
             file.write_all(&text)?;
         } else {
             copy(data, &mut file, &mut buf)?;
@@ -161,7 +176,7 @@ fn write_and_check(
         Some(b"1") => 1,
         Some(_) => return Err(StreamError::Sink(invalid("unexpected exit code in entry"))),
     };
-    for out in outputs {
+    for out in &dest.outputs {
         let present = staged.iter().any(|s| s.role == out.role);
         if !present && exit_code == 0 && !out.optional {
             return Err(StreamError::Sink(invalid(format!(

@@ -19,13 +19,14 @@ use cachepot_compiler::rust::{
 use cachepot_storage::Entry;
 
 use super::pipeline::{self, Found, Keyed, Plan};
+use super::script::launcher::{self, script_binary};
 use super::{
     changed_during, invalid, is_clippy, is_rustc, private_temp, read_family, read_outputs, Compile,
-    Lookup, Pending, PendingKind, ReadOutputs, StoreJob, Verify,
+    Dest, Lookup, Pending, PendingKind, ReadOutputs, StoreJob, Verify,
 };
 use crate::explain::UnitInputs;
 use crate::memo::resolve_program;
-use crate::stats::Event;
+use crate::stats::{Event, Work};
 use crate::Shared;
 
 /// The language name in statistics.
@@ -180,14 +181,17 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     };
     let outputs = kept_outputs(&compile, &c.cwd);
     let dwo = compile.dwo_files(&c.cwd);
-    let families = dwo.as_slice();
+    let dest = Dest {
+        outputs,
+        families: dwo.into_iter().collect(),
+        out_dir: None,
+    };
     let keyed = timer.elapsed();
     let plan = Plan {
-        lang: LANG,
+        work: Work::Compile(LANG),
         label: &compile.crate_name,
         keyed: Keyed::Manifests(key_a),
-        outputs: &outputs,
-        families,
+        dest: &dest,
         bases: &bases,
         verifiable: compile.incremental.is_none(),
     };
@@ -199,16 +203,15 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         "looked up"
     );
     let (claim, verify) = match found {
-        Found::Hit(replay) => return Lookup::Hit(replay),
+        Found::Hit(replay) => {
+            let package = c.env("CARGO_PKG_NAME").and_then(|v| v.to_str());
+            if let Some(bin) = script_binary(shared, &compile, &dest.outputs, package) {
+                launcher::install(shared, &bin);
+            }
+            return Lookup::Hit(replay);
+        }
         Found::Miss(claim) => (claim, None),
-        Found::Verify(key) => (
-            None,
-            Some(Verify {
-                key,
-                outputs: outputs.clone(),
-                families: dwo.iter().cloned().collect(),
-            }),
-        ),
+        Found::Verify(key) => (None, Some(Verify { key, dest })),
     };
     let unit = UnitInputs {
         unit: format!(
@@ -265,6 +268,22 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         unit,
         verify,
     }))
+}
+
+/// After a successful compile of a build script: its launcher (see
+/// `script::launcher`).
+pub(super) fn install_launcher(
+    shared: &Shared,
+    r: &RustPending,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+) {
+    let outputs = kept_outputs(&r.compile, cwd);
+    let package = env_value(env, "CARGO_PKG_NAME");
+    let package = package.as_deref().and_then(|v| v.to_str());
+    if let Some(bin) = script_binary(shared, &r.compile, &outputs, package) {
+        launcher::install(shared, &bin);
+    }
 }
 
 /// Reads a finished rustc compile's outputs and dep-info.

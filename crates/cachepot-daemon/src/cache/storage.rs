@@ -7,13 +7,12 @@ use std::time::SystemTime;
 
 use cachepot_compiler::digest::Digest;
 use cachepot_compiler::manifest::{self, Stored};
-use cachepot_compiler::rust::{Output, OutputFamily};
 use cachepot_compiler::BaseDirs;
 use cachepot_storage::{
     Entry, EntryError, FileData, StorageError, StorageKey, StreamError, Verdict,
 };
 
-use super::{restore, Compile, Replay, StoreJob, MANIFESTS_KEPT};
+use super::{restore, Compile, Dest, Replay, StoreJob, MANIFESTS_KEPT};
 use crate::explain::UnitInputs;
 use crate::stats::Event;
 use crate::Shared;
@@ -103,8 +102,7 @@ pub(super) fn lookup_manifests(
     shared: &Shared,
     c: &Compile,
     key_a: &Digest,
-    outputs: &[Output],
-    families: &[OutputFamily],
+    dest: &Dest,
     bases: &BaseDirs,
 ) -> ManifestLookup {
     let mut found = ManifestLookup::default();
@@ -128,7 +126,7 @@ pub(super) fn lookup_manifests(
                 continue;
             }
             let key_b = m.key_b(key_a).digest;
-            if let Some(replay) = hit_by_key(shared, &key_b, outputs, families, bases) {
+            if let Some(replay) = hit_by_key(shared, &key_b, dest, bases) {
                 found.hit = Some((replay, key_b));
                 if passed.is_empty() {
                     return Verdict::Take;
@@ -198,17 +196,15 @@ fn put_list(shared: &Shared, key: &StorageKey, list: Vec<Stored>, nearest: bool)
 pub(super) fn hit_by_key(
     shared: &Shared,
     key: &Digest,
-    outputs: &[Output],
-    families: &[OutputFamily],
+    dest: &Dest,
     bases: &BaseDirs,
 ) -> Option<Replay> {
     let skey = valid_key(shared, entry_key(key))?;
     let mut replay = None;
-    let result = shared
-        .storage
-        .get_each(
+    let result =
+        shared.storage.get_each(
             &skey,
-            &mut |bytes| match restore::restore(bytes, outputs, families, bases) {
+            &mut |bytes| match restore::restore(bytes, dest, bases) {
                 Ok((out, written)) => {
                     for w in written {
                         shared.digests.remember(&w.path, &w.meta, w.digest);

@@ -7,12 +7,14 @@ use cachepot_compiler::rust::Role;
 use cachepot_storage::{Entry, Verdict};
 
 use super::storage::entry_key;
-use super::Pending;
+use super::{script, Pending, PendingKind};
 use crate::stats::Event;
 use crate::Shared;
 
-/// Compares a verified hit's entry with the outputs of its fresh compile.
-pub fn verify(shared: &Shared, p: &Pending) {
+/// Compares a verified hit's entry with the outputs of its fresh compile
+/// (or run: then its standard output too, and no file may be left that
+/// the entry lacks).
+pub fn verify(shared: &Shared, p: &Pending, stdout: &[u8]) {
     let Some(v) = &p.verify else { return };
     let Ok(key) = entry_key(&v.key) else { return };
     let mut entry = None;
@@ -30,20 +32,31 @@ pub fn verify(shared: &Shared, p: &Pending) {
         return;
     };
     let mut differs = Vec::new();
+    if let PendingKind::Script(sp) = &p.kind {
+        if script::stdout_differs(&entry, p, stdout) {
+            differs.push("stdout".to_string());
+        }
+        for extra in script::unexpected_files(&entry, sp) {
+            differs.push(format!("{extra}: not in the entry"));
+        }
+    }
     for file in &entry.files {
         let Some(role) = Role::parse(&file.name) else {
             continue;
         };
-        let path = v
-            .outputs
-            .iter()
-            .find(|o| o.role == role)
-            .map(|o| o.path.clone())
-            .or_else(|| v.families.iter().find_map(|f| f.path_of(&role)));
+        let path = v.dest.path_of(&role);
         let (Some(path), Some(stored)) = (path, file.data.bytes()) else {
             continue;
         };
-        let fresh = match std::fs::read(&path) {
+        let fresh = match &role {
+            Role::OutDir(_) if path.is_dir() => continue,
+            Role::OutLink(_) => std::fs::read_link(&path).map(|t| {
+                p.bases
+                    .normalize(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()))
+            }),
+            _ => std::fs::read(&path),
+        };
+        let fresh = match fresh {
             Ok(b) if role.rewrites_paths() => p.bases.normalize(&b),
             Ok(b) => b,
             Err(e) => {

@@ -48,7 +48,15 @@ fn misses_name_the_source_the_env_var_and_the_dependency_that_changed() {
     env.zero();
     env.build(&co, &[("FIXTURE_GREETING", "salut")]);
     let list = explained(&env);
-    assert_eq!(list.len(), 2, "{list:?}");
+    // util's build script declares no file: any file of its package
+    // reruns it, as cargo would.
+    assert_eq!(list.len(), 3, "{list:?}");
+    let script = differences(&list, "build-script util");
+    assert_eq!(script.len(), 1, "{script:?}");
+    assert!(
+        script[0].0 == "file:./" && script[0].1 != script[0].2,
+        "{script:?}"
+    );
     let util = differences(&list, "rust util lib");
     assert!(
         util.iter()
