@@ -19,7 +19,7 @@ const BASE_RELATIVE_ENV_DEPS: &[&str] = &["OUT_DIR"];
 
 /// An `env-dep` value as the manifest keeps it: exact, except for
 /// [`BASE_RELATIVE_ENV_DEPS`].
-fn env_dep_value(name: &str, value: &str, bases: &BaseDirs) -> String {
+pub(crate) fn env_dep_value(name: &str, value: &str, bases: &BaseDirs) -> String {
     if BASE_RELATIVE_ENV_DEPS.contains(&name) {
         bases.normalize_str(value)
     } else {

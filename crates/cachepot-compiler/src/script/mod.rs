@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use crate::depinfo::escape_env_value;
 use crate::digest::{Digest, FileDigester};
 use crate::key::{env_value, Key, KeyBuilder};
-use crate::manifest::{Manifest, ManifestError, ABSENT};
+use crate::manifest::{env_dep_value, Manifest, ManifestError, ABSENT};
 use crate::paths::BaseDirs;
 
 pub use directives::Directives;
@@ -376,7 +376,8 @@ pub fn manifest(
         if env_deps.iter().any(|(n, _)| n == name) {
             continue;
         }
-        let value = env_value(env, name).map(|v| escape_env_value(&v.to_string_lossy()));
+        let value = env_value(env, name)
+            .map(|v| env_dep_value(name, &escape_env_value(&v.to_string_lossy()), bases));
         env_deps.push((name.clone(), value));
     }
     Ok(Manifest {

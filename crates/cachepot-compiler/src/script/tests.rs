@@ -97,11 +97,13 @@ fn manifest_records_files_trees_absent_paths_and_variables() {
     std::fs::write(pkg.join("build.rs"), "fn main() {}").unwrap();
     std::fs::write(pkg.join("src/a.c"), "int a;").unwrap();
     std::fs::write(out.join("gen.rs"), "").unwrap();
-    let b = BaseDirs::new([("cwd", pkg.as_path())]);
-    let e = env(&[("FLAVOR", "mango")]);
+    let target = dir.path().join("target");
+    let b = BaseDirs::new([("cwd", pkg.as_path()), ("target", target.as_path())]);
+    let e = env(&[("FLAVOR", "mango"), ("OUT_DIR", out.to_str().unwrap())]);
     let stdout = format!(
         "cargo:rerun-if-changed=build.rs\ncargo:rerun-if-changed=src\ncargo:rerun-if-changed=gone.h\n\
-cargo:rerun-if-changed={}\ncargo:rerun-if-env-changed=FLAVOR\ncargo:rerun-if-env-changed=UNSET\n",
+cargo:rerun-if-changed={}\ncargo:rerun-if-env-changed=FLAVOR\ncargo:rerun-if-env-changed=UNSET\n\
+cargo:rerun-if-env-changed=OUT_DIR\n",
         out.join("gen.rs").display()
     );
     let d = directives::parse(stdout.as_bytes());
@@ -113,7 +115,13 @@ cargo:rerun-if-changed={}\ncargo:rerun-if-env-changed=FLAVOR\ncargo:rerun-if-env
         m.env,
         [
             ("FLAVOR".to_string(), Some("mango".to_string())),
-            ("UNSET".to_string(), None)
+            ("UNSET".to_string(), None),
+            // Compared relative to the target directory, as in rustc's
+            // manifests.
+            (
+                "OUT_DIR".to_string(),
+                Some("\0target\0/debug/build/p-1/out".to_string())
+            )
         ]
     );
     assert!(m.matches(&pkg, &b, &e, &PlainDigester));
@@ -123,7 +131,8 @@ cargo:rerun-if-changed={}\ncargo:rerun-if-env-changed=FLAVOR\ncargo:rerun-if-env
     assert!(!m.matches(&pkg, &b, &e, &PlainDigester));
     std::fs::remove_file(pkg.join("src/b.c")).unwrap();
     assert!(m.matches(&pkg, &b, &e, &PlainDigester));
-    assert!(!m.matches(&pkg, &b, &env(&[("FLAVOR", "kiwi")]), &PlainDigester));
+    let kiwi = env(&[("FLAVOR", "kiwi"), ("OUT_DIR", out.to_str().unwrap())]);
+    assert!(!m.matches(&pkg, &b, &kiwi, &PlainDigester));
     std::fs::write(pkg.join("gone.h"), "").unwrap();
     assert!(!m.matches(&pkg, &b, &e, &PlainDigester));
     // No file declared: the whole package.

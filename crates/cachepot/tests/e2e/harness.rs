@@ -59,6 +59,35 @@ fn cc_template() -> &'static PathBuf {
     T.get_or_init(|| make_template("e2e-cc-template", CC_FILES))
 }
 
+/// A workspace of build scripts of every kind: `gen` generates code into
+/// `OUT_DIR` from a declared file and variable (and fails on purpose when
+/// `FIXTURE_FAIL` is set), `native` (`links = "native"`) runs a configure
+/// script and make and prints link search paths and metadata, `user`
+/// reads that metadata (`DEP_NATIVE_*`), and `app` prints what they made.
+pub const SCRIPT_FILES: &[(&str, &str)] = &[
+    ("Cargo.toml", "[workspace]\nmembers = [\"app\", \"gen\", \"native\", \"user\"]\nresolver = \"2\"\n"),
+    ("app/Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ngen = { path = \"../gen\" }\nnative = { path = \"../native\" }\nuser = { path = \"../user\" }\n"),
+    ("app/src/main.rs", "fn main() {\n    println!(\"{} {} {} {} {}\", gen::DATA, gen::FLAVOR, native::add(1, 2), native::base(), user::BASE);\n}\n"),
+    ("gen/Cargo.toml", "[package]\nname = \"gen\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+    ("gen/data.txt", "data\n"),
+    ("gen/build.rs", "fn main() {\n    println!(\"cargo:rerun-if-changed=data.txt\");\n    println!(\"cargo:rerun-if-env-changed=FLAVOR\");\n    println!(\"cargo:rerun-if-env-changed=FIXTURE_FAIL\");\n    if std::env::var_os(\"FIXTURE_FAIL\").is_some() {\n        panic!(\"fixture build script failed on purpose\");\n    }\n    let data = std::fs::read_to_string(\"data.txt\").unwrap();\n    let flavor = std::env::var(\"FLAVOR\").unwrap_or_else(|_| \"plain\".into());\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    let text = format!(\"pub const DATA: &str = {:?};\\npub const FLAVOR: &str = {:?};\\npub const OUT: &str = {:?};\\n\", data.trim(), flavor, out);\n    std::fs::write(format!(\"{out}/gen.rs\"), text).unwrap();\n}\n"),
+    ("gen/src/lib.rs", "include!(concat!(env!(\"OUT_DIR\"), \"/gen.rs\"));\n"),
+    ("native/Cargo.toml", "[package]\nname = \"native\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlinks = \"native\"\n"),
+    ("native/csrc/configure", "#!/bin/sh\necho \"configure: writing config.h and Makefile\"\necho '#define BASE 40' > config.h\nsed \"s|@CC@|${CC:-cc}|\" Makefile.in > Makefile\n"),
+    ("native/csrc/Makefile.in", "libnative.a: add.o\n\tar rcs libnative.a add.o\nadd.o: add.c config.h\n\t@CC@ -c -O1 -fPIC add.c -o add.o\n"),
+    ("native/csrc/add.c", "#include \"config.h\"\nint native_add(int a, int b) { return a + b; }\nint native_base(void) { return BASE; }\n"),
+    ("native/build.rs", "use std::process::Command;\n\nfn main() {\n    println!(\"cargo:rerun-if-changed=csrc\");\n    let out = std::path::PathBuf::from(std::env::var(\"OUT_DIR\").unwrap());\n    let build = out.join(\"build\");\n    std::fs::create_dir_all(&build).unwrap();\n    for f in [\"configure\", \"Makefile.in\", \"add.c\"] {\n        std::fs::copy(format!(\"csrc/{f}\"), build.join(f)).unwrap();\n    }\n    assert!(Command::new(\"sh\").arg(\"configure\").current_dir(&build).status().unwrap().success());\n    assert!(Command::new(\"make\").arg(\"-s\").current_dir(&build).status().unwrap().success());\n    let lib = out.join(\"lib\");\n    std::fs::create_dir_all(&lib).unwrap();\n    std::fs::copy(build.join(\"libnative.a\"), lib.join(\"libnative.a\")).unwrap();\n    println!(\"cargo:rustc-link-search=native={}\", lib.display());\n    println!(\"cargo:rustc-link-lib=static=native\");\n    println!(\"cargo:root={}\", out.display());\n    println!(\"cargo:base=40\");\n}\n"),
+    ("native/src/lib.rs", "extern \"C\" {\n    fn native_add(a: i32, b: i32) -> i32;\n    fn native_base() -> i32;\n}\n\npub fn add(a: i32, b: i32) -> i32 {\n    unsafe { native_add(a, b) }\n}\n\npub fn base() -> i32 {\n    unsafe { native_base() }\n}\n"),
+    ("user/Cargo.toml", "[package]\nname = \"user\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nnative = { path = \"../native\" }\n"),
+    ("user/build.rs", "fn main() {\n    let root = std::env::var(\"DEP_NATIVE_ROOT\").unwrap();\n    let base = std::env::var(\"DEP_NATIVE_BASE\").unwrap();\n    assert!(std::path::Path::new(&root).join(\"lib/libnative.a\").exists(), \"no library under {root}\");\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    std::fs::write(format!(\"{out}/base.rs\"), format!(\"pub const BASE: i32 = {base};\\n\")).unwrap();\n}\n"),
+    ("user/src/lib.rs", "include!(concat!(env!(\"OUT_DIR\"), \"/base.rs\"));\n"),
+];
+
+fn scripts_template() -> &'static PathBuf {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| make_template("e2e-scripts-template", SCRIPT_FILES))
+}
+
 /// Fetches the registry crates of `files` into a CARGO_HOME and keeps the
 /// lock file, once per test run.
 fn make_template(name: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -147,6 +176,11 @@ impl Env {
     /// A checkout of the package whose build script compiles C (`cc`).
     pub fn checkout_cc(&self, name: &str) -> Checkout {
         self.checkout_of(cc_template(), CC_FILES, name, &[])
+    }
+
+    /// A checkout of the build-script workspace ([`SCRIPT_FILES`]).
+    pub fn checkout_scripts(&self, name: &str) -> Checkout {
+        self.checkout_of(scripts_template(), SCRIPT_FILES, name, &[])
     }
 
     fn checkout_of(

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binary wrapping the real cargo and rustc.
 
+mod build_scripts;
 mod c_builds;
 mod daemon;
 mod direct;
