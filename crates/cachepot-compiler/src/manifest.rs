@@ -19,7 +19,7 @@ const BASE_RELATIVE_ENV_DEPS: &[&str] = &["OUT_DIR"];
 
 /// An `env-dep` value as the manifest keeps it: exact, except for
 /// [`BASE_RELATIVE_ENV_DEPS`].
-pub(crate) fn env_dep_value(name: &str, value: &str, bases: &BaseDirs) -> String {
+fn env_dep_value(name: &str, value: &str, bases: &BaseDirs) -> String {
     if BASE_RELATIVE_ENV_DEPS.contains(&name) {
         bases.normalize_str(value)
     } else {
@@ -61,6 +61,30 @@ pub struct Manifest {
     pub files: Vec<(String, Digest)>,
     /// `env-dep` name and value as rustc escaped it.
     pub env: Vec<(String, Option<String>)>,
+    /// How the values in `env` are compared.
+    pub env_values: EnvValues,
+}
+
+/// How a manifest's variables are compared with a compile's environment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EnvValues {
+    /// Exactly, but `OUT_DIR` base-relative (rustc's `env-dep`: a value
+    /// may be embedded in the output and used at run time).
+    #[default]
+    Exact,
+    /// Every value base-relative (a build script's `rerun-if-env-changed`:
+    /// its directives and text outputs are restored for each checkout).
+    BaseRelative,
+}
+
+impl EnvValues {
+    /// A value as the manifest keeps it.
+    fn keep(self, name: &str, value: &str, bases: &BaseDirs) -> String {
+        match self {
+            EnvValues::Exact => env_dep_value(name, value, bases),
+            EnvValues::BaseRelative => bases.normalize_str(value),
+        }
+    }
 }
 
 /// Why a manifest could not be made.
@@ -108,6 +132,7 @@ impl Manifest {
                 .iter()
                 .map(|(n, v)| (n.clone(), v.as_ref().map(|v| env_dep_value(n, v, bases))))
                 .collect(),
+            env_values: EnvValues::Exact,
         })
     }
 
@@ -139,8 +164,10 @@ impl Manifest {
     /// Whether every recorded `env-dep` variable has its recorded value.
     pub fn env_matches(&self, env: &[(OsString, OsString)], bases: &BaseDirs) -> bool {
         self.env.iter().all(|(name, recorded)| {
-            let now = env_value(env, name)
-                .map(|v| env_dep_value(name, &escape_env_value(&v.to_string_lossy()), bases));
+            let now = env_value(env, name).map(|v| {
+                self.env_values
+                    .keep(name, &escape_env_value(&v.to_string_lossy()), bases)
+            });
             now == *recorded
         })
     }
@@ -157,6 +184,9 @@ impl Manifest {
                 &format!("env-dep:{n}"),
                 v.as_deref().unwrap_or("\0unset").as_bytes(),
             );
+        }
+        if self.env_values == EnvValues::BaseRelative {
+            b.add("env-values", b"base-relative");
         }
         b.finish()
     }
@@ -179,6 +209,9 @@ pub fn encode_list(list: &[Stored]) -> String {
     let mut s = String::new();
     for Stored { manifest: m, at } in list {
         let _ = writeln!(s, "manifest {at}");
+        if m.env_values == EnvValues::BaseRelative {
+            let _ = writeln!(s, "env base-relative");
+        }
         for (p, d) in &m.files {
             let _ = writeln!(s, "f {} {p}", d.to_hex());
         }
@@ -205,6 +238,7 @@ pub fn decode_list(text: &str) -> Result<Vec<Stored>, ManifestError> {
                 manifest: Manifest {
                     files: Vec::new(),
                     env: Vec::new(),
+                    env_values: EnvValues::Exact,
                 },
                 at: at.parse().map_err(|_| ManifestError::Malformed)?,
             });
@@ -220,6 +254,8 @@ pub fn decode_list(text: &str) -> Result<Vec<Stored>, ManifestError> {
             m.env.push((n.to_string(), Some(v.to_string())));
         } else if let Some(n) = line.strip_prefix("u ") {
             m.env.push((n.to_string(), None));
+        } else if line == "env base-relative" {
+            m.env_values = EnvValues::BaseRelative;
         } else {
             return Err(ManifestError::Malformed);
         }

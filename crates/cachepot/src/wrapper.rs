@@ -209,8 +209,11 @@ fn through_daemon(
             io::stdout().write_all(&stdout)?;
             io::stdout().flush()?;
             io::stderr().write_all(&stderr)?;
-            let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let _ = conn.send(&Request::HitTime { micros });
+            // The hit time statistics are of compiles.
+            if matches!(work, Work::Compile) {
+                let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let _ = conn.send(&Request::HitTime { micros });
+            }
             Ok(exit_code)
         }
         Response::Miss { extra_args } => {

@@ -355,10 +355,12 @@ fn part_b_depends_on_file_digests() {
     let m1 = Manifest {
         files: vec![("src/lib.rs".into(), Digest::of(b"1"))],
         env: vec![],
+        env_values: Default::default(),
     };
     let m2 = Manifest {
         files: vec![("src/lib.rs".into(), Digest::of(b"2"))],
         env: vec![],
+        env_values: Default::default(),
     };
     let a = Digest::of(b"a");
     assert_ne!(m1.key_b(&a).digest, m2.key_b(&a).digest);
@@ -377,6 +379,7 @@ fn merged_lists_keep_every_manifest_once_newest_first() {
     let m = |n: &[u8]| Manifest {
         files: vec![("src/lib.rs".into(), Digest::of(n))],
         env: vec![],
+        env_values: Default::default(),
     };
     let at = |n: &[u8], at: u64| Stored { manifest: m(n), at };
     // Two machines stored `a` and `b` over the same old list; one list
@@ -419,6 +422,7 @@ fn out_dir_env_dep_is_base_relative_but_other_paths_are_exact() {
     let only_out_dir = Manifest {
         files: m.files.clone(),
         env: vec![m.env[0].clone()],
+        env_values: Default::default(),
     };
     assert!(only_out_dir.env_matches(&with_env(&b, &eb), &bb));
 }

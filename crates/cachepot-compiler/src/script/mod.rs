@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use crate::depinfo::escape_env_value;
 use crate::digest::{Digest, FileDigester};
 use crate::key::{env_value, Key, KeyBuilder};
-use crate::manifest::{env_dep_value, Manifest, ManifestError, ABSENT};
+use crate::manifest::{EnvValues, Manifest, ManifestError, ABSENT};
 use crate::paths::BaseDirs;
 
 pub use directives::Directives;
@@ -377,12 +377,13 @@ pub fn manifest(
             continue;
         }
         let value = env_value(env, name)
-            .map(|v| env_dep_value(name, &escape_env_value(&v.to_string_lossy()), bases));
+            .map(|v| bases.normalize_str(&escape_env_value(&v.to_string_lossy())));
         env_deps.push((name.clone(), value));
     }
     Ok(Manifest {
         files,
         env: env_deps,
+        env_values: EnvValues::BaseRelative,
     })
 }
 

@@ -144,3 +144,39 @@ cargo:rerun-if-env-changed=OUT_DIR\n",
     std::fs::write(pkg.join("src/a.c"), "int b;").unwrap();
     assert!(!m.matches(&pkg, &b, &e, &PlainDigester));
 }
+
+#[test]
+fn declared_variables_that_name_base_directories_match_in_another_checkout() {
+    let root = tempfile::tempdir().unwrap();
+    let make = |name: &str| {
+        let pkg = root.path().join(name).join("pkg");
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(pkg.join("build.rs"), "fn main() {}").unwrap();
+        let dir = pkg.to_str().unwrap().to_string();
+        (pkg, env(&[("CARGO_MANIFEST_DIR", &dir)]))
+    };
+    let (a, env_a) = make("a");
+    let (b, env_b) = make("b");
+    let bases = |p: &Path| BaseDirs::new([("cwd", p)]);
+    let d = directives::parse(
+        b"cargo:rerun-if-env-changed=CARGO_MANIFEST_DIR\ncargo:rerun-if-changed=build.rs\n",
+    );
+    let m = manifest(&d, &a, &a.join("out"), &env_a, &bases(&a), &PlainDigester).unwrap();
+    // Kept base-relative through the stored form.
+    let stored = crate::manifest::Stored {
+        manifest: m.clone(),
+        at: 1,
+    };
+    let decoded = crate::manifest::decode_list(&crate::manifest::encode_list(&[stored])).unwrap();
+    assert_eq!(decoded[0].manifest, m);
+    assert!(m.matches(&b, &bases(&b), &env_b, &PlainDigester));
+    let elsewhere = env(&[("CARGO_MANIFEST_DIR", "/elsewhere")]);
+    assert!(!m.matches(&b, &bases(&b), &elsewhere, &PlainDigester));
+    // rustc's manifests keep comparing such values exactly.
+    let mut exact = m.clone();
+    exact.env_values = crate::manifest::EnvValues::Exact;
+    assert_ne!(
+        exact.key_b(&Digest::of(b"a")).digest,
+        m.key_b(&Digest::of(b"a")).digest
+    );
+}
