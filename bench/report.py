@@ -76,6 +76,10 @@ def stats_of(tool, phase):
         s["hit_p90_us"] = num(raw.get("hit_time_p90_us"))
         # Values copied into the local tier by build-level prefetch.
         s["prefetched"] = num(raw.get("prefetched"))
+        # Build-script runs, counted apart from compiles.
+        bs = raw.get("build_scripts") or {}
+        s["script_hits"] = num(bs.get("hits"))
+        s["script_misses"] = num(bs.get("misses"))
         # "languages": {"rust": {"hits": n, "misses": n, "non_cacheable": n}, "c": {...}, ...}
         langs = raw.get("languages")
         if isinstance(langs, dict):
@@ -193,18 +197,19 @@ if "cachepot" in tools:
             if c[p] is not None:
                 w(f"| {label} / (no-op {get('plain', 'noop'):.2f} s + copy {get('plain', 'copy'):.2f} s) | {ratio(c[p], limit)} |")
     w("")
-    w("| phase | requests | hits | misses | non-cacheable | errors | compile failures | hit median µs | hit p90 µs | cache MB |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("| phase | requests | hits | misses | non-cacheable | errors | compile failures | hit median µs | hit p90 µs | build-script hits | build-script misses | cache MB |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     reasons = []
     for p in ("cold", "warm", "other"):
         st = stats_of("cachepot", p)
         if get("cachepot", p) is None:
             continue
         if not st:
-            w(f"| {p} | (no stats) | | | | | | | | |")
+            w(f"| {p} | (no stats) | | | | | | | | | | |")
             continue
         w("| " + " | ".join([p] + [fmt(st.get(k), 0) for k in
-            ("requests", "hits", "misses", "non_cacheable", "errors", "failures", "hit_median_us", "hit_p90_us")]
+            ("requests", "hits", "misses", "non_cacheable", "errors", "failures", "hit_median_us", "hit_p90_us",
+             "script_hits", "script_misses")]
             + [fmt(get("cachepot", p, "cache_mb"), 1)]) + " |")
         if st["reasons"]:
             reasons.append((p, st["reasons"]))

@@ -93,6 +93,10 @@ pub enum Response {
     },
     /// Run the compiler; nothing to report.
     RunUncached,
+    /// After `Request::Finished` of a build script's run under
+    /// `CACHEPOT_VERIFY`: run it once more (its output not passed on) and
+    /// report again.
+    RunAgain,
     /// Statistics.
     Stats(Box<StatsSnapshot>),
     /// The answer to [`Request::Explain`].

@@ -520,7 +520,17 @@ fn finish_miss(
     // stored.
     if pending.verify.is_some() {
         if exit_code == Some(0) {
-            cache::verify(shared, &pending, &stdout);
+            if let cache::Verified::RunAgain(second) = cache::verify(shared, &pending, &stdout) {
+                write_frame(stream, &Response::RunAgain)?;
+                match read_frame::<Request>(stream) {
+                    Ok(Some(Request::Finished {
+                        exit_code: Some(0),
+                        stdout,
+                        ..
+                    })) => cache::verify_second(shared, &pending, *second, &stdout),
+                    _ => second.abandon(&pending),
+                }
+            }
             pending.after_success(shared);
         }
         pending.cleanup();

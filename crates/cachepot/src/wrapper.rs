@@ -225,7 +225,7 @@ fn through_daemon(
                     .map(|a| std::ffi::OsStr::from_bytes(&a).to_os_string()),
             );
             // From here on the compiler has run: never run it twice.
-            let (status, captured) = match compile_captured(compiler, &full, stdin) {
+            let (status, captured) = match compile_captured(compiler, &full, stdin, true) {
                 Ok(r) => r,
                 // Not started at all: run it plainly.
                 Err(e) => {
@@ -244,11 +244,33 @@ fn through_daemon(
                 stdout,
                 stderr,
             };
-            if let Err(e) = conn.call(&report) {
-                tracing::warn!(
+            match conn.call(&report) {
+                // CACHEPOT_VERIFY, a build script whose run differed from
+                // its entry: once more, for the daemon to tell a script
+                // whose runs differ from a wrong entry. Its output was
+                // passed on already.
+                Ok(Response::RunAgain) => {
+                    let report = match compile_captured(compiler, &full, stdin, false) {
+                        Ok((again, Some((stdout, stderr)))) => Request::Finished {
+                            exit_code: again.code(),
+                            stdout,
+                            stderr,
+                        },
+                        _ => Request::Finished {
+                            exit_code: None,
+                            stdout: Vec::new(),
+                            stderr: Vec::new(),
+                        },
+                    };
+                    if let Err(e) = conn.call(&report) {
+                        tracing::warn!(error = format!("{e:#}"), "could not report the second run");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
                     error = format!("{e:#}"),
                     "could not report the compile to the daemon"
-                );
+                ),
             }
             Ok(exit_code(status))
         }
@@ -301,12 +323,13 @@ fn exec_plain(compiler: &OsString, args: &[OsString]) -> i32 {
 type Captured = (Vec<u8>, Vec<u8>);
 
 /// Runs the compiler, passing its output through as it comes (cargo reads
-/// artifact notifications from stderr while the compile runs) and keeping
-/// a copy for the cache.
+/// artifact notifications from stderr while the compile runs) unless
+/// `pass_on` is false, and keeping a copy for the cache.
 fn compile_captured(
     compiler: &OsString,
     args: &[OsString],
     stdin: Option<&[u8]>,
+    pass_on: bool,
 ) -> io::Result<(ExitStatus, Option<Captured>)> {
     let mut child = Command::new(compiler)
         .args(args)
@@ -324,14 +347,22 @@ fn compile_captured(
             let _ = pipe.write_all(&input);
         });
     }
+    let sink = |w: Box<dyn Write + Send>| -> Box<dyn Write + Send> {
+        if pass_on {
+            w
+        } else {
+            Box::new(io::sink())
+        }
+    };
+    let (to_out, to_err) = (sink(Box::new(io::stdout())), sink(Box::new(io::stderr())));
     let out = child
         .stdout
         .take()
-        .map(|s| std::thread::spawn(move || tee(s, io::stdout())));
+        .map(|s| std::thread::spawn(move || tee(s, to_out)));
     let err = child
         .stderr
         .take()
-        .map(|s| std::thread::spawn(move || tee(s, io::stderr())));
+        .map(|s| std::thread::spawn(move || tee(s, to_err)));
     // From here on the compiler runs: whatever fails, it is never run a
     // second time; a compile whose output could not be kept is not stored.
     let status = match child.wait() {

@@ -370,6 +370,7 @@ pub(super) fn prepare_store(
         ),
     ];
     meta.extend(read.digests);
+    meta.push(super::bases_meta(&p.bases));
     let entry = Entry {
         files: read.files,
         meta,

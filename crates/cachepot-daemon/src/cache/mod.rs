@@ -32,7 +32,7 @@ use crate::Shared;
 
 use outputs::{changed_during, private_temp, read_family, read_outputs, ReadOutputs};
 pub use storage::store_and_remember;
-pub use verify::verify;
+pub use verify::{verify, verify_second, Verified};
 
 /// What a hit replays: the compiler's output and exit code (1 for a
 /// compile error that was cached, 0 otherwise).
@@ -272,6 +272,31 @@ pub fn prepare_failure(
         PendingKind::Rust(r) => rust::prepare_failure(shared, p, r, stdout, stderr),
         PendingKind::C(_) | PendingKind::Script(_) => Ok(None),
     }
+}
+
+/// The entry metadata that records the base directories of the compile
+/// that stored it (`name=path` lines): verify mode compares outputs up
+/// to those paths, which the path policy lets differ.
+fn bases_meta(bases: &BaseDirs) -> (String, Vec<u8>) {
+    let text: String = bases
+        .iter()
+        .map(|(name, path)| format!("{name}={path}\n"))
+        .collect();
+    (BASES_META.into(), text.into_bytes())
+}
+
+/// The name of [`bases_meta`]'s entry metadata.
+const BASES_META: &str = "bases";
+
+/// The base directories an entry's [`bases_meta`] records.
+fn stored_bases(entry: &Entry) -> Option<BaseDirs> {
+    let text = std::str::from_utf8(entry.meta(BASES_META)?).ok()?;
+    let pairs: Vec<(&str, &Path)> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, p)| (n, Path::new(p)))
+        .collect();
+    Some(BaseDirs::new(pairs))
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {

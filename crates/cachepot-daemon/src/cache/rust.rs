@@ -375,6 +375,7 @@ fn finish_job(
         meta.push(("exit_code".into(), code.to_vec()));
     }
     meta.extend(read.digests);
+    meta.push(super::bases_meta(&p.bases));
     Ok(Some(StoreJob::Manifest {
         key_a: r.key_a,
         manifest,

@@ -274,3 +274,24 @@ fn verify_catches_a_wrong_replay_and_leaves_the_real_run() {
     let out = env.build(&co, &[]);
     assert_ok(&out);
 }
+
+#[test]
+fn verify_tells_a_script_whose_runs_differ_from_a_wrong_replay() {
+    // gen writes a time stamp: its two real runs differ there, so its
+    // replay cannot be verified, and is not a mismatch either.
+    let mut env = Env::new();
+    let co = env.checkout_scripts("a");
+    env.build(&co, &[]);
+    env.extra.push(("CACHEPOT_VERIFY".into(), "1".into()));
+    let s = env.rebuild_fresh(&co, &[]);
+    assert_eq!(runs(&s), (RUNS, 0, 0), "{s}");
+    assert_eq!(count(&s, "verify_mismatches"), 0, "{s}");
+    assert_eq!(count(&s, "verify_unverifiable"), 1, "{s}");
+    assert_eq!(app(&co), PRINTED);
+    // The second run's files are the ones in place, whole.
+    let out = run_dir(&co, "gen").join("out");
+    assert!(out.join("stamp.txt").is_file() && out.join("gen.rs").is_file());
+    assert!(!files_below(&co.target)
+        .iter()
+        .any(|p| p.to_string_lossy().contains(".cachepot-verify")));
+}

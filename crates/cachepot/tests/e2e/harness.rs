@@ -60,8 +60,8 @@ fn cc_template() -> &'static PathBuf {
 }
 
 /// A workspace of build scripts of every kind: `gen` generates code into
-/// `OUT_DIR` from a declared file and variable (and fails on purpose when
-/// `FIXTURE_FAIL` is set), `native` (`links = "native"`) runs a configure
+/// `OUT_DIR` from a declared file and variable, with a time stamp beside
+/// (and fails on purpose when `FIXTURE_FAIL` is set), `native` (`links = "native"`) runs a configure
 /// script and make and prints link search paths and metadata, `user`
 /// reads that metadata (`DEP_NATIVE_*`), and `app` prints what they made.
 pub const SCRIPT_FILES: &[(&str, &str)] = &[
@@ -70,7 +70,7 @@ pub const SCRIPT_FILES: &[(&str, &str)] = &[
     ("app/src/main.rs", "fn main() {\n    println!(\"{} {} {} {} {}\", gen::DATA, gen::FLAVOR, native::add(1, 2), native::base(), user::BASE);\n}\n"),
     ("gen/Cargo.toml", "[package]\nname = \"gen\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
     ("gen/data.txt", "data\n"),
-    ("gen/build.rs", "fn main() {\n    println!(\"cargo:rerun-if-changed=data.txt\");\n    println!(\"cargo:rerun-if-env-changed=FLAVOR\");\n    println!(\"cargo:rerun-if-env-changed=FIXTURE_FAIL\");\n    // As ring does: a declared variable that names a base directory.\n    println!(\"cargo:rerun-if-env-changed=CARGO_MANIFEST_DIR\");\n    if std::env::var_os(\"FIXTURE_FAIL\").is_some() {\n        panic!(\"fixture build script failed on purpose\");\n    }\n    let data = std::fs::read_to_string(\"data.txt\").unwrap();\n    let flavor = std::env::var(\"FLAVOR\").unwrap_or_else(|_| \"plain\".into());\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    let text = format!(\"pub const DATA: &str = {:?};\\npub const FLAVOR: &str = {:?};\\npub const OUT: &str = {:?};\\n\", data.trim(), flavor, out);\n    std::fs::write(format!(\"{out}/gen.rs\"), text).unwrap();\n}\n"),
+    ("gen/build.rs", "fn main() {\n    println!(\"cargo:rerun-if-changed=data.txt\");\n    println!(\"cargo:rerun-if-env-changed=FLAVOR\");\n    println!(\"cargo:rerun-if-env-changed=FIXTURE_FAIL\");\n    // As ring does: a declared variable that names a base directory.\n    println!(\"cargo:rerun-if-env-changed=CARGO_MANIFEST_DIR\");\n    if std::env::var_os(\"FIXTURE_FAIL\").is_some() {\n        panic!(\"fixture build script failed on purpose\");\n    }\n    let data = std::fs::read_to_string(\"data.txt\").unwrap();\n    let flavor = std::env::var(\"FLAVOR\").unwrap_or_else(|_| \"plain\".into());\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    let text = format!(\"pub const DATA: &str = {:?};\\npub const FLAVOR: &str = {:?};\\npub const OUT: &str = {:?};\\n\", data.trim(), flavor, out);\n    std::fs::write(format!(\"{out}/gen.rs\"), text).unwrap();\n    // A file no two runs write alike.\n    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();\n    std::fs::write(format!(\"{out}/stamp.txt\"), now.as_nanos().to_string()).unwrap();\n}\n"),
     ("gen/src/lib.rs", "include!(concat!(env!(\"OUT_DIR\"), \"/gen.rs\"));\n"),
     ("native/Cargo.toml", "[package]\nname = \"native\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlinks = \"native\"\n"),
     ("native/csrc/configure", "#!/bin/sh\necho \"configure: writing config.h and Makefile\"\necho '#define BASE 40' > config.h\nsed \"s|@CC@|${CC:-cc}|\" Makefile.in > Makefile\n"),

@@ -280,6 +280,7 @@ pub(super) fn prepare_store(
         ("build-script".into(), p.unit.unit.clone().into_bytes()),
     ];
     meta.extend(read.digests);
+    meta.push(super::bases_meta(&p.bases));
     Ok(Some(StoreJob::Manifest {
         key_a: sp.key_a,
         manifest,
@@ -290,10 +291,32 @@ pub(super) fn prepare_store(
     }))
 }
 
+/// The `cargo:` lines of a run's output, in order: what cargo reads of it
+/// (other lines, such as `make`'s, may come in any order).
+pub(super) fn directives_of(stdout: &[u8]) -> Vec<&[u8]> {
+    stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"cargo:"))
+        .collect()
+}
+
 /// What `CACHEPOT_VERIFY` compares besides the files: a replayed run's
-/// standard output (its directives) must be the real run's.
-pub(super) fn stdout_differs(entry: &Entry, p: &Pending, stdout: &[u8]) -> bool {
-    entry.meta("stdout").unwrap_or_default() != p.bases.normalize(stdout).as_slice()
+/// directives must be the real run's.
+pub(super) fn directives_differ(entry: &Entry, p: &Pending, stdout: &[u8]) -> bool {
+    let fresh = p.bases.normalize(stdout);
+    directives_of(entry.meta("stdout").unwrap_or_default()) != directives_of(&fresh)
+}
+
+/// The paths that differ between two runs' `OUT_DIR`s.
+pub(super) fn differing_paths(a: &Path, b: &Path) -> Vec<String> {
+    out_dir::differing_paths(a, b)
+}
+
+impl ScriptPending {
+    /// The run's `OUT_DIR`.
+    pub(super) fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
 }
 
 /// Files in `OUT_DIR` after a verified run that the entry does not hold.

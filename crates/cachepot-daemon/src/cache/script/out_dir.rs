@@ -121,6 +121,57 @@ pub(super) fn read(
     Ok(read)
 }
 
+/// The paths, relative to both, whose file type, link target or content
+/// differ between two directories (two runs of a build script).
+pub(super) fn differing_paths(a: &Path, b: &Path) -> Vec<String> {
+    let (Ok(left), Ok(right)) = (walk(a), walk(b)) else {
+        return vec![".".into()];
+    };
+    let mut differs: Vec<String> = Vec::new();
+    for (rel, path, meta) in &left {
+        let Some((_, other, other_meta)) = right.iter().find(|(r, _, _)| r == rel) else {
+            differs.push(rel.clone());
+            continue;
+        };
+        let (ft, oft) = (meta.file_type(), other_meta.file_type());
+        let same = if ft.is_dir() {
+            oft.is_dir()
+        } else if ft.is_symlink() {
+            oft.is_symlink() && std::fs::read_link(path).ok() == std::fs::read_link(other).ok()
+        } else {
+            oft.is_file() && same_content(path, other).unwrap_or(false)
+        };
+        if !same {
+            differs.push(rel.clone());
+        }
+    }
+    for (rel, _, _) in &right {
+        if !left.iter().any(|(r, _, _)| r == rel) {
+            differs.push(rel.clone());
+        }
+    }
+    differs
+}
+
+/// Whether two files hold the same bytes, read in pieces.
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
 /// The paths of what `dir` holds now, relative to it (for verifying a
 /// run).
 pub(super) fn paths(dir: &Path) -> Vec<String> {
