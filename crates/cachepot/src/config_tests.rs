@@ -52,6 +52,7 @@ fn the_keyed_variables_choose_the_daemon() {
         key_env: Vec::new(),
         build_scripts: true,
         build_scripts_skip: Vec::new(),
+        reapi: None,
     };
     let mut b = a.clone();
     b.key_env = vec!["FLAVOR".into()];

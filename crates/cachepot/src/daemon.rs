@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cachepot_daemon::DaemonConfig;
+use cachepot_dist::Reapi;
 use cachepot_storage::layers::{ReadOnly, Tiered};
 use cachepot_storage::metered::Metered;
 use cachepot_storage::remote::Remote;
@@ -73,9 +74,26 @@ fn open_scratch(config: &Config) -> Option<(std::path::PathBuf, Arc<dyn Storage>
 impl Tiers {
     /// Opens the configured tiers.
     pub fn open(config: &Config) -> Result<Tiers> {
-        let remote: Option<Arc<dyn Storage>> = match &config.remote {
-            None => None,
-            Some(r) => {
+        let remote: Option<Arc<dyn Storage>> = match (&config.remote, &config.reapi) {
+            (None, None) => None,
+            (None, Some(r)) => {
+                let reapi = Reapi::new(r.clone(), config.remote_timeout)
+                    .context("configuring the REAPI backend")?;
+                tracing::info!(endpoint = %r.endpoint, instance = %r.instance, read_only = r.read_only, "remote storage: REAPI");
+                let metered = Arc::new(Metered::new(reapi));
+                Some(if r.read_only {
+                    Arc::new(ReadOnly(metered))
+                } else {
+                    metered
+                })
+            }
+            (Some(r), reapi) => {
+                if reapi.is_some() {
+                    tracing::warn!(
+                        using = r.backend.kind(),
+                        "a REAPI endpoint is configured too; ignored"
+                    );
+                }
                 if !r.ignored.is_empty() {
                     tracing::warn!(using = r.backend.kind(), ignored = ?r.ignored, "several remote backends configured; using the first");
                 }

@@ -387,6 +387,26 @@ fn candidates(f: &FileConfig) -> Result<Vec<(Backend, bool)>> {
     Ok(out)
 }
 
+/// A REAPI engine as the remote store, if one is configured (it is used
+/// when no other backend is).
+pub fn load_reapi(f: &FileConfig) -> Result<Option<cachepot_dist::ReapiSettings>> {
+    let Some(endpoint) = opt(f, &config::REAPI_ENDPOINT)? else {
+        return Ok(None);
+    };
+    let headers = match opt(f, &config::REAPI_HEADERS)? {
+        None => Vec::new(),
+        Some(text) => cachepot_dist::parse_headers(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config::source(&config::REAPI_HEADERS)))?,
+    };
+    Ok(Some(cachepot_dist::ReapiSettings {
+        endpoint,
+        instance: prefix(f, &config::REAPI_INSTANCE)?,
+        key_prefix: prefix(f, &config::REAPI_KEY_PREFIX)?,
+        headers,
+        read_only: read_only(f, &config::REAPI_RW_MODE)?,
+    }))
+}
+
 /// The remote backend to use, if any.
 pub fn load(f: &FileConfig) -> Result<Option<RemoteSettings>> {
     let mut all = candidates(f)?.into_iter();

@@ -107,6 +107,13 @@ pub fn backend(kind: &str, prefix: &str) -> Vec<(String, String)> {
             ),
             v("CACHEPOT_WEBDAV_KEY_PREFIX", prefix.into()),
         ],
+        // A Remote Execution API engine's Action Cache and CAS (BuildGrid),
+        // on its named instance.
+        "reapi" => vec![
+            v("CACHEPOT_REAPI_ENDPOINT", server("CACHEPOT_TEST_REAPI")),
+            v("CACHEPOT_REAPI_INSTANCE", "cachepot".into()),
+            v("CACHEPOT_REAPI_KEY_PREFIX", prefix.into()),
+        ],
         other => panic!("unknown backend {other}"),
     }
 }
@@ -207,6 +214,11 @@ fn azure_with_account_name_and_key_round_trip() {
 #[test]
 fn webdav_round_trip() {
     round_trip("webdav");
+}
+
+#[test]
+fn reapi_round_trip() {
+    round_trip("reapi");
 }
 
 /// Builds on one machine (its own local cache directory) into an empty
@@ -364,6 +376,7 @@ fn rw_mode_var(kind: &str) -> &'static str {
         "gcs" => "CACHEPOT_GCS_RW_MODE",
         "azure" => "CACHEPOT_AZURE_RW_MODE",
         "webdav" => "CACHEPOT_WEBDAV_RW_MODE",
+        "reapi" => "CACHEPOT_REAPI_RW_MODE",
         other => panic!("unknown backend {other}"),
     }
 }
@@ -494,4 +507,9 @@ fn gcs_takes_its_token_from_a_credentials_url() {
     assert_eq!(hits_misses(&s), (UNITS, 0), "{s}");
     // One token per daemon: the first build's and the second's.
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
+fn read_only_reapi() {
+    read_only("reapi");
 }

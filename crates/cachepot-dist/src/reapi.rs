@@ -1,0 +1,535 @@
+//! A cache backend on a REAPI engine's Action Cache and CAS.
+//!
+//! | cachepot | REAPI |
+//! |---|---|
+//! | a storage key (`e2-…`, `m2-…`) | an action digest: SHA-256 of `cachepot-store/1 <key prefix><key>` (no such action is ever run) |
+//! | the value stored under it | one CAS blob, named in the action's `ActionResult` as the output file `value` |
+//! | a removed value | an `ActionResult` without outputs (REAPI cannot delete) |
+//!
+//! Blobs up to the server's `max_batch_total_size_bytes` (less a margin
+//! for the message) go in one `BatchUpdateBlobs`/`BatchReadBlobs` call,
+//! larger ones through ByteStream in 1 MiB pieces. The blob is uploaded
+//! before the `ActionResult` that names it, as engines check. Every call
+//! has the configured timeout; the [`Storage`] trait is blocking, so the
+//! backend owns a small tokio runtime and waits on it.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::bytestream as bs;
+use cachepot_storage::{Storage, StorageError, StorageInfo, StorageKey};
+use sha2::{Digest as _, Sha256};
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+
+/// The backend's name in statistics and errors.
+const KIND: &str = "reapi";
+
+/// The output file that holds a stored value.
+const VALUE_FILE: &str = "value";
+
+/// What an action digest is made from, before the key.
+const ACTION_PREFIX: &str = "cachepot-store/1 ";
+
+/// ByteStream pieces.
+const CHUNK: usize = 1024 * 1024;
+
+/// Room for a batch message's framing, under the server's batch limit.
+const BATCH_MARGIN: u64 = 64 * 1024;
+
+/// The batch limit assumed when the server does not say (REAPI's own
+/// advice: gRPC's default message size).
+const DEFAULT_BATCH_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// Largest message accepted from the server.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Where and how to reach the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReapiSettings {
+    /// `grpc://host:port` (plain) as given by the user.
+    pub endpoint: String,
+    /// The instance name (often empty).
+    pub instance: String,
+    /// Goes into every action digest: caches of several setups on one
+    /// engine stay apart.
+    pub key_prefix: String,
+    /// `name=value` pairs sent with every call (an API key, a token).
+    pub headers: Vec<(String, String)>,
+    /// Read but never write (the daemon wraps the backend in
+    /// `ReadOnly`).
+    pub read_only: bool,
+}
+
+/// Why the backend could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReapiError {
+    /// The endpoint is not one this client can reach.
+    #[error("REAPI endpoint {0}")]
+    Endpoint(String),
+    /// A header is not valid gRPC metadata.
+    #[error("REAPI header {0}")]
+    Header(String),
+    /// The runtime could not start.
+    #[error("starting the REAPI client's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The headers sent with every call.
+#[derive(Clone)]
+struct Headers(Arc<Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)>>);
+
+impl Interceptor for Headers {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        for (k, v) in self.0.iter() {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A REAPI engine as a [`Storage`] backend.
+pub struct Reapi {
+    settings: ReapiSettings,
+    channel: Channel,
+    headers: Headers,
+    rt: tokio::runtime::Runtime,
+    timeout: Duration,
+    /// The largest blob sent or read in one batch call, asked once.
+    batch_limit: OnceLock<u64>,
+}
+
+/// A digest in REAPI's form.
+fn digest_of(bytes: &[u8]) -> re::Digest {
+    re::Digest {
+        hash: format!("{:x}", Sha256::digest(bytes)),
+        size_bytes: bytes.len() as i64,
+    }
+}
+
+impl Reapi {
+    /// Connects lazily: no call is made until the first use.
+    pub fn new(settings: ReapiSettings, timeout: Duration) -> Result<Reapi, ReapiError> {
+        let uri = match settings.endpoint.split_once("://") {
+            Some(("grpc" | "http", rest)) => format!("http://{rest}"),
+            Some(("grpcs" | "https", _)) => {
+                return Err(ReapiError::Endpoint(format!(
+                    "{}: TLS (grpcs://) is not supported yet; use a grpc:// endpoint (a TLS proxy on loopback, for example)",
+                    settings.endpoint
+                )))
+            }
+            _ => {
+                return Err(ReapiError::Endpoint(format!(
+                    "{}: expected grpc://HOST:PORT",
+                    settings.endpoint
+                )))
+            }
+        };
+        let headers = settings
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| ReapiError::Header(format!("{k:?} is not a header name")))?;
+                let value = MetadataValue::try_from(v.as_str())
+                    .map_err(|_| ReapiError::Header(format!("the value of {k} is not valid")))?;
+                Ok((key, value))
+            })
+            .collect::<Result<Vec<_>, ReapiError>>()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("reapi")
+            .enable_all()
+            .build()
+            .map_err(ReapiError::Runtime)?;
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| ReapiError::Endpoint(format!("{}: {e}", settings.endpoint)))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        let channel = {
+            let _guard = rt.enter();
+            endpoint.connect_lazy()
+        };
+        Ok(Reapi {
+            settings,
+            channel,
+            headers: Headers(Arc::new(headers)),
+            rt,
+            timeout,
+            batch_limit: OnceLock::new(),
+        })
+    }
+
+    fn failed(op: &'static str, status: &tonic::Status) -> StorageError {
+        StorageError::Remote {
+            backend: KIND,
+            op,
+            message: format!("{:?}: {}", status.code(), status.message()),
+        }
+    }
+
+    fn timed_out(&self, op: &'static str) -> StorageError {
+        StorageError::Remote {
+            backend: KIND,
+            op,
+            message: format!("no answer within {} s", self.timeout.as_secs()),
+        }
+    }
+
+    /// Runs a call under the timeout.
+    fn block<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        self.rt.block_on(async {
+            match tokio::time::timeout(self.timeout, call).await {
+                Ok(r) => r,
+                Err(_) => Err(self.timed_out(op)),
+            }
+        })
+    }
+
+    fn action_cache(
+        &self,
+    ) -> re::action_cache_client::ActionCacheClient<
+        tonic::service::interceptor::InterceptedService<Channel, Headers>,
+    > {
+        re::action_cache_client::ActionCacheClient::with_interceptor(
+            self.channel.clone(),
+            self.headers.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    fn cas(
+        &self,
+    ) -> re::content_addressable_storage_client::ContentAddressableStorageClient<
+        tonic::service::interceptor::InterceptedService<Channel, Headers>,
+    > {
+        re::content_addressable_storage_client::ContentAddressableStorageClient::with_interceptor(
+            self.channel.clone(),
+            self.headers.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn byte_stream(
+        &self,
+    ) -> bs::byte_stream_client::ByteStreamClient<
+        tonic::service::interceptor::InterceptedService<Channel, Headers>,
+    > {
+        bs::byte_stream_client::ByteStreamClient::with_interceptor(
+            self.channel.clone(),
+            self.headers.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The action digest that stands for a storage key.
+    fn action_digest(&self, key: &StorageKey) -> re::Digest {
+        let text = format!(
+            "{ACTION_PREFIX}{}{}",
+            self.settings.key_prefix,
+            key.as_str()
+        );
+        digest_of(text.as_bytes())
+    }
+
+    /// The largest blob moved in one batch call: the server's limit (asked
+    /// once) less a margin for the message.
+    async fn batch_limit(&self) -> u64 {
+        if let Some(l) = self.batch_limit.get() {
+            return *l;
+        }
+        let mut client = re::capabilities_client::CapabilitiesClient::with_interceptor(
+            self.channel.clone(),
+            self.headers.clone(),
+        );
+        let asked = client
+            .get_capabilities(re::GetCapabilitiesRequest {
+                instance_name: self.settings.instance.clone(),
+            })
+            .await;
+        let limit = match asked {
+            Ok(caps) => caps
+                .into_inner()
+                .cache_capabilities
+                .map(|c| c.max_batch_total_size_bytes)
+                .filter(|l| *l > 0)
+                .map_or(DEFAULT_BATCH_LIMIT, |l| l as u64),
+            // Not remembered: the next call asks again.
+            Err(_) => return DEFAULT_BATCH_LIMIT.saturating_sub(BATCH_MARGIN),
+        };
+        let limit = limit.min(DEFAULT_BATCH_LIMIT).saturating_sub(BATCH_MARGIN);
+        *self.batch_limit.get_or_init(|| limit)
+    }
+
+    /// The ActionResult stored for an action, if any.
+    async fn action_result(
+        &self,
+        key: &StorageKey,
+    ) -> Result<Option<re::ActionResult>, StorageError> {
+        let req = re::GetActionResultRequest {
+            instance_name: self.settings.instance.clone(),
+            action_digest: Some(self.action_digest(key)),
+            ..Default::default()
+        };
+        match self.action_cache().get_action_result(req).await {
+            Ok(r) => Ok(Some(r.into_inner())),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(Self::failed("get", &s)),
+        }
+    }
+
+    async fn read_blob(&self, digest: &re::Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let size = u64::try_from(digest.size_bytes).unwrap_or(0);
+        if size <= self.batch_limit().await {
+            let resp = self
+                .cas()
+                .batch_read_blobs(re::BatchReadBlobsRequest {
+                    instance_name: self.settings.instance.clone(),
+                    digests: vec![digest.clone()],
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| Self::failed("get", &s))?
+                .into_inner();
+            let Some(r) = resp.responses.into_iter().next() else {
+                return Ok(None);
+            };
+            return match r.status {
+                Some(st) if st.code == tonic::Code::NotFound as i32 => Ok(None),
+                Some(st) if st.code != 0 => Err(StorageError::Remote {
+                    backend: KIND,
+                    op: "get",
+                    message: st.message,
+                }),
+                _ => Ok(Some(r.data)),
+            };
+        }
+        let resource = self.resource("blobs", digest, None);
+        let mut stream = match self
+            .byte_stream()
+            .read(bs::ReadRequest {
+                resource_name: resource,
+                read_offset: 0,
+                read_limit: 0,
+            })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+            Err(s) => return Err(Self::failed("get", &s)),
+        };
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        loop {
+            match stream.message().await {
+                Ok(Some(piece)) => data.extend_from_slice(&piece.data),
+                Ok(None) => break,
+                Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+                Err(s) => return Err(Self::failed("get", &s)),
+            }
+        }
+        Ok(Some(data))
+    }
+
+    /// A ByteStream resource name: `[instance/]blobs/HASH/SIZE`, or for
+    /// writes `[instance/]uploads/UUID/blobs/HASH/SIZE`.
+    fn resource(&self, kind: &str, digest: &re::Digest, upload: Option<&str>) -> String {
+        let mut name = String::new();
+        if !self.settings.instance.is_empty() {
+            name.push_str(&self.settings.instance);
+            name.push('/');
+        }
+        if let Some(id) = upload {
+            name.push_str(&format!("uploads/{id}/"));
+        }
+        name.push_str(&format!("{kind}/{}/{}", digest.hash, digest.size_bytes));
+        name
+    }
+
+    async fn write_blob(&self, digest: &re::Digest, value: &[u8]) -> Result<(), StorageError> {
+        if (value.len() as u64) <= self.batch_limit().await {
+            let resp = self
+                .cas()
+                .batch_update_blobs(re::BatchUpdateBlobsRequest {
+                    instance_name: self.settings.instance.clone(),
+                    requests: vec![re::batch_update_blobs_request::Request {
+                        digest: Some(digest.clone()),
+                        data: value.to_vec(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| Self::failed("put", &s))?
+                .into_inner();
+            return match resp.responses.into_iter().next().and_then(|r| r.status) {
+                Some(st) if st.code != 0 => Err(StorageError::Remote {
+                    backend: KIND,
+                    op: "put",
+                    message: st.message,
+                }),
+                _ => Ok(()),
+            };
+        }
+        let upload = format!(
+            "{:x}",
+            Sha256::digest(format!(
+                "{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+            ))
+        );
+        let resource = self.resource("blobs", digest, Some(&upload[..32]));
+        let mut requests = Vec::with_capacity(value.len() / CHUNK + 1);
+        let mut offset = 0usize;
+        while offset < value.len() || requests.is_empty() {
+            let end = (offset + CHUNK).min(value.len());
+            requests.push(bs::WriteRequest {
+                resource_name: if offset == 0 {
+                    resource.clone()
+                } else {
+                    String::new()
+                },
+                write_offset: offset as i64,
+                finish_write: end == value.len(),
+                data: value[offset..end].to_vec(),
+            });
+            offset = end;
+        }
+        self.byte_stream()
+            .write(futures_util::stream::iter(requests))
+            .await
+            .map_err(|s| Self::failed("put", &s))?;
+        Ok(())
+    }
+
+    async fn update(&self, key: &StorageKey, result: re::ActionResult) -> Result<(), StorageError> {
+        self.action_cache()
+            .update_action_result(re::UpdateActionResultRequest {
+                instance_name: self.settings.instance.clone(),
+                action_digest: Some(self.action_digest(key)),
+                action_result: Some(result),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| Self::failed("put", &s))?;
+        Ok(())
+    }
+}
+
+impl Storage for Reapi {
+    fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        self.block("get", async {
+            let Some(result) = self.action_result(key).await? else {
+                return Ok(None);
+            };
+            let Some(digest) = result
+                .output_files
+                .iter()
+                .find(|f| f.path == VALUE_FILE)
+                .and_then(|f| f.digest.clone())
+            else {
+                return Ok(None);
+            };
+            self.read_blob(&digest).await
+        })
+    }
+
+    fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        let digest = digest_of(value);
+        self.block("put", async {
+            self.write_blob(&digest, value).await?;
+            self.update(
+                key,
+                re::ActionResult {
+                    output_files: vec![re::OutputFile {
+                        path: VALUE_FILE.into(),
+                        digest: Some(digest.clone()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )
+            .await
+        })
+    }
+
+    fn remove(&self, key: &StorageKey) -> Result<(), StorageError> {
+        // No delete in REAPI: a result without the value reads as none.
+        self.block("remove", self.update(key, re::ActionResult::default()))
+    }
+
+    fn describe(&self) -> StorageInfo {
+        let instance = if self.settings.instance.is_empty() {
+            String::new()
+        } else {
+            format!(" instance {}", self.settings.instance)
+        };
+        StorageInfo {
+            kind: KIND.into(),
+            location: format!("{}{instance}", self.settings.endpoint),
+            size_bytes: 0,
+            max_size_bytes: 0,
+            entries: 0,
+        }
+    }
+}
+
+/// Splits `CACHEPOT_REAPI_HEADERS`: `name=value` pairs separated by
+/// commas or newlines.
+pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("{p:?} is not name=value"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_name_value_pairs_and_keys_become_distinct_actions() {
+        assert_eq!(
+            parse_headers("x-buildbuddy-api-key=abc, authorization=Bearer t=1\n").unwrap(),
+            [
+                ("x-buildbuddy-api-key".to_string(), "abc".to_string()),
+                ("authorization".to_string(), "Bearer t=1".to_string())
+            ]
+        );
+        assert!(parse_headers("novalue").is_err());
+        assert!(parse_headers(" , ").unwrap().is_empty());
+        let settings = |prefix: &str| ReapiSettings {
+            endpoint: "grpc://127.0.0.1:1".into(),
+            instance: String::new(),
+            key_prefix: prefix.into(),
+            headers: vec![("Bad Header".into(), "x".into())],
+            read_only: false,
+        };
+        assert!(matches!(
+            Reapi::new(settings(""), Duration::from_secs(1)),
+            Err(ReapiError::Header(_))
+        ));
+        let mut ok = settings("");
+        ok.headers.clear();
+        let a = Reapi::new(ok.clone(), Duration::from_secs(1)).unwrap();
+        ok.key_prefix = "p-".into();
+        let b = Reapi::new(ok, Duration::from_secs(1)).unwrap();
+        let key = StorageKey::new("e2-abc").unwrap();
+        assert_ne!(a.action_digest(&key), b.action_digest(&key));
+        assert_eq!(a.action_digest(&key).hash.len(), 64);
+    }
+}
