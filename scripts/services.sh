@@ -57,6 +57,13 @@ GARAGE_SECRET=cachepot-garage-test-secret-key
 BUILDGRID_VERSION=0.9.1
 REAPI_PORT=18980
 PYTHON313=${CACHEPOT_PYTHON313:-$HOME/.pyenv/versions/3.13.0/bin/python}
+# A second BuildGrid that also executes actions, on REAPI_EXEC_PORT (instance
+# ""): its scheduler needs PostgreSQL (Debian's, a throwaway cluster on
+# PG_PORT), and the actions run on REAPI_WORKERS bots, scripts/reapi_worker.py.
+REAPI_EXEC_PORT=18981
+REAPI_WORKERS=2
+PG_PORT=15432
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { echo "services: $*" >&2; }
 
@@ -74,6 +81,8 @@ apt_install() {
     command -v pkg-config >/dev/null || missing+=(pkg-config)
     [[ -e /usr/include/sodium.h ]] || missing+=(libsodium-dev)
     [[ -e /usr/include/zstd.h ]] || missing+=(libzstd-dev)
+    # PostgreSQL for BuildGrid's scheduler (spawn_postgres).
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (Debian)"
         apt-get update -qq
@@ -155,6 +164,106 @@ instances:
 thread-pool-size: 10
 YAML
     spawn buildgrid "$TOOLS/buildgrid-venv/bin/bgd" server start "$RUN/buildgrid.yml"
+}
+
+# A throwaway PostgreSQL cluster in $RUN/postgres for BuildGrid's scheduler:
+# trust auth, TCP on 127.0.0.1:PG_PORT only, no durability. PostgreSQL will
+# not run as root, so as root it runs as `nobody` (setpriv execs, so the pid
+# in postgres.pid is the postmaster's; stop() gives it SIGINT, a fast
+# shutdown).
+spawn_postgres() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    local as=()
+    ((EUID)) || as=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups --)
+    mkdir -m 700 "$RUN/postgres"
+    ((EUID)) || chown nobody: "$RUN/postgres"
+    (cd "$RUN" && "${as[@]}" "$bin/initdb" -D "$RUN/postgres" -U postgres --auth=trust -E UTF8 \
+        --locale=C --no-sync >"$RUN/postgres-initdb.log" 2>&1) ||
+        { log "initdb failed:"; cat "$RUN/postgres-initdb.log" >&2; return 1; }
+    (cd "$RUN" && spawn postgres "${as[@]}" "$bin/postgres" -D "$RUN/postgres" -p "$PG_PORT" \
+        -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
+        -c fsync=off -c synchronous_commit=off -c full_page_writes=off)
+}
+
+# Waits for PostgreSQL, creates the database and BuildGrid's tables (its
+# alembic migrations, `bgd migrate apply`), then starts the execution server:
+# CAS, ByteStream, Action Cache, Execution (with Operations and Bots) on
+# the SQL scheduler, CAS and Action Cache in memory. Actions may ask for
+# the platform properties OSFamily and ISA (the bots offer linux and their
+# machine's ISA) or none; any other property is refused.
+spawn_buildgrid_exec() {
+    local bin url=postgresql://postgres@127.0.0.1:$PG_PORT/buildgrid
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    wait_port postgres "$PG_PORT"
+    for _ in $(seq 1 100); do
+        "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres && break
+        sleep 0.1
+    done
+    { "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres buildgrid &&
+        "$TOOLS/buildgrid-venv/bin/bgd" migrate apply "$url"; } >"$RUN/buildgrid-exec-migrate.log" 2>&1 ||
+        { log "creating BuildGrid's database failed:"; cat "$RUN/buildgrid-exec-migrate.log" >&2; return 1; }
+    cat >"$RUN/buildgrid-exec.yml" <<YAML
+description: cachepot tests, remote execution
+server:
+  - !channel
+    address: "127.0.0.1:$REAPI_EXEC_PORT"
+    insecure-mode: true
+authorization:
+  method: none
+monitoring:
+  enabled: false
+connections:
+  - !sql-connection &sql
+    connection-string: $url
+    pool-size: 5
+    max-overflow: 5
+storages:
+  - !lru-storage &cas-storage
+    size: 1024MB
+caches:
+  - !lru-action-cache &ac
+    storage: *cas-storage
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: true
+schedulers:
+  - !sql-scheduler &scheduler
+    sql: *sql
+    storage: *cas-storage
+    action-cache: *ac
+    property-set: !dynamic-property-set
+      match-property-keys: [OSFamily, ISA]
+      wildcard-property-keys: []
+    # Hand queued jobs to bots every 0.1-0.2 s (the default, 1-2 s, makes
+    # every action take that long).
+    assigners:
+      - !priority-age-assigner
+        interval: 0.1
+        jitter-factor: 0.1
+instances:
+  - name: ""
+    services:
+      - !cas
+        storage: *cas-storage
+      - !bytestream
+        storage: *cas-storage
+      - !action-cache
+        cache: *ac
+      - !execution
+        scheduler: *scheduler
+thread-pool-size: 20
+YAML
+    spawn buildgrid-exec "$TOOLS/buildgrid-venv/bin/bgd" server start "$RUN/buildgrid-exec.yml"
+}
+
+# The bots that run the actions, each one at a time, in $RUN/reapi-worker.
+spawn_reapi_workers() {
+    mkdir -p "$RUN/reapi-worker"
+    for i in $(seq 1 "$REAPI_WORKERS"); do
+        spawn "reapi-worker-$i" "$TOOLS/buildgrid-venv/bin/python" "$SCRIPTS/reapi_worker.py" \
+            --server "127.0.0.1:$REAPI_EXEC_PORT" --bot-id "reapi-worker-$i" --work-dir "$RUN/reapi-worker"
+    done
 }
 
 # Garage from crates.io. Its default features build libsodium and zstd from
@@ -269,6 +378,8 @@ start() {
         -scheme http -host 127.0.0.1 -port "$GCS_PORT" -filesystem-root "$RUN/gcs" -backend filesystem
     spawn_garage
     spawn_buildgrid
+    spawn_postgres
+    spawn_buildgrid_exec
     wait_port redis "$REDIS_PORT"
     redis-cli -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" \
         ACL SETUSER "$REDIS_USER" on ">$REDIS_USER_PASSWORD" '~*' '+@all' >"$RUN/redis-acl.log" 2>&1 ||
@@ -288,6 +399,8 @@ start() {
     wait_port gcs "$GCS_PORT"
     wait_port garage "$GARAGE_PORT"
     wait_port buildgrid "$REAPI_PORT"
+    wait_port buildgrid-exec "$REAPI_EXEC_PORT"
+    spawn_reapi_workers
     create_azure_container cachepot-test
     log "all servers listening (logs in $RUN)"
 }
@@ -333,6 +446,9 @@ PY
 
 stop() {
     [[ -d $RUN ]] || return 0
+    # PostgreSQL takes SIGTERM as "wait for the clients to leave"; SIGINT
+    # disconnects them and shuts down at once.
+    [[ -e $RUN/postgres.pid ]] && { kill -INT "$(cat "$RUN/postgres.pid")" 2>/dev/null || true; }
     local pids=()
     for pidfile in "$RUN"/*.pid; do
         [[ -e $pidfile ]] || continue
@@ -378,6 +494,7 @@ CACHEPOT_TEST_GARAGE_KEY=$GARAGE_KEY
 CACHEPOT_TEST_GARAGE_SECRET=$GARAGE_SECRET
 CACHEPOT_TEST_GARAGE_REGION=$GARAGE_REGION
 CACHEPOT_TEST_REAPI=grpc://127.0.0.1:$REAPI_PORT
+CACHEPOT_TEST_REAPI_EXEC=grpc://127.0.0.1:$REAPI_EXEC_PORT
 VARS
 }
 

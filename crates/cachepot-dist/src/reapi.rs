@@ -58,6 +58,9 @@ pub struct ReapiSettings {
     pub key_prefix: String,
     /// `name=value` pairs sent with every call (an API key, a token).
     pub headers: Vec<(String, String)>,
+    /// Platform properties of executed actions (a container image, a
+    /// worker pool).
+    pub platform: Vec<(String, String)>,
     /// Read but never write (the daemon wraps the backend in
     /// `ReadOnly`).
     pub read_only: bool,
@@ -79,7 +82,7 @@ pub enum ReapiError {
 
 /// The headers sent with every call.
 #[derive(Clone)]
-struct Headers(Arc<Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)>>);
+pub(crate) struct Headers(Arc<Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)>>);
 
 impl Interceptor for Headers {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -92,7 +95,7 @@ impl Interceptor for Headers {
 
 /// A REAPI engine as a [`Storage`] backend.
 pub struct Reapi {
-    settings: ReapiSettings,
+    pub(crate) settings: ReapiSettings,
     channel: Channel,
     headers: Headers,
     rt: tokio::runtime::Runtime,
@@ -102,7 +105,7 @@ pub struct Reapi {
 }
 
 /// A digest in REAPI's form.
-fn digest_of(bytes: &[u8]) -> re::Digest {
+pub(crate) fn digest_of(bytes: &[u8]) -> re::Digest {
     re::Digest {
         hash: format!("{:x}", Sha256::digest(bytes)),
         size_bytes: bytes.len() as i64,
@@ -190,6 +193,48 @@ impl Reapi {
                 Err(_) => Err(self.timed_out(op)),
             }
         })
+    }
+
+    /// Runs a call of `--check-remote` under the timeout.
+    pub(crate) fn block_call<T>(
+        &self,
+        call: &'static str,
+        fut: impl std::future::Future<Output = Result<T, crate::CallError>>,
+    ) -> Result<T, crate::CallError> {
+        self.rt.block_on(async {
+            match tokio::time::timeout(self.timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(crate::CallError {
+                    call,
+                    code: "DeadlineExceeded".into(),
+                    message: format!("no answer within {} s", self.timeout.as_secs()),
+                    hint: Some("the engine did not answer in time: is it up, and does it have a worker for this action's platform?"),
+                }),
+            }
+        })
+    }
+
+    pub(crate) fn capabilities_client(
+        &self,
+    ) -> re::capabilities_client::CapabilitiesClient<
+        tonic::service::interceptor::InterceptedService<Channel, Headers>,
+    > {
+        re::capabilities_client::CapabilitiesClient::with_interceptor(
+            self.channel.clone(),
+            self.headers.clone(),
+        )
+    }
+
+    pub(crate) fn execution_client(
+        &self,
+    ) -> re::execution_client::ExecutionClient<
+        tonic::service::interceptor::InterceptedService<Channel, Headers>,
+    > {
+        re::execution_client::ExecutionClient::with_interceptor(
+            self.channel.clone(),
+            self.headers.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE)
     }
 
     fn action_cache(
@@ -285,7 +330,10 @@ impl Reapi {
         }
     }
 
-    async fn read_blob(&self, digest: &re::Digest) -> Result<Option<Vec<u8>>, StorageError> {
+    pub(crate) async fn read_blob(
+        &self,
+        digest: &re::Digest,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
         let size = u64::try_from(digest.size_bytes).unwrap_or(0);
         if size <= self.batch_limit().await {
             let resp = self
@@ -352,7 +400,11 @@ impl Reapi {
         name
     }
 
-    async fn write_blob(&self, digest: &re::Digest, value: &[u8]) -> Result<(), StorageError> {
+    pub(crate) async fn write_blob(
+        &self,
+        digest: &re::Digest,
+        value: &[u8],
+    ) -> Result<(), StorageError> {
         if (value.len() as u64) <= self.batch_limit().await {
             let resp = self
                 .cas()
@@ -517,6 +569,7 @@ mod tests {
             instance: String::new(),
             key_prefix: prefix.into(),
             headers: vec![("Bad Header".into(), "x".into())],
+            platform: Vec::new(),
             read_only: false,
         };
         assert!(matches!(

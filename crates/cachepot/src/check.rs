@@ -63,6 +63,100 @@ fn probe(name: &str, storage: &Arc<dyn Storage>) -> bool {
     true
 }
 
+/// `cachepot --check-remote`: the REAPI engine's capabilities, a probe of
+/// its store, and one tiny action executed end to end when it executes;
+/// exit code 0 when all of that works.
+pub fn run_remote() -> Result<i32> {
+    let config = Config::load()?;
+    let Some(settings) = config.reapi.clone() else {
+        println!("No REAPI engine configured: set CACHEPOT_REAPI_ENDPOINT (grpc://HOST:PORT).");
+        return Ok(1);
+    };
+    let instance = if settings.instance.is_empty() {
+        "(empty)".to_string()
+    } else {
+        settings.instance.clone()
+    };
+    println!("engine: {}, instance {instance}", settings.endpoint);
+    let platform = settings.platform.clone();
+    let reapi = match cachepot_dist::Reapi::new(settings, config.remote_timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("  FAILED: {e}");
+            return Ok(1);
+        }
+    };
+    let failed = |e: &cachepot_dist::CallError| {
+        println!("  FAILED\n    {e}");
+        if let Some(h) = e.hint {
+            println!("    hint: {h}");
+        }
+        Ok(1)
+    };
+    let caps = match reapi.capabilities() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("capabilities:");
+            return failed(&e);
+        }
+    };
+    println!(
+        "capabilities: API {}, digests {}, batch limit {} bytes, compressors {}, execution {}",
+        caps.api,
+        caps.digest_functions.join(" "),
+        caps.max_batch_total_size_bytes,
+        if caps.compressors.is_empty() {
+            "none".to_string()
+        } else {
+            caps.compressors.join(" ")
+        },
+        if caps.execution { "yes" } else { "no" }
+    );
+    if !caps.digest_functions.iter().any(|d| d == "SHA256") {
+        println!("  FAILED: the engine's CAS does not take SHA-256 digests, which cachepot uses");
+        return Ok(1);
+    }
+    let reapi = Arc::new(reapi);
+    let storage: Arc<dyn Storage> = reapi.clone();
+    if !probe("store", &storage) {
+        return Ok(1);
+    }
+    if !caps.execution {
+        println!(
+            "execution: not offered (a cache-only engine): remote execution cannot be used here."
+        );
+        println!("The engine works as a store.");
+        return Ok(0);
+    }
+    println!(
+        "execution: /bin/sh -c 'echo {}'",
+        cachepot_dist::CHECK_OUTPUT
+    );
+    match reapi.execute_check(&platform) {
+        Ok(run) if run.exit_code == 0 && run.stdout.trim() == cachepot_dist::CHECK_OUTPUT => {
+            let ms = |d: Option<std::time::Duration>| {
+                d.map_or("?".to_string(), |d| format!("{} ms", d.as_millis()))
+            };
+            println!(
+                "  ok: on worker {:?}, {} queued, {} executing",
+                run.worker,
+                ms(run.queued),
+                ms(run.executing)
+            );
+            println!("The engine works as a store and executes actions.");
+            Ok(0)
+        }
+        Ok(run) => {
+            println!(
+                "  FAILED: exit code {}, output {:?}",
+                run.exit_code, run.stdout
+            );
+            Ok(1)
+        }
+        Err(e) => failed(&e),
+    }
+}
+
 /// Runs the check; exit code 0 when every tier works, 1 otherwise.
 pub fn run() -> Result<i32> {
     let config = Config::load()?;

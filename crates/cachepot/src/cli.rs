@@ -25,6 +25,8 @@ Options:
       --start-server        start the daemon
       --stop-server         stop the daemon (pending writes finish first)
       --check-storage       write, read and delete a probe on each storage tier
+      --check-remote        the REAPI engine: capabilities, a store probe and one
+                            tiny action executed end to end
       --stats-format FMT    text (default) or json
   -V, --version             print the version
   -h, --help                print this help
@@ -88,6 +90,7 @@ fn run(args: &[OsString]) -> Result<i32> {
             "--start-server" => action = Some("start"),
             "--stop-server" => action = Some("stop"),
             "--check-storage" => action = Some("check"),
+            "--check-remote" => action = Some("check-remote"),
             "--explain" => action = Some("explain"),
             "-V" | "--version" => action = Some("version"),
             "-h" | "--help" => action = Some("help"),
@@ -115,6 +118,7 @@ fn run(args: &[OsString]) -> Result<i32> {
         Some("start") => Ok(start_server()),
         Some("stop") => stop_server(),
         Some("check") => crate::check::run(),
+        Some("check-remote") => crate::check::run_remote(),
         Some("explain") => crate::explain::run(format),
         Some("zero") => {
             let paths = Paths::new(&Config::load()?)?;

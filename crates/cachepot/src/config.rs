@@ -161,6 +161,8 @@ vars! {
         "REAPI: the instance name. Default: empty.";
     REAPI_HEADERS = "CACHEPOT_REAPI_HEADERS", None, Some("reapi.headers"),
         "REAPI: `name=value` pairs sent with every call, separated by commas (BuildBuddy's `x-buildbuddy-api-key=…`, `authorization=Bearer …`).";
+    REAPI_PLATFORM = "CACHEPOT_REAPI_PLATFORM", None, Some("reapi.platform"),
+        "REAPI: platform properties of executed actions, `name=value` pairs separated by commas (`container-image=docker://…`, `pool=large`). Today only the action of `--check-remote` is executed.";
     REAPI_KEY_PREFIX = "CACHEPOT_REAPI_KEY_PREFIX", None, Some("reapi.key_prefix"),
         "REAPI: goes into every action digest, so that several setups sharing an engine and instance keep apart.";
     REAPI_RW_MODE = "CACHEPOT_REAPI_RW_MODE", None, Some("reapi.rw_mode"),

@@ -393,16 +393,21 @@ pub fn load_reapi(f: &FileConfig) -> Result<Option<cachepot_dist::ReapiSettings>
     let Some(endpoint) = opt(f, &config::REAPI_ENDPOINT)? else {
         return Ok(None);
     };
-    let headers = match opt(f, &config::REAPI_HEADERS)? {
-        None => Vec::new(),
-        Some(text) => cachepot_dist::parse_headers(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config::source(&config::REAPI_HEADERS)))?,
+    let pairs = |var: &Var| -> Result<Vec<(String, String)>> {
+        match opt(f, var)? {
+            None => Ok(Vec::new()),
+            Some(text) => cachepot_dist::parse_headers(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config::source(var))),
+        }
     };
+    let headers = pairs(&config::REAPI_HEADERS)?;
+    let platform = pairs(&config::REAPI_PLATFORM)?;
     Ok(Some(cachepot_dist::ReapiSettings {
         endpoint,
         instance: prefix(f, &config::REAPI_INSTANCE)?,
         key_prefix: prefix(f, &config::REAPI_KEY_PREFIX)?,
         headers,
+        platform,
         read_only: read_only(f, &config::REAPI_RW_MODE)?,
     }))
 }

@@ -8,6 +8,7 @@ mod explain;
 mod harness;
 mod key_inputs;
 mod linked;
+mod reapi;
 mod remote;
 mod remote_failures;
 mod rust_builds;
