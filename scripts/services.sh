@@ -56,6 +56,8 @@ GARAGE_SECRET=cachepot-garage-test-secret-key
 # memory on REAPI_PORT, instances "" and "cachepot".
 BUILDGRID_VERSION=0.9.1
 REAPI_PORT=18980
+# The same server over TLS (the test CA's certificate for 127.0.0.1).
+REAPI_TLS_PORT=18982
 PYTHON313=${CACHEPOT_PYTHON313:-$HOME/.pyenv/versions/3.13.0/bin/python}
 # A second BuildGrid that also executes actions, on REAPI_EXEC_PORT (instance
 # ""): its scheduler needs PostgreSQL (Debian's, a throwaway cluster on
@@ -139,6 +141,12 @@ server:
   - !channel
     address: "127.0.0.1:$REAPI_PORT"
     insecure-mode: true
+  - !channel
+    address: "127.0.0.1:$REAPI_TLS_PORT"
+    insecure-mode: false
+    credentials:
+      tls-server-key: $RUN/tls/server.key
+      tls-server-cert: $RUN/tls/server.crt
 authorization:
   method: none
 monitoring:
@@ -399,6 +407,7 @@ start() {
     wait_port gcs "$GCS_PORT"
     wait_port garage "$GARAGE_PORT"
     wait_port buildgrid "$REAPI_PORT"
+    wait_port buildgrid "$REAPI_TLS_PORT"
     wait_port buildgrid-exec "$REAPI_EXEC_PORT"
     spawn_reapi_workers
     create_azure_container cachepot-test
@@ -494,6 +503,7 @@ CACHEPOT_TEST_GARAGE_KEY=$GARAGE_KEY
 CACHEPOT_TEST_GARAGE_SECRET=$GARAGE_SECRET
 CACHEPOT_TEST_GARAGE_REGION=$GARAGE_REGION
 CACHEPOT_TEST_REAPI=grpc://127.0.0.1:$REAPI_PORT
+CACHEPOT_TEST_REAPI_TLS=grpcs://127.0.0.1:$REAPI_TLS_PORT
 CACHEPOT_TEST_REAPI_EXEC=grpc://127.0.0.1:$REAPI_EXEC_PORT
 VARS
 }

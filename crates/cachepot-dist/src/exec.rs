@@ -26,12 +26,15 @@ pub struct CallError {
 
 impl CallError {
     fn new(call: &'static str, status: &tonic::Status) -> CallError {
+        let message = status.message().to_ascii_lowercase();
         let hint = match status.code() {
+            tonic::Code::Unavailable if message.contains("certificate") => Some(
+                "the engine's certificate is not trusted: set CACHEPOT_REAPI_CA_FILE to its CA certificate (PEM)",
+            ),
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                 Some("the engine cannot be reached: check CACHEPOT_REAPI_ENDPOINT (grpc://HOST:PORT) and that it listens there")
             }
-            tonic::Code::InvalidArgument | tonic::Code::NotFound
-                if status.message().to_ascii_lowercase().contains("instance") =>
+            tonic::Code::InvalidArgument | tonic::Code::NotFound if message.contains("instance") =>
             {
                 Some("the engine does not know this instance: check CACHEPOT_REAPI_INSTANCE")
             }
@@ -39,10 +42,9 @@ impl CallError {
                 "the engine refused the call: set the header it expects in CACHEPOT_REAPI_HEADERS (BuildBuddy: x-buildbuddy-api-key=KEY; others: authorization=Bearer TOKEN)",
             ),
             tonic::Code::Unknown | tonic::Code::Internal
-                if status.message().to_ascii_lowercase().contains("tls")
-                    || status.message().to_ascii_lowercase().contains("h2") =>
+                if message.contains("transport error") || message.contains("tls") =>
             {
-                Some("the engine may expect TLS, which this client does not speak yet: use a grpc:// endpoint")
+                Some("the connection broke at once: does the engine expect TLS? Use grpcs://HOST:PORT")
             }
             _ => None,
         };

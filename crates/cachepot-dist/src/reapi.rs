@@ -22,7 +22,7 @@ use cachepot_storage::{Storage, StorageError, StorageInfo, StorageKey};
 use sha2::{Digest as _, Sha256};
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// The backend's name in statistics and errors.
 const KIND: &str = "reapi";
@@ -61,6 +61,9 @@ pub struct ReapiSettings {
     /// Platform properties of executed actions (a container image, a
     /// worker pool).
     pub platform: Vec<(String, String)>,
+    /// A CA certificate (PEM) trusted for `grpcs://`, besides the
+    /// system's.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Read but never write (the daemon wraps the backend in
     /// `ReadOnly`).
     pub read_only: bool,
@@ -75,6 +78,9 @@ pub enum ReapiError {
     /// A header is not valid gRPC metadata.
     #[error("REAPI header {0}")]
     Header(String),
+    /// TLS could not be set up.
+    #[error("REAPI TLS: {0}")]
+    Tls(String),
     /// The runtime could not start.
     #[error("starting the REAPI client's runtime: {0}")]
     Runtime(std::io::Error),
@@ -115,17 +121,21 @@ pub(crate) fn digest_of(bytes: &[u8]) -> re::Digest {
 impl Reapi {
     /// Connects lazily: no call is made until the first use.
     pub fn new(settings: ReapiSettings, timeout: Duration) -> Result<Reapi, ReapiError> {
-        let uri = match settings.endpoint.split_once("://") {
-            Some(("grpc" | "http", rest)) => format!("http://{rest}"),
-            Some(("grpcs" | "https", _)) => {
-                return Err(ReapiError::Endpoint(format!(
-                    "{}: TLS (grpcs://) is not supported yet; use a grpc:// endpoint (a TLS proxy on loopback, for example)",
-                    settings.endpoint
-                )))
+        let (uri, tls) = match settings.endpoint.split_once("://") {
+            Some(("grpc" | "http", rest)) => (format!("http://{rest}"), None),
+            Some(("grpcs" | "https", rest)) => {
+                let mut tls = ClientTlsConfig::new().with_native_roots();
+                if let Some(ca) = &settings.ca_file {
+                    let pem = std::fs::read(ca).map_err(|e| {
+                        ReapiError::Tls(format!("reading the CA file {}: {e}", ca.display()))
+                    })?;
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                (format!("https://{rest}"), Some(tls))
             }
             _ => {
                 return Err(ReapiError::Endpoint(format!(
-                    "{}: expected grpc://HOST:PORT",
+                    "{}: expected grpc://HOST:PORT or grpcs://HOST:PORT",
                     settings.endpoint
                 )))
             }
@@ -147,10 +157,15 @@ impl Reapi {
             .enable_all()
             .build()
             .map_err(ReapiError::Runtime)?;
-        let endpoint = Endpoint::from_shared(uri)
+        let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| ReapiError::Endpoint(format!("{}: {e}", settings.endpoint)))?
             .connect_timeout(timeout)
             .timeout(timeout);
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| ReapiError::Tls(e.to_string()))?;
+        }
         let channel = {
             let _guard = rt.enter();
             endpoint.connect_lazy()
@@ -570,6 +585,7 @@ mod tests {
             key_prefix: prefix.into(),
             headers: vec![("Bad Header".into(), "x".into())],
             platform: Vec::new(),
+            ca_file: None,
             read_only: false,
         };
         assert!(matches!(

@@ -19,6 +19,7 @@ fn reapi(instance: &str, prefix: &str) -> Reapi {
             key_prefix: prefix.into(),
             headers: vec![("x-cachepot-test".into(), "1".into())],
             platform: Vec::new(),
+            ca_file: None,
             read_only: false,
         },
         Duration::from_secs(30),
@@ -71,6 +72,7 @@ fn an_unknown_instance_or_a_dead_engine_is_an_error_not_a_hang() {
             key_prefix: String::new(),
             headers: Vec::new(),
             platform: Vec::new(),
+            ca_file: None,
             read_only: false,
         },
         Duration::from_secs(5),
@@ -79,7 +81,7 @@ fn an_unknown_instance_or_a_dead_engine_is_an_error_not_a_hang() {
     let started = std::time::Instant::now();
     assert!(dead.get(&StorageKey::new("e2-x").unwrap()).is_err());
     assert!(started.elapsed() < Duration::from_secs(10));
-    // grpcs is refused with a message that names it.
+    // A CA file that is not there is named.
     let err = Reapi::new(
         ReapiSettings {
             endpoint: "grpcs://engine.example:443".into(),
@@ -87,11 +89,41 @@ fn an_unknown_instance_or_a_dead_engine_is_an_error_not_a_hang() {
             key_prefix: String::new(),
             headers: Vec::new(),
             platform: Vec::new(),
+            ca_file: Some("/no/such/ca.pem".into()),
             read_only: false,
         },
         Duration::from_secs(5),
     )
     .err()
     .unwrap();
-    assert!(err.to_string().contains("grpcs"), "{err}");
+    assert!(err.to_string().contains("/no/such/ca.pem"), "{err}");
+}
+
+#[test]
+fn tls_works_with_the_engines_ca_and_fails_without_it() {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run `scripts/services.sh start` and export `scripts/services.sh env`")
+        })
+    };
+    let settings = |ca: Option<String>| ReapiSettings {
+        endpoint: var("CACHEPOT_TEST_REAPI_TLS"),
+        instance: "cachepot".into(),
+        key_prefix: unique(),
+        headers: Vec::new(),
+        platform: Vec::new(),
+        ca_file: ca.map(Into::into),
+        read_only: false,
+    };
+    let key = StorageKey::new("e2-tls").unwrap();
+    let store = Reapi::new(
+        settings(Some(var("CACHEPOT_TEST_TLS_CA"))),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    store.put(&key, b"over tls").unwrap();
+    assert_eq!(store.get(&key).unwrap().as_deref(), Some(&b"over tls"[..]));
+    // The test CA is not among the system's.
+    let untrusted = Reapi::new(settings(None), Duration::from_secs(10)).unwrap();
+    assert!(untrusted.get(&key).is_err());
 }

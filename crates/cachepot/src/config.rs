@@ -156,11 +156,13 @@ vars! {
     WEBDAV_RW_MODE = "CACHEPOT_WEBDAV_RW_MODE", Some("SCCACHE_WEBDAV_RW_MODE"), Some("webdav.rw_mode"),
         "WebDAV: `READ_ONLY` or `READ_WRITE` (default).";
     REAPI_ENDPOINT = "CACHEPOT_REAPI_ENDPOINT", None, Some("reapi.endpoint"),
-        "A Bazel Remote Execution API engine's Action Cache and CAS as the remote store (BuildGrid, Buildbarn, BuildBuddy, NativeLink, bazel-remote): `grpc://host:port` (`grpcs://` is not supported yet). Each value is one CAS blob, named by an Action Cache entry whose action digest is derived from cachepot's key. Setting it selects REAPI, after the other backends.";
+        "A Bazel Remote Execution API engine's Action Cache and CAS as the remote store (BuildGrid, Buildbarn, BuildBuddy, NativeLink, bazel-remote): `grpc://host:port`, or `grpcs://host:port` for TLS (the system's CAs, and `CACHEPOT_REAPI_CA_FILE`). Each value is one CAS blob, named by an Action Cache entry whose action digest is derived from cachepot's key. Setting it selects REAPI, after the other backends.";
     REAPI_INSTANCE = "CACHEPOT_REAPI_INSTANCE", None, Some("reapi.instance"),
         "REAPI: the instance name. Default: empty.";
     REAPI_HEADERS = "CACHEPOT_REAPI_HEADERS", None, Some("reapi.headers"),
         "REAPI: `name=value` pairs sent with every call, separated by commas (BuildBuddy's `x-buildbuddy-api-key=…`, `authorization=Bearer …`).";
+    REAPI_CA_FILE = "CACHEPOT_REAPI_CA_FILE", None, Some("reapi.ca_file"),
+        "REAPI: a CA certificate (PEM) trusted for a `grpcs://` endpoint, besides the system's (an engine with a private CA).";
     REAPI_PLATFORM = "CACHEPOT_REAPI_PLATFORM", None, Some("reapi.platform"),
         "REAPI: platform properties of executed actions, `name=value` pairs separated by commas (`container-image=docker://…`, `pool=large`). Today only the action of `--check-remote` is executed.";
     REAPI_KEY_PREFIX = "CACHEPOT_REAPI_KEY_PREFIX", None, Some("reapi.key_prefix"),

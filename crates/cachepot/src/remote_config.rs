@@ -408,6 +408,7 @@ pub fn load_reapi(f: &FileConfig) -> Result<Option<cachepot_dist::ReapiSettings>
         key_prefix: prefix(f, &config::REAPI_KEY_PREFIX)?,
         headers,
         platform,
+        ca_file: opt(f, &config::REAPI_CA_FILE)?.map(PathBuf::from),
         read_only: read_only(f, &config::REAPI_RW_MODE)?,
     }))
 }

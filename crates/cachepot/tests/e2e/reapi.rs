@@ -70,6 +70,23 @@ fn the_usual_mistakes_are_named() {
     );
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("cannot be reached"), "{text}");
+    // A TLS engine: its CA not trusted, or spoken to without TLS.
+    let tls = server("CACHEPOT_TEST_REAPI_TLS");
+    let (code, text) = check(&env, &[("CACHEPOT_REAPI_ENDPOINT", tls.clone())]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("CACHEPOT_REAPI_CA_FILE"), "{text}");
+    let plain = tls.replace("grpcs://", "grpc://");
+    let (code, text) = check(&env, &[("CACHEPOT_REAPI_ENDPOINT", plain)]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("grpcs://"), "{text}");
+    let (code, text) = check(
+        &env,
+        &[
+            ("CACHEPOT_REAPI_ENDPOINT", tls),
+            ("CACHEPOT_REAPI_CA_FILE", server("CACHEPOT_TEST_TLS_CA")),
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
     let (code, text) = check(&env, &[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("CACHEPOT_REAPI_ENDPOINT"), "{text}");
