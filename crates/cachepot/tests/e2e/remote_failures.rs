@@ -195,6 +195,30 @@ fn private_server(
                 ],
             )
         }
+        "reapi" => {
+            // BuildGrid's Action Cache and CAS, in memory.
+            let conf = dir.join("buildgrid.yml");
+            std::fs::write(
+                &conf,
+                format!(
+                    "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+authorization:\n  method: none\nmonitoring:\n  enabled: false\n\
+storages:\n  - !lru-storage &cas\n    size: 256MB\n\
+caches:\n  - !lru-action-cache &ac\n    storage: *cas\n    max-cached-refs: 10000\n    allow-updates: true\n\
+instances:\n  - name: \"\"\n    services:\n      - !cas\n        storage: *cas\n      - !bytestream\n        storage: *cas\n      - !action-cache\n        cache: *ac\n"
+                ),
+            )
+            .unwrap();
+            let mut c = std::process::Command::new(tools.join("buildgrid-venv/bin/bgd"));
+            c.args(["server", "start"]).arg(&conf);
+            (
+                c,
+                vec![v(
+                    "CACHEPOT_REAPI_ENDPOINT",
+                    format!("grpc://127.0.0.1:{port}"),
+                )],
+            )
+        }
         other => panic!("no private server for {other}"),
     };
     let child = cmd
@@ -278,4 +302,9 @@ fn azure_dying_mid_build_never_fails_or_hangs_it() {
 #[test]
 fn gcs_dying_mid_build_never_fails_or_hangs_it() {
     server_dies_mid_build("gcs");
+}
+
+#[test]
+fn reapi_dying_mid_build_never_fails_or_hangs_it() {
+    server_dies_mid_build("reapi");
 }
