@@ -139,6 +139,8 @@ remote_what = {
     "cachepot-garage": "Garage on loopback, local tier off",
     "cachepot-garage-25ms": "Garage +25 ms per request, local tier off",
     "cachepot-runner-25ms": "Garage +25 ms per request, local tier emptied before each phase",
+    "cachepot-reapi": "BuildGrid (REAPI Action Cache and CAS) on loopback, local tier off",
+    "cachepot-reapi-25ms": "BuildGrid +25 ms per gRPC call, local tier off",
 }
 remote = [t for t in tools if t.startswith("cachepot-")]
 limit = None

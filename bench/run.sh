@@ -4,7 +4,7 @@
 #   bench/run.sh [--workload DIR] [--cachepot PATH] [--sccache PATH]
 #                [--kache PATH] [--out DIR] [--tools plain,cachepot,sccache,kache]
 #                (opt-in remote tools: cachepot-garage, cachepot-garage-25ms,
-#                cachepot-runner-25ms)
+#                cachepot-runner-25ms, cachepot-reapi, cachepot-reapi-25ms)
 #                [--scratch DIR] [--keep-scratch] [--cachepot-log FILTER]
 #
 # See bench/README.md for the phases and how to read the figures.
@@ -34,6 +34,9 @@ Options:
                       cachepot-runner-25ms  local tier on, through the 25 ms proxy,
                                             local cache emptied before each phase
                                             (a fresh CI runner; prefetch fills it)
+                    Remote tools on BuildGrid's Action Cache and CAS (REAPI):
+                      cachepot-reapi        local tier off, straight to BuildGrid
+                      cachepot-reapi-25ms   local tier off, +25 ms per gRPC call
   --scratch DIR     where checkouts, CARGO_HOMEs, caches and target dirs go
                     (default: a fresh directory under \${TMPDIR:-/tmp}; must not exist or be empty)
   --keep-scratch    do not delete the scratch directory at the end
@@ -107,8 +110,9 @@ for t in "${requested[@]}"; do
     case $t in
         plain | cachepot | cachepot-s3 | sccache | kache) want+=("$t") ;;
         cachepot-garage | cachepot-garage-25ms | cachepot-runner-25ms) want+=("$t") ;;
+        cachepot-reapi | cachepot-reapi-25ms) want+=("$t") ;;
         "") ;;
-        *) die "--tools: unknown tool '$t' (known: plain,cachepot,cachepot-s3,cachepot-garage,cachepot-garage-25ms,cachepot-runner-25ms,sccache,kache)" ;;
+        *) die "--tools: unknown tool '$t' (known: plain,cachepot,cachepot-s3,cachepot-garage,cachepot-garage-25ms,cachepot-runner-25ms,cachepot-reapi,cachepot-reapi-25ms,sccache,kache)" ;;
     esac
 done
 ((${#want[@]})) || die "--tools selects nothing"
@@ -125,6 +129,9 @@ wants_garage() {
     return 1
 }
 wants_proxy() { wants cachepot-garage-25ms || wants cachepot-runner-25ms; }
+# The cachepot tools that store on BuildGrid's Action Cache and CAS (REAPI).
+REAPI_TOOLS=(cachepot-reapi cachepot-reapi-25ms)
+wants_reapi() { wants cachepot-reapi || wants cachepot-reapi-25ms; }
 # Every cachepot* tool is cachepot with some settings (see tool_env).
 is_cachepot() { [[ $1 == cachepot || $1 == cachepot-* ]]; }
 
@@ -213,9 +220,14 @@ answers() { # URL like http://127.0.0.1:PORT -> true when its port accepts a TCP
     hp=${hp%%/*}
     (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null
 }
-if wants cachepot-s3 || wants_garage; then
+if wants cachepot-s3 || wants_garage || wants_reapi; then
     while IFS= read -r line; do S3_ENV+=("$line"); done < <(bash "$REPO_ROOT/scripts/services.sh" env | tr -d "\"'")
     if wants cachepot-s3 && ! answers "$(service_var CACHEPOT_TEST_S3)"; then
+        note "starting the loopback storage servers (scripts/services.sh start)"
+        bash "$REPO_ROOT/scripts/services.sh" start >"$OUT/services.log" 2>&1 ||
+            die "scripts/services.sh start failed; see $OUT/services.log"
+    fi
+    if wants_reapi && ! answers "$(service_var CACHEPOT_TEST_REAPI)"; then
         note "starting the loopback storage servers (scripts/services.sh start)"
         bash "$REPO_ROOT/scripts/services.sh" start >"$OUT/services.log" 2>&1 ||
             die "scripts/services.sh start failed; see $OUT/services.log"
@@ -227,7 +239,7 @@ if wants cachepot-s3 || wants_garage; then
     fi
 fi
 if wants cachepot-s3; then active+=(cachepot-s3); fi
-for t in "${GARAGE_TOOLS[@]}"; do
+for t in "${GARAGE_TOOLS[@]}" "${REAPI_TOOLS[@]}"; do
     if wants "$t"; then active+=("$t"); fi
 done
 if wants sccache; then
@@ -326,6 +338,12 @@ tool_env() {
                         "CACHEPOT_REGION=$GARAGE_REGION" "CACHEPOT_S3_KEY_PREFIX=bench-$$-$tool"
                         "AWS_ACCESS_KEY_ID=$GARAGE_KEY" "AWS_SECRET_ACCESS_KEY=$GARAGE_SECRET")
                     ;;
+                cachepot-reapi | cachepot-reapi-25ms)
+                    local reapi=$REAPI_ENDPOINT
+                    [[ $tool == *-25ms ]] && reapi="grpc://127.0.0.1:$REAPI_PROXY_PORT"
+                    TENV+=("CACHEPOT_LOCAL=off" "CACHEPOT_REAPI_ENDPOINT=$reapi"
+                        "CACHEPOT_REAPI_INSTANCE=cachepot" "CACHEPOT_REAPI_KEY_PREFIX=bench-$$-$tool")
+                    ;;
             esac
             ;;
         sccache)
@@ -391,6 +409,7 @@ tool_ctl() {
 
 STARTED_TOOLS=()
 PROXY_PID=""
+REAPI_PROXY_PID=""
 cleanup() {
     local rc=$? t
     set +e
@@ -398,10 +417,12 @@ cleanup() {
         tool_ctl "$t" "$HOME_A" stop >/dev/null 2>&1
         tool_ctl "$t" "$HOME_B" stop >/dev/null 2>&1
     done
-    if [[ -n $PROXY_PID ]]; then
-        kill -TERM "$PROXY_PID" 2>/dev/null
-        wait "$PROXY_PID" 2>/dev/null
-    fi
+    for t in "$PROXY_PID" "$REAPI_PROXY_PID"; do
+        if [[ -n $t ]]; then
+            kill -TERM "$t" 2>/dev/null
+            wait "$t" 2>/dev/null
+        fi
+    done
     if ((KEEP_SCRATCH)); then
         note "scratch kept: $SCRATCH"
     else
@@ -447,6 +468,31 @@ if wants_proxy; then
         die "bench/latency_proxy.py did not start; see $OUT/latency-proxy.log"
     PROXY_INFO="127.0.0.1:$PROXY_PORT -> $garage_hp, +${PROXY_DELAY_MS} ms on every chunk to Garage (pid $PROXY_PID)"
     note "latency proxy on 127.0.0.1:$PROXY_PORT -> $garage_hp (+${PROXY_DELAY_MS} ms)"
+fi
+
+# BuildGrid (REAPI Action Cache and CAS) for the cachepot-reapi tools; the
+# -25ms one through a latency proxy of its own (every gRPC call from
+# cachepot is delayed by 25 ms).
+REAPI_ENDPOINT=""
+REAPI_PROXY_PORT=""
+if wants_reapi; then
+    REAPI_ENDPOINT=$(service_var CACHEPOT_TEST_REAPI)
+fi
+if wants cachepot-reapi-25ms; then
+    REAPI_PROXY_PORT=$(pick_port)
+    reapi_hp=${REAPI_ENDPOINT#*://}
+    python3 "$BENCH_DIR/latency_proxy.py" --listen "127.0.0.1:$REAPI_PROXY_PORT" \
+        --target "$reapi_hp" --delay-ms "$PROXY_DELAY_MS" \
+        >"$OUT/latency-proxy-reapi.log" 2>&1 &
+    REAPI_PROXY_PID=$!
+    for _ in $(seq 1 100); do
+        grep -qx ready "$OUT/latency-proxy-reapi.log" 2>/dev/null && break
+        kill -0 "$REAPI_PROXY_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -qx ready "$OUT/latency-proxy-reapi.log" 2>/dev/null ||
+        die "bench/latency_proxy.py did not start; see $OUT/latency-proxy-reapi.log"
+    note "latency proxy on 127.0.0.1:$REAPI_PROXY_PORT -> $reapi_hp (+${PROXY_DELAY_MS} ms)"
 fi
 
 # ---------------------------------------------------------------- builds
@@ -578,9 +624,13 @@ cache_phase() {
         rm -rf "$(tool_dir "$tool")/cache"
     fi
     run_build "$label" "$dir" "$tool" "$home"
-    if [[ $tool == *-25ms ]] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
+    local proxy=$PROXY_PID proxy_log=$OUT/latency-proxy.log
+    if [[ $tool == cachepot-reapi-* ]]; then
+        proxy=$REAPI_PROXY_PID proxy_log=$OUT/latency-proxy-reapi.log
+    fi
+    if [[ $tool == *-25ms ]] && ! kill -0 "$proxy" 2>/dev/null; then
         # Without the proxy the build reached no remote: its figures mean nothing.
-        die "$label: the latency proxy has exited; see $OUT/latency-proxy.log"
+        die "$label: the latency proxy has exited; see $proxy_log"
     fi
     record "$tool" "$phase" seconds "$SECONDS_TAKEN"
     record "$tool" "$phase" compiled_units "$(compiled_units "$OUT/build-$label.log")"
