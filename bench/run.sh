@@ -451,23 +451,28 @@ if wants_garage; then
     GARAGE_KEY=$(service_var CACHEPOT_TEST_GARAGE_KEY)
     GARAGE_SECRET=$(service_var CACHEPOT_TEST_GARAGE_SECRET)
 fi
-if wants_proxy; then
-    PROXY_PORT=$(pick_port)
-    garage_hp=${GARAGE_ENDPOINT#*://}
-    garage_hp=${garage_hp%%/*}
-    python3 "$BENCH_DIR/latency_proxy.py" --listen "127.0.0.1:$PROXY_PORT" \
-        --target "$garage_hp" --delay-ms "$PROXY_DELAY_MS" \
-        >"$OUT/latency-proxy.log" 2>&1 &
-    PROXY_PID=$!
+# start_proxy TARGET_HOST:PORT LOG: starts bench/latency_proxy.py on a free
+# port, waits until it is ready; sets STARTED_PROXY_PORT and STARTED_PROXY_PID.
+start_proxy() {
+    local target=$1 log=$2
+    STARTED_PROXY_PORT=$(pick_port)
+    python3 "$BENCH_DIR/latency_proxy.py" --listen "127.0.0.1:$STARTED_PROXY_PORT" \
+        --target "$target" --delay-ms "$PROXY_DELAY_MS" >"$log" 2>&1 &
+    STARTED_PROXY_PID=$!
     for _ in $(seq 1 100); do
-        grep -qx ready "$OUT/latency-proxy.log" 2>/dev/null && break
-        kill -0 "$PROXY_PID" 2>/dev/null || break
+        grep -qx ready "$log" 2>/dev/null && break
+        kill -0 "$STARTED_PROXY_PID" 2>/dev/null || break
         sleep 0.1
     done
-    grep -qx ready "$OUT/latency-proxy.log" 2>/dev/null ||
-        die "bench/latency_proxy.py did not start; see $OUT/latency-proxy.log"
+    grep -qx ready "$log" 2>/dev/null || die "bench/latency_proxy.py did not start; see $log"
+    note "latency proxy on 127.0.0.1:$STARTED_PROXY_PORT -> $target (+${PROXY_DELAY_MS} ms)"
+}
+if wants_proxy; then
+    garage_hp=${GARAGE_ENDPOINT#*://}
+    garage_hp=${garage_hp%%/*}
+    start_proxy "$garage_hp" "$OUT/latency-proxy.log"
+    PROXY_PORT=$STARTED_PROXY_PORT PROXY_PID=$STARTED_PROXY_PID
     PROXY_INFO="127.0.0.1:$PROXY_PORT -> $garage_hp, +${PROXY_DELAY_MS} ms on every chunk to Garage (pid $PROXY_PID)"
-    note "latency proxy on 127.0.0.1:$PROXY_PORT -> $garage_hp (+${PROXY_DELAY_MS} ms)"
 fi
 
 # BuildGrid (REAPI Action Cache and CAS) for the cachepot-reapi tools; the
@@ -479,20 +484,8 @@ if wants_reapi; then
     REAPI_ENDPOINT=$(service_var CACHEPOT_TEST_REAPI)
 fi
 if wants cachepot-reapi-25ms; then
-    REAPI_PROXY_PORT=$(pick_port)
-    reapi_hp=${REAPI_ENDPOINT#*://}
-    python3 "$BENCH_DIR/latency_proxy.py" --listen "127.0.0.1:$REAPI_PROXY_PORT" \
-        --target "$reapi_hp" --delay-ms "$PROXY_DELAY_MS" \
-        >"$OUT/latency-proxy-reapi.log" 2>&1 &
-    REAPI_PROXY_PID=$!
-    for _ in $(seq 1 100); do
-        grep -qx ready "$OUT/latency-proxy-reapi.log" 2>/dev/null && break
-        kill -0 "$REAPI_PROXY_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -qx ready "$OUT/latency-proxy-reapi.log" 2>/dev/null ||
-        die "bench/latency_proxy.py did not start; see $OUT/latency-proxy-reapi.log"
-    note "latency proxy on 127.0.0.1:$REAPI_PROXY_PORT -> $reapi_hp (+${PROXY_DELAY_MS} ms)"
+    start_proxy "${REAPI_ENDPOINT#*://}" "$OUT/latency-proxy-reapi.log"
+    REAPI_PROXY_PORT=$STARTED_PROXY_PORT REAPI_PROXY_PID=$STARTED_PROXY_PID
 fi
 
 # ---------------------------------------------------------------- builds

@@ -69,6 +69,9 @@ SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { echo "services: $*" >&2; }
 
+# The newest installed PostgreSQL's programs.
+pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
+
 apt_install() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
@@ -181,7 +184,7 @@ YAML
 # shutdown).
 spawn_postgres() {
     local bin
-    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    bin=$(pg_bin)
     local as=()
     ((EUID)) || as=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups --)
     mkdir -m 700 "$RUN/postgres"
@@ -202,7 +205,7 @@ spawn_postgres() {
 # machine's ISA) or none; any other property is refused.
 spawn_buildgrid_exec() {
     local bin url=postgresql://postgres@127.0.0.1:$PG_PORT/buildgrid
-    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    bin=$(pg_bin)
     wait_port postgres "$PG_PORT"
     for _ in $(seq 1 100); do
         "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres && break

@@ -99,6 +99,9 @@ impl Interceptor for Headers {
     }
 }
 
+/// The channel every client calls through, with the headers added.
+pub(crate) type Service = tonic::service::interceptor::InterceptedService<Channel, Headers>;
+
 /// A REAPI engine as a [`Storage`] backend.
 pub struct Reapi {
     pub(crate) settings: ReapiSettings,
@@ -231,20 +234,14 @@ impl Reapi {
 
     pub(crate) fn capabilities_client(
         &self,
-    ) -> re::capabilities_client::CapabilitiesClient<
-        tonic::service::interceptor::InterceptedService<Channel, Headers>,
-    > {
+    ) -> re::capabilities_client::CapabilitiesClient<Service> {
         re::capabilities_client::CapabilitiesClient::with_interceptor(
             self.channel.clone(),
             self.headers.clone(),
         )
     }
 
-    pub(crate) fn execution_client(
-        &self,
-    ) -> re::execution_client::ExecutionClient<
-        tonic::service::interceptor::InterceptedService<Channel, Headers>,
-    > {
+    pub(crate) fn execution_client(&self) -> re::execution_client::ExecutionClient<Service> {
         re::execution_client::ExecutionClient::with_interceptor(
             self.channel.clone(),
             self.headers.clone(),
@@ -252,11 +249,7 @@ impl Reapi {
         .max_decoding_message_size(MAX_MESSAGE)
     }
 
-    fn action_cache(
-        &self,
-    ) -> re::action_cache_client::ActionCacheClient<
-        tonic::service::interceptor::InterceptedService<Channel, Headers>,
-    > {
+    fn action_cache(&self) -> re::action_cache_client::ActionCacheClient<Service> {
         re::action_cache_client::ActionCacheClient::with_interceptor(
             self.channel.clone(),
             self.headers.clone(),
@@ -266,9 +259,7 @@ impl Reapi {
 
     fn cas(
         &self,
-    ) -> re::content_addressable_storage_client::ContentAddressableStorageClient<
-        tonic::service::interceptor::InterceptedService<Channel, Headers>,
-    > {
+    ) -> re::content_addressable_storage_client::ContentAddressableStorageClient<Service> {
         re::content_addressable_storage_client::ContentAddressableStorageClient::with_interceptor(
             self.channel.clone(),
             self.headers.clone(),
@@ -277,11 +268,7 @@ impl Reapi {
         .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    fn byte_stream(
-        &self,
-    ) -> bs::byte_stream_client::ByteStreamClient<
-        tonic::service::interceptor::InterceptedService<Channel, Headers>,
-    > {
+    fn byte_stream(&self) -> bs::byte_stream_client::ByteStreamClient<Service> {
         bs::byte_stream_client::ByteStreamClient::with_interceptor(
             self.channel.clone(),
             self.headers.clone(),
@@ -305,11 +292,8 @@ impl Reapi {
         if let Some(l) = self.batch_limit.get() {
             return *l;
         }
-        let mut client = re::capabilities_client::CapabilitiesClient::with_interceptor(
-            self.channel.clone(),
-            self.headers.clone(),
-        );
-        let asked = client
+        let asked = self
+            .capabilities_client()
             .get_capabilities(re::GetCapabilitiesRequest {
                 instance_name: self.settings.instance.clone(),
             })

@@ -500,7 +500,7 @@ impl Config {
         build_scripts_skip.dedup();
         let remote = crate::remote_config::load(&file)?;
         let reapi = crate::remote_config::load_reapi(&file)?;
-        if !local && remote.is_none() && reapi.is_none() {
+        if !local && !has_remote(&remote, &reapi) {
             bail!(
                 "{}=off needs a remote backend (such as {} or {})",
                 LOCAL.name,
@@ -549,6 +549,22 @@ impl Config {
             self.reapi
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
+    }
+}
+
+/// Whether any remote store is configured (an OpenDAL backend or a REAPI
+/// engine).
+fn has_remote(
+    remote: &Option<crate::remote_config::RemoteSettings>,
+    reapi: &Option<cachepot_dist::ReapiSettings>,
+) -> bool {
+    remote.is_some() || reapi.is_some()
+}
+
+impl Config {
+    /// Whether a remote store is configured.
+    pub fn has_remote(&self) -> bool {
+        has_remote(&self.remote, &self.reapi)
     }
 }
 

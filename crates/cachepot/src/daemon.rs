@@ -54,7 +54,7 @@ pub struct Tiers {
 /// a local cache still finds its lookups answered without a round trip.
 /// One that cannot be opened only costs prefetch: the daemon runs without.
 fn open_scratch(config: &Config) -> Option<(std::path::PathBuf, Arc<dyn Storage>)> {
-    if config.local || (config.remote.is_none() && config.reapi.is_none()) || config.prefetch == 0 {
+    if config.local || !config.has_remote() || config.prefetch == 0 {
         return None;
     }
     let dir = config.dir.join(format!("scratch-{}", config.fingerprint()));

@@ -361,14 +361,11 @@ pub(super) fn prepare_store(
 ) -> io::Result<Option<StoreJob>> {
     let outputs = outputs(&cp.compile, &p.cwd);
     let read = read_outputs(shared, &outputs, &p.bases, p.started)?;
-    let mut meta = vec![
-        ("stdout".into(), p.bases.normalize(stdout)),
-        ("stderr".into(), p.bases.normalize(stderr)),
-        (
-            "source".into(),
-            p.bases.normalize(cp.compile.input.as_bytes()),
-        ),
-    ];
+    let mut meta = super::output_meta(&p.bases, stdout, stderr);
+    meta.push((
+        "source".into(),
+        p.bases.normalize(cp.compile.input.as_bytes()),
+    ));
     meta.extend(read.digests);
     meta.push(super::bases_meta(&p.bases));
     let entry = Entry {

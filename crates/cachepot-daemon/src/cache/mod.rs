@@ -274,6 +274,15 @@ pub fn prepare_failure(
     }
 }
 
+/// The metadata every entry starts with: the replayed stdout and stderr,
+/// base directories as tokens.
+fn output_meta(bases: &BaseDirs, stdout: &[u8], stderr: &[u8]) -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("stdout".into(), bases.normalize(stdout)),
+        ("stderr".into(), bases.normalize(stderr)),
+    ]
+}
+
 /// The entry metadata that records the base directories of the compile
 /// that stored it (`name=path` lines): verify mode compares outputs up
 /// to those paths, which the path policy lets differ.

@@ -132,7 +132,9 @@ fn write_and_check(
             });
             return std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &tmp);
         }
-        let what = role.to_string();
+        // Borrowed for every role but a few named by their file: no
+        // allocation per restored file.
+        let what = role.name();
         staged.push(Staged {
             role,
             tmp: tmp.clone(),

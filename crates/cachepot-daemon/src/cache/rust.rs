@@ -19,7 +19,7 @@ use cachepot_compiler::rust::{
 use cachepot_storage::Entry;
 
 use super::pipeline::{self, Found, Keyed, Plan};
-use super::script::launcher::{self, script_binary};
+use super::script::launcher::{self, is_cached_script, script_binary};
 use super::{
     changed_during, invalid, is_clippy, is_rustc, private_temp, read_family, read_outputs, Compile,
     Dest, Lookup, Pending, PendingKind, ReadOutputs, StoreJob, Verify,
@@ -204,9 +204,10 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     );
     let (claim, verify) = match found {
         Found::Hit(replay) => {
-            let package = c.env("CARGO_PKG_NAME").and_then(|v| v.to_str());
-            if let Some(bin) = script_binary(shared, &compile, &dest.outputs, package) {
-                launcher::install(shared, &bin);
+            if is_cached_script(shared, &compile, &c.env) {
+                if let Some(bin) = script_binary(&dest.outputs) {
+                    launcher::install(shared, &bin);
+                }
             }
             return Lookup::Hit(replay);
         }
@@ -278,10 +279,10 @@ pub(super) fn install_launcher(
     cwd: &Path,
     env: &[(OsString, OsString)],
 ) {
-    let outputs = kept_outputs(&r.compile, cwd);
-    let package = env_value(env, "CARGO_PKG_NAME");
-    let package = package.as_deref().and_then(|v| v.to_str());
-    if let Some(bin) = script_binary(shared, &r.compile, &outputs, package) {
+    if !is_cached_script(shared, &r.compile, env) {
+        return;
+    }
+    if let Some(bin) = script_binary(&kept_outputs(&r.compile, cwd)) {
         launcher::install(shared, &bin);
     }
 }
@@ -366,11 +367,8 @@ fn finish_job(
             return Ok(None);
         }
     }
-    let mut meta = vec![
-        ("stdout".into(), p.bases.normalize(stdout)),
-        ("stderr".into(), p.bases.normalize(stderr)),
-        ("crate".into(), unit_name(&r.compile).into_bytes()),
-    ];
+    let mut meta = super::output_meta(&p.bases, stdout, stderr);
+    meta.push(("crate".into(), unit_name(&r.compile).into_bytes()));
     if let Some(code) = exit_code {
         meta.push(("exit_code".into(), code.to_vec()));
     }

@@ -120,7 +120,7 @@ pub fn verify_second(shared: &Shared, p: &Pending, second: SecondRun, stdout: &[
     let PendingKind::Script(sp) = &p.kind else {
         return;
     };
-    let mut unstable = script::differing_paths(&second.aside, sp.out_dir());
+    let mut unstable = script::out_dir::differing_paths(&second.aside, sp.out_dir());
     if script::directives_of(&second.stdout) != script::directives_of(stdout) {
         unstable.push("stdout".into());
     }

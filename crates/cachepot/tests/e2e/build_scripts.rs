@@ -7,9 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cachepot_storage::{Entry, EntryFile, FileData};
-
-use crate::harness::{assert_ok, count, files_below, Checkout, Env};
+use crate::harness::{assert_ok, count, files_below, plant_in_entries, Checkout, Env};
 
 /// The workspace's build scripts: gen, native, user.
 const RUNS: u64 = 3;
@@ -232,25 +230,17 @@ fn turned_off_globally_or_for_a_package_scripts_run_as_they_are() {
 }
 
 /// Rewrites gen's stored `gen.rs` (whatever its entry name) to other
-/// valid bytes under its right key. Returns how many entries it changed.
+/// valid code under its right key. Returns how many entries it changed.
 fn plant_wrong_generated_code(cache: &Path) -> usize {
-    let mut planted = 0;
-    for path in files_below(cache) {
-        let Ok(mut entry) = Entry::decode(&std::fs::read(&path).unwrap()) else {
-            continue;
-        };
-        let Some(file) = entry.files.iter_mut().find(|f| f.name.ends_with(":gen.rs")) else {
-            continue;
-        };
-        let text = String::from_utf8(file.data.bytes().unwrap().to_vec()).unwrap();
-        *file = EntryFile {
-            data: FileData::Bytes(text.replace("\"data\"", "\"wrong\"").into_bytes()),
-            ..file.clone()
-        };
-        std::fs::write(&path, entry.encode().unwrap()).unwrap();
-        planted += 1;
-    }
-    planted
+    plant_in_entries(
+        cache,
+        |name| name.ends_with(":gen.rs"),
+        |bytes| {
+            String::from_utf8_lossy(bytes)
+                .replace("\"data\"", "\"wrong\"")
+                .into_bytes()
+        },
+    )
 }
 
 #[test]

@@ -402,3 +402,31 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Rewrites, in every entry of a cache directory, the first file whose
+/// name `pick` accepts with `change`'s bytes: a valid entry under its
+/// right key with wrong contents, which no checksum catches. Returns how
+/// many entries it changed.
+pub fn plant_in_entries(
+    cache: &Path,
+    pick: impl Fn(&str) -> bool,
+    change: impl Fn(&[u8]) -> Vec<u8>,
+) -> usize {
+    use cachepot_storage::{Entry, EntryFile, FileData};
+    let mut planted = 0;
+    for path in files_below(cache) {
+        let Ok(mut entry) = Entry::decode(&std::fs::read(&path).unwrap()) else {
+            continue;
+        };
+        let Some(file) = entry.files.iter_mut().find(|f| pick(&f.name)) else {
+            continue;
+        };
+        *file = EntryFile {
+            data: FileData::Bytes(change(file.data.bytes().unwrap())),
+            ..file.clone()
+        };
+        std::fs::write(&path, entry.encode().unwrap()).unwrap();
+        planted += 1;
+    }
+    planted
+}

@@ -4,35 +4,22 @@
 
 use std::path::Path;
 
-use cachepot_storage::{Entry, EntryFile, FileData};
-
 use crate::harness::{
-    count, files_below, hits_misses, lib_outputs, run_app, Env, SCRIPT_RUNS, UNITS,
+    count, hits_misses, lib_outputs, plant_in_entries, run_app, Env, SCRIPT_RUNS, UNITS,
 };
 
-/// Rewrites every stored rlib (entry file `link`) with one byte changed,
-/// as a valid entry under its right key: a wrong artifact that no
-/// checksum catches. Returns how many entries were planted.
+/// Rewrites every stored rlib (entry file `link`) with one byte changed.
 fn plant_wrong_rlibs(cache: &Path) -> usize {
-    let mut planted = 0;
-    for path in files_below(cache) {
-        let Ok(mut entry) = Entry::decode(&std::fs::read(&path).unwrap()) else {
-            continue;
-        };
-        let Some(file) = entry.files.iter_mut().find(|f| f.name == "link") else {
-            continue;
-        };
-        let mut bytes = file.data.bytes().unwrap().to_vec();
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x55;
-        *file = EntryFile {
-            data: FileData::Bytes(bytes),
-            ..file.clone()
-        };
-        std::fs::write(&path, entry.encode().unwrap()).unwrap();
-        planted += 1;
-    }
-    planted
+    plant_in_entries(
+        cache,
+        |name| name == "link",
+        |bytes| {
+            let mut bytes = bytes.to_vec();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x55;
+            bytes
+        },
+    )
 }
 
 #[test]

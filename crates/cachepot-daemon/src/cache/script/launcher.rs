@@ -13,7 +13,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::ffi::OsString;
+
 use cachepot_compiler::digest::FileDigester;
+use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::{CrateType, Role, RustCompile};
 
 use crate::Shared;
@@ -21,22 +24,29 @@ use crate::Shared;
 /// The suffix of the real binary's name.
 pub const REAL_SUFFIX: &str = ".cachepot-real";
 
-/// The binary rustc wrote, when `compile` builds a build script that is to
-/// run through the cache (not turned off, globally or for its package).
-pub(in crate::cache) fn script_binary(
+/// Whether `compile` builds a build script that is to run through the
+/// cache (not turned off, globally or for its package, as the compile's
+/// `CARGO_PKG_NAME` names it). Cheap for every other compile: it is asked
+/// after each one.
+pub(in crate::cache) fn is_cached_script(
     shared: &Shared,
     compile: &RustCompile,
-    outputs: &[cachepot_compiler::rust::Output],
-    package: Option<&str>,
-) -> Option<PathBuf> {
+    env: &[(OsString, OsString)],
+) -> bool {
     let settings = &shared.config.build_scripts;
-    if !settings.enabled
-        || !compile.crate_name.starts_with("build_script_")
-        || compile.crate_types != [CrateType::Bin]
-        || package.is_some_and(|p| settings.skip.iter().any(|s| s == p))
-    {
-        return None;
-    }
+    settings.enabled
+        && compile.crate_name.starts_with("build_script_")
+        && compile.crate_types == [CrateType::Bin]
+        && (settings.skip.is_empty()
+            || !env_value(env, "CARGO_PKG_NAME")
+                .and_then(|p| p.into_string().ok())
+                .is_some_and(|p| settings.skip.contains(&p)))
+}
+
+/// The binary rustc wrote for a build script (see [`is_cached_script`]).
+pub(in crate::cache) fn script_binary(
+    outputs: &[cachepot_compiler::rust::Output],
+) -> Option<PathBuf> {
     outputs
         .iter()
         .find(|o| o.role == Role::Linked(CrateType::Bin))

@@ -12,7 +12,7 @@
 //! in `OUT_DIR` is a plain file, directory or symbolic link.
 
 pub(super) mod launcher;
-mod out_dir;
+pub(super) mod out_dir;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -274,11 +274,8 @@ pub(super) fn prepare_store(
         }
         Err(out_dir::ReadError::Io(e)) => return Err(e),
     };
-    let mut meta = vec![
-        ("stdout".into(), p.bases.normalize(stdout)),
-        ("stderr".into(), p.bases.normalize(stderr)),
-        ("build-script".into(), p.unit.unit.clone().into_bytes()),
-    ];
+    let mut meta = super::output_meta(&p.bases, stdout, stderr);
+    meta.push(("build-script".into(), p.unit.unit.clone().into_bytes()));
     meta.extend(read.digests);
     meta.push(super::bases_meta(&p.bases));
     Ok(Some(StoreJob::Manifest {
@@ -305,11 +302,6 @@ pub(super) fn directives_of(stdout: &[u8]) -> Vec<&[u8]> {
 pub(super) fn directives_differ(entry: &Entry, p: &Pending, stdout: &[u8]) -> bool {
     let fresh = p.bases.normalize(stdout);
     directives_of(entry.meta("stdout").unwrap_or_default()) != directives_of(&fresh)
-}
-
-/// The paths that differ between two runs' `OUT_DIR`s.
-pub(super) fn differing_paths(a: &Path, b: &Path) -> Vec<String> {
-    out_dir::differing_paths(a, b)
 }
 
 impl ScriptPending {

@@ -123,7 +123,7 @@ pub(super) fn read(
 
 /// The paths, relative to both, whose file type, link target or content
 /// differ between two directories (two runs of a build script).
-pub(super) fn differing_paths(a: &Path, b: &Path) -> Vec<String> {
+pub(in crate::cache) fn differing_paths(a: &Path, b: &Path) -> Vec<String> {
     let (Ok(left), Ok(right)) = (walk(a), walk(b)) else {
         return vec![".".into()];
     };
