@@ -230,8 +230,9 @@ connections:
     pool-size: 5
     max-overflow: 5
 storages:
+  # Input roots may hold a whole Rust toolchain (~500 MB).
   - !lru-storage &cas-storage
-    size: 1024MB
+    size: 4096MB
 caches:
   - !lru-action-cache &ac
     storage: *cas-storage
@@ -268,12 +269,24 @@ YAML
     spawn buildgrid-exec "$TOOLS/buildgrid-venv/bin/bgd" server start "$RUN/buildgrid-exec.yml"
 }
 
-# The bots that run the actions, each one at a time, in $RUN/reapi-worker.
+# The bots that run the actions, each one at a time, in $RUN/reapi-worker
+# (which also holds their shared blob cache, cas/). Where the machine allows
+# it (root, mount namespaces: the worker's --check-sandbox tries a real
+# sandboxed command) each command runs sandboxed, seeing only the system
+# directories and its own input root, so that an action which reads a file
+# it was not given fails here as it would on a remote worker.
 spawn_reapi_workers() {
-    mkdir -p "$RUN/reapi-worker"
+    local py=$TOOLS/buildgrid-venv/bin/python dir=$RUN/reapi-worker sandbox=() why
+    mkdir -p "$dir"
+    if why=$("$py" "$SCRIPTS/reapi_worker.py" --work-dir "$dir" --check-sandbox 2>&1); then
+        sandbox=(--sandbox)
+        log "remote execution: actions run sandboxed (private mount namespace)"
+    else
+        log "remote execution: actions run NOT sandboxed (${why//$'\n'/ })"
+    fi
     for i in $(seq 1 "$REAPI_WORKERS"); do
-        spawn "reapi-worker-$i" "$TOOLS/buildgrid-venv/bin/python" "$SCRIPTS/reapi_worker.py" \
-            --server "127.0.0.1:$REAPI_EXEC_PORT" --bot-id "reapi-worker-$i" --work-dir "$RUN/reapi-worker"
+        spawn "reapi-worker-$i" "$py" "$SCRIPTS/reapi_worker.py" --server "127.0.0.1:$REAPI_EXEC_PORT" \
+            --bot-id "reapi-worker-$i" --work-dir "$dir" "${sandbox[@]}"
     done
 }
 

@@ -4,7 +4,9 @@
 //! restores hits, stores misses in the background, memoises toolchain
 //! identities and file digests, and keeps the statistics. Compilers never
 //! run here on a miss: the wrapper runs them, so cargo's jobserver, file
-//! descriptors and environment reach the compiler untouched.
+//! descriptors and environment reach the compiler untouched; or, with
+//! remote execution on, the engine runs them and the daemon writes their
+//! outputs.
 
 mod cache;
 mod digests;
@@ -15,8 +17,10 @@ mod once;
 mod prefetch;
 pub mod protocol;
 mod server;
+mod slots;
 pub mod stats;
 mod warnings;
+mod work;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use std::time::Duration;
 
 use cachepot_storage::Storage;
 
+pub use cache::ACTION_TIMEOUT;
 pub use server::{run, DaemonError};
 
 /// How the daemon is set up.
@@ -86,4 +91,9 @@ pub(crate) struct Shared {
     pub(crate) explanations: explain::Explanations,
     pub(crate) warnings: warnings::Warnings,
     pub(crate) builds: prefetch::Builds,
+    /// Remote execution of misses, when on.
+    pub(crate) remote: Option<cache::RemoteExec>,
+    /// With remote execution on: one slot per core for the compiles that
+    /// run here.
+    pub(crate) local_slots: Option<slots::Slots>,
 }

@@ -91,6 +91,16 @@ pub enum Response {
         /// Arguments the wrapper appends to the compile.
         extra_args: Vec<Vec<u8>>,
     },
+    /// The compile ran on the remote engine and its outputs are written:
+    /// replay these and exit with this code.
+    Ran {
+        /// The compiler's exit code.
+        exit_code: i32,
+        /// Bytes for stdout.
+        stdout: Vec<u8>,
+        /// Bytes for stderr.
+        stderr: Vec<u8>,
+    },
     /// Run the compiler; nothing to report.
     RunUncached,
     /// After `Request::Finished` of a build script's run under

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use cachepot_storage::Storage;
 
-use crate::cache::{self, Compile, Lookup};
 use crate::prefetch;
 use crate::protocol::{read_frame, write_frame, Request, Response};
 use crate::stats::Event;
+use crate::work::{serve_work, Kind};
 use crate::{DaemonConfig, Shared};
 
 /// How long a starting daemon waits for an old one to release the lock.
@@ -61,11 +60,11 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Dae
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// Everything the server loop and its threads share.
-struct Server {
-    shared: Arc<Shared>,
+pub(crate) struct Server {
+    pub(crate) shared: Arc<Shared>,
     writer: Mutex<Option<SyncSender<Job>>>,
     /// Writes queued and not yet done.
     pending_writes: Arc<AtomicUsize>,
@@ -100,7 +99,7 @@ impl Server {
     /// the job is dropped (its claim with it, which wakes any build
     /// waiting on the key) and counted. A job that panics is caught and
     /// counted; the writer goes on with the next one.
-    fn queue_write(&self, what: Background, job: Job) {
+    pub(crate) fn queue_write(&self, what: Background, job: Job) {
         let sender = self.writer.lock().ok().and_then(|g| g.clone());
         let pending = self.pending_writes.clone();
         pending.fetch_add(1, Ordering::SeqCst);
@@ -132,7 +131,7 @@ impl Server {
 
 /// What a background job does (for logs).
 #[derive(Clone, Copy)]
-enum Background {
+pub(crate) enum Background {
     Store,
     Explain,
     Record,
@@ -209,10 +208,12 @@ fn take_lock(path: &Path) -> Result<File, DaemonError> {
 }
 
 /// Runs the daemon until it is idle for the configured time or asked to
-/// stop. `on_ready` is called once the socket accepts connections.
+/// stop. `executor`: remote execution of misses, when on. `on_ready` is
+/// called once the socket accepts connections.
 pub fn run(
     config: DaemonConfig,
     storage: Arc<dyn Storage>,
+    executor: Option<Arc<cachepot_dist::Executor>>,
     on_ready: impl FnOnce(),
 ) -> Result<(), DaemonError> {
     let _lock = take_lock(&config.lock)?;
@@ -248,6 +249,12 @@ pub fn run(
             explanations: Default::default(),
             warnings: Default::default(),
             builds: Default::default(),
+            local_slots: executor.as_ref().map(|_| {
+                crate::slots::Slots::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                )
+            }),
+            remote: executor.map(crate::cache::RemoteExec::new),
         }),
         writer: Mutex::new(Some(tx)),
         pending_writes: Arc::new(AtomicUsize::new(0)),
@@ -442,151 +449,4 @@ fn handle(server: &Server, mut stream: UnixStream) -> io::Result<()> {
         write_frame(&mut stream, &resp)?;
     }
     Ok(())
-}
-
-/// What a wrapper asks to be looked up.
-#[derive(Clone, Copy)]
-enum Kind {
-    Compile,
-    BuildScript,
-}
-
-/// Looks a compile or a build script's run up and answers: a hit, or a
-/// miss (then waits for the wrapper's report and stores the result).
-fn serve_work(
-    server: &Server,
-    stream: &mut UnixStream,
-    req: crate::protocol::CompileRequest,
-    kind: Kind,
-) -> io::Result<()> {
-    let shared = &server.shared;
-    let ppid = req.ppid;
-    let compile = Compile::from_request(req);
-    let lookup = match kind {
-        Kind::Compile => cache::lookup(shared, &compile),
-        Kind::BuildScript => cache::lookup_script(shared, &compile),
-    };
-    if let Some(w) = shared.warnings.take_for(ppid) {
-        write_frame(stream, &Response::Warning(w))?;
-    }
-    let resp = match lookup {
-        Lookup::NotACompile | Lookup::Uncacheable => Response::RunUncached,
-        Lookup::Hit(r) => Response::Hit {
-            exit_code: r.exit_code,
-            stdout: r.stdout,
-            stderr: r.stderr,
-        },
-        Lookup::Miss(pending) => {
-            // Why it missed, worked out in the background (a hit run
-            // again for verifying did not miss).
-            if pending.verify.is_none() {
-                let (unit, cwd, bases, env) = pending.explain_parts();
-                let s = shared.clone();
-                server.queue_write(
-                    Background::Explain,
-                    Box::new(move || crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)),
-                );
-            }
-            let extra_args = pending
-                .extra_args
-                .iter()
-                .map(|a| a.as_bytes().to_vec())
-                .collect();
-            write_frame(stream, &Response::Miss { extra_args })?;
-            return finish_miss(server, stream, *pending);
-        }
-    };
-    write_frame(stream, &resp)
-}
-
-/// Waits for the wrapper's report of a missed compile and stores the result.
-fn finish_miss(
-    server: &Server,
-    stream: &mut UnixStream,
-    mut pending: cache::Pending,
-) -> io::Result<()> {
-    let shared = &server.shared;
-    let report = read_frame::<Request>(stream);
-    let Ok(Some(Request::Finished {
-        exit_code,
-        stdout,
-        stderr,
-    })) = report
-    else {
-        pending.cleanup();
-        return report.map(|_| ());
-    };
-    // A verified hit: its fresh outputs are compared with the entry, not
-    // stored.
-    if pending.verify.is_some() {
-        if exit_code == Some(0) {
-            if let cache::Verified::RunAgain(second) = cache::verify(shared, &pending, &stdout) {
-                write_frame(stream, &Response::RunAgain)?;
-                match read_frame::<Request>(stream) {
-                    Ok(Some(Request::Finished {
-                        exit_code: Some(0),
-                        stdout,
-                        ..
-                    })) => cache::verify_second(shared, &pending, *second, &stdout),
-                    _ => second.abandon(&pending),
-                }
-            }
-            pending.after_success(shared);
-        }
-        pending.cleanup();
-        return write_frame(stream, &Response::Ok);
-    }
-    // Read the outputs before the wrapper goes on: once it exits, cargo may
-    // touch them (it sets the mtime of check outputs) and a later compile
-    // may rewrite them. The write to storage happens in the background.
-    // A compile error (exit code 1) of a crate that is not linked is
-    // stored too, when rustc wrote its dep-info (see `prepare_failure`).
-    let preparing = Instant::now();
-    let prepared = match exit_code {
-        Some(0) => cache::prepare_store(shared, &pending, &stdout, &stderr),
-        Some(1) => {
-            pending.count_failure(shared);
-            cache::prepare_failure(shared, &pending, &stdout, &stderr)
-        }
-        _ => {
-            pending.count_failure(shared);
-            Ok(None)
-        }
-    };
-    pending.cleanup();
-    // Only once its outputs are read: a build script's binary gives way to
-    // its launcher.
-    if exit_code == Some(0) {
-        pending.after_success(shared);
-    }
-    tracing::debug!(
-        unit = %pending.unit.unit,
-        prepare_us = preparing.elapsed().as_micros(),
-        "outputs read"
-    );
-    match prepared {
-        Ok(Some(job)) => {
-            let s = shared.clone();
-            // Builds waiting for this key are woken once it is stored.
-            let claim = pending.claim.take();
-            let unit = std::mem::take(&mut pending.unit);
-            let ws = pending.workspace();
-            server.queue_write(
-                Background::Store,
-                Box::new(move || {
-                    cache::store_and_remember(&s, job, &unit, ws.as_deref());
-                    drop(claim);
-                }),
-            );
-        }
-        Ok(None) => {}
-        Err(e) if exit_code != Some(0) => {
-            tracing::debug!(error = %e, "compile error not stored");
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the compile's outputs failed; not stored");
-            shared.stats.count(Event::Error);
-        }
-    }
-    write_frame(stream, &Response::Ok)
 }

@@ -92,6 +92,30 @@ pub struct StatsSnapshot {
     /// Build-script runs, counted apart from compiles.
     #[serde(default)]
     pub build_scripts: ScriptStats,
+    /// Compiles run on the REAPI engine (`CACHEPOT_REAPI_EXECUTE`).
+    #[serde(default)]
+    pub remote_executions: u64,
+    /// Compiles sent to the engine that ran here after all.
+    #[serde(default)]
+    pub remote_execution_failures: u64,
+    /// The rest of remote execution's figures.
+    #[serde(default)]
+    pub remote_execution: RemoteStats,
+}
+
+/// Remote execution's figures beyond the two counts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoteStats {
+    /// Why compiles sent to the engine ran here, by reason.
+    pub failure_reasons: BTreeMap<String, u64>,
+    /// Why missed compiles were not sent at all (linked crates, …).
+    pub kept_local: BTreeMap<String, u64>,
+    /// Bytes uploaded (inputs the engine lacked) and downloaded.
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    /// Time the actions spent queued and executing, per the engine.
+    pub queued_ms: u64,
+    pub executing_ms: u64,
 }
 
 /// The counts of build-script runs.
@@ -276,6 +300,48 @@ impl Stats {
     }
 
     /// A copy of the counters.
+    /// A compile ran on the engine.
+    pub fn remote_done(
+        &self,
+        uploaded: u64,
+        downloaded: u64,
+        queued: Option<std::time::Duration>,
+        executing: Option<std::time::Duration>,
+    ) {
+        let ms = |d: Option<std::time::Duration>| {
+            d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        self.with(|(s, _)| {
+            s.remote_executions += 1;
+            let r = &mut s.remote_execution;
+            r.bytes_uploaded += uploaded;
+            r.bytes_downloaded += downloaded;
+            r.queued_ms += ms(queued);
+            r.executing_ms += ms(executing);
+        });
+    }
+
+    /// A compile sent to the engine runs here.
+    pub fn remote_failed(&self, reason: &str) {
+        self.with(|(s, _)| {
+            s.remote_execution_failures += 1;
+            *s.remote_execution
+                .failure_reasons
+                .entry(reason.to_string())
+                .or_default() += 1;
+        });
+    }
+
+    /// A missed compile of a kind that is not sent to the engine.
+    pub fn kept_local(&self, reason: &str) {
+        self.with(|(s, _)| {
+            *s.remote_execution
+                .kept_local
+                .entry(reason.to_string())
+                .or_default() += 1;
+        });
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         self.with(|(s, times)| {
             let mut out = s.clone();

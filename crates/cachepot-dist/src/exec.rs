@@ -98,7 +98,7 @@ pub struct CheckRun {
 /// What the check's action prints.
 pub const CHECK_OUTPUT: &str = "cachepot remote check";
 
-fn between(
+pub(crate) fn between(
     a: &Option<prost_types_ts::Timestamp>,
     b: &Option<prost_types_ts::Timestamp>,
 ) -> Option<Duration> {

@@ -3,12 +3,21 @@
 //!
 //! Today: a cache backend on an engine's Action Cache and CAS ([`Reapi`]),
 //! and one action executed end to end for `cachepot --check-remote`
-//! ([`Reapi::execute_check`]). Remote execution of misses is to come here
-//! too.
+//! ([`Reapi::execute_check`]), and running any command on the engine
+//! ([`Executor`]: the input root built from local files, uploads of what
+//! the engine lacks, the result and its outputs fetched). Which compiles
+//! run there, and how their paths map, is the daemon's business.
 
+mod cas;
 mod exec;
+mod execute;
 mod reapi;
+mod tree;
 
 pub use exec::{CallError, Capabilities, CheckRun, CHECK_OUTPUT};
+pub use execute::{
+    ActionSpec, ExecError, Executed, Executor, Failure, Input, PAUSE_AFTER, PAUSE_FOR,
+};
+pub use tree::TreeError;
 
 pub use reapi::{parse_headers, Reapi, ReapiError, ReapiSettings};

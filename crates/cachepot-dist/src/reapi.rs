@@ -107,8 +107,8 @@ pub struct Reapi {
     pub(crate) settings: ReapiSettings,
     channel: Channel,
     headers: Headers,
-    rt: tokio::runtime::Runtime,
-    timeout: Duration,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) timeout: Duration,
     /// The largest blob sent or read in one batch call, asked once.
     batch_limit: OnceLock<u64>,
 }
@@ -124,6 +124,17 @@ pub(crate) fn digest_of(bytes: &[u8]) -> re::Digest {
 impl Reapi {
     /// Connects lazily: no call is made until the first use.
     pub fn new(settings: ReapiSettings, timeout: Duration) -> Result<Reapi, ReapiError> {
+        Reapi::connect(settings, timeout, true)
+    }
+
+    /// Like [`Reapi::new`]; `call_limit`: whether the channel itself cuts
+    /// every call at `timeout` (not for executing actions, whose calls
+    /// last as long as a compile: those are timed one by one).
+    pub(crate) fn connect(
+        settings: ReapiSettings,
+        timeout: Duration,
+        call_limit: bool,
+    ) -> Result<Reapi, ReapiError> {
         let (uri, tls) = match settings.endpoint.split_once("://") {
             Some(("grpc" | "http", rest)) => (format!("http://{rest}"), None),
             Some(("grpcs" | "https", rest)) => {
@@ -162,8 +173,10 @@ impl Reapi {
             .map_err(ReapiError::Runtime)?;
         let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| ReapiError::Endpoint(format!("{}: {e}", settings.endpoint)))?
-            .connect_timeout(timeout)
-            .timeout(timeout);
+            .connect_timeout(timeout);
+        if call_limit {
+            endpoint = endpoint.timeout(timeout);
+        }
         if let Some(tls) = tls {
             endpoint = endpoint
                 .tls_config(tls)
@@ -257,7 +270,7 @@ impl Reapi {
         .max_decoding_message_size(MAX_MESSAGE)
     }
 
-    fn cas(
+    pub(crate) fn cas(
         &self,
     ) -> re::content_addressable_storage_client::ContentAddressableStorageClient<Service> {
         re::content_addressable_storage_client::ContentAddressableStorageClient::with_interceptor(
@@ -268,7 +281,7 @@ impl Reapi {
         .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    fn byte_stream(&self) -> bs::byte_stream_client::ByteStreamClient<Service> {
+    pub(crate) fn byte_stream(&self) -> bs::byte_stream_client::ByteStreamClient<Service> {
         bs::byte_stream_client::ByteStreamClient::with_interceptor(
             self.channel.clone(),
             self.headers.clone(),
@@ -288,7 +301,7 @@ impl Reapi {
 
     /// The largest blob moved in one batch call: the server's limit (asked
     /// once) less a margin for the message.
-    async fn batch_limit(&self) -> u64 {
+    pub(crate) async fn batch_limit(&self) -> u64 {
         if let Some(l) = self.batch_limit.get() {
             return *l;
         }
@@ -386,7 +399,7 @@ impl Reapi {
 
     /// A ByteStream resource name: `[instance/]blobs/HASH/SIZE`, or for
     /// writes `[instance/]uploads/UUID/blobs/HASH/SIZE`.
-    fn resource(&self, kind: &str, digest: &re::Digest, upload: Option<&str>) -> String {
+    pub(crate) fn resource(&self, kind: &str, digest: &re::Digest, upload: Option<&str>) -> String {
         let mut name = String::new();
         if !self.settings.instance.is_empty() {
             name.push_str(&self.settings.instance);

@@ -248,6 +248,39 @@ fn render(s: &StatsSnapshot) -> String {
             row(&format!("  {reason}"), n.to_string());
         }
     }
+    let r = &s.remote_execution;
+    let kept: u64 = r.kept_local.values().sum();
+    if s.remote_executions + s.remote_execution_failures + kept > 0 {
+        row(
+            "Remote executions",
+            format!(
+                "{} ran there, {} failed (ran here), {} kept here",
+                s.remote_executions, s.remote_execution_failures, kept
+            ),
+        );
+        for (reason, n) in &r.failure_reasons {
+            row(&format!("  failed: {reason}"), n.to_string());
+        }
+        for (reason, n) in &r.kept_local {
+            row(&format!("  kept here: {reason}"), n.to_string());
+        }
+        row(
+            "  sent, received",
+            format!(
+                "{:.1} MiB, {:.1} MiB",
+                r.bytes_uploaded as f64 / 1048576.0,
+                r.bytes_downloaded as f64 / 1048576.0
+            ),
+        );
+        row(
+            "  queued, executing (engine's time)",
+            format!(
+                "{:.1} s, {:.1} s",
+                r.queued_ms as f64 / 1000.0,
+                r.executing_ms as f64 / 1000.0
+            ),
+        );
+    }
     row("Cache writes", s.cache_writes.to_string());
     row("Cache writes pending", s.pending_writes.to_string());
     if let Some(m) = s.hit_time_median_us {

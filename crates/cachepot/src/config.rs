@@ -164,7 +164,9 @@ vars! {
     REAPI_CA_FILE = "CACHEPOT_REAPI_CA_FILE", None, Some("reapi.ca_file"),
         "REAPI: a CA certificate (PEM) trusted for a `grpcs://` endpoint, besides the system's (an engine with a private CA).";
     REAPI_PLATFORM = "CACHEPOT_REAPI_PLATFORM", None, Some("reapi.platform"),
-        "REAPI: platform properties of executed actions, `name=value` pairs separated by commas (`container-image=docker://…`, `pool=large`). Today only the action of `--check-remote` is executed.";
+        "REAPI: platform properties of executed actions, `name=value` pairs separated by commas (`container-image=docker://…`, `pool=large`): the compiles of `CACHEPOT_REAPI_EXECUTE` and the action of `--check-remote`.";
+    REAPI_EXECUTE = "CACHEPOT_REAPI_EXECUTE", None, Some("reapi.execute"),
+        "REAPI: `1` runs missed library compiles (rlibs) on the engine instead of here; linked crates, build scripts, C compiles and any compile the engine fails run here, on at most one compile per core. Needs `CACHEPOT_REAPI_ENDPOINT` (the store may still be another backend). Default: off.";
     REAPI_KEY_PREFIX = "CACHEPOT_REAPI_KEY_PREFIX", None, Some("reapi.key_prefix"),
         "REAPI: goes into every action digest, so that several setups sharing an engine and instance keep apart.";
     REAPI_RW_MODE = "CACHEPOT_REAPI_RW_MODE", None, Some("reapi.rw_mode"),
@@ -242,6 +244,8 @@ pub struct Config {
     pub build_scripts_skip: Vec<String>,
     /// A REAPI engine as the remote store, when no other is configured.
     pub reapi: Option<cachepot_dist::ReapiSettings>,
+    /// Misses run on the REAPI engine.
+    pub reapi_execute: bool,
 }
 
 /// The config file's contents.
@@ -500,6 +504,14 @@ impl Config {
         build_scripts_skip.dedup();
         let remote = crate::remote_config::load(&file)?;
         let reapi = crate::remote_config::load_reapi(&file)?;
+        let reapi_execute = crate::remote_config::load_execute(&file)?;
+        if reapi_execute && reapi.is_none() {
+            bail!(
+                "{} needs {} (grpc://HOST:PORT of the engine)",
+                REAPI_EXECUTE.name,
+                REAPI_ENDPOINT.name
+            );
+        }
         if !local && !has_remote(&remote, &reapi) {
             bail!(
                 "{}=off needs a remote backend (such as {} or {})",
@@ -524,6 +536,7 @@ impl Config {
             build_scripts,
             build_scripts_skip,
             reapi,
+            reapi_execute,
         })
     }
 
@@ -532,7 +545,7 @@ impl Config {
     pub fn fingerprint(&self) -> String {
         // `key_env` too: a daemon keys the variables it was started with.
         let text = format!(
-            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}",
+            "{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}|{}",
             self.dir,
             self.cache_size,
             self.basedirs,
@@ -546,7 +559,8 @@ impl Config {
             self.verify_ppm,
             self.build_scripts,
             self.build_scripts_skip,
-            self.reapi
+            self.reapi,
+            self.reapi_execute
         );
         cachepot_compiler::Digest::of(text.as_bytes()).to_hex()[..16].to_string()
     }

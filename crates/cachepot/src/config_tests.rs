@@ -53,6 +53,7 @@ fn the_keyed_variables_choose_the_daemon() {
         build_scripts: true,
         build_scripts_skip: Vec::new(),
         reapi: None,
+        reapi_execute: false,
     };
     let mut b = a.clone();
     b.key_env = vec!["FLAVOR".into()];
@@ -62,6 +63,9 @@ fn the_keyed_variables_choose_the_daemon() {
     let mut exact = a.clone();
     exact.path_policy = cachepot_compiler::PathPolicy::Exact;
     assert_ne!(a.fingerprint(), exact.fingerprint());
+    let mut executing = a.clone();
+    executing.reapi_execute = true;
+    assert_ne!(a.fingerprint(), executing.fingerprint());
     assert_eq!(a.fingerprint(), a.clone().fingerprint());
 }
 

@@ -88,7 +88,7 @@ impl Tiers {
                 })
             }
             (Some(r), reapi) => {
-                if reapi.is_some() {
+                if reapi.is_some() && !config.reapi_execute {
                     tracing::warn!(
                         using = r.backend.kind(),
                         "a REAPI endpoint is configured too; ignored"
@@ -136,7 +136,21 @@ fn serve(config: &Config, paths: &Paths, log_file: bool, on_ready: impl FnOnce()
     let tiers = Tiers::open(config)?;
     let (scratch_dir, scratch) = open_scratch(config).unzip();
     let storage = tiers.compose(scratch)?;
-    let result = cachepot_daemon::run(daemon_config(config, paths, log_file), storage, on_ready);
+    let executor = match (&config.reapi, config.reapi_execute) {
+        (Some(r), true) => {
+            let e = cachepot_dist::Executor::new(r.clone(), config.remote_timeout)
+                .context("configuring remote execution")?;
+            tracing::info!(endpoint = %r.endpoint, instance = %r.instance, "remote execution of misses");
+            Some(Arc::new(e))
+        }
+        _ => None,
+    };
+    let result = cachepot_daemon::run(
+        daemon_config(config, paths, log_file),
+        storage,
+        executor,
+        on_ready,
+    );
     if let Some(dir) = scratch_dir {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -413,6 +413,11 @@ pub fn load_reapi(f: &FileConfig) -> Result<Option<cachepot_dist::ReapiSettings>
     }))
 }
 
+/// Whether misses run on the REAPI engine.
+pub fn load_execute(f: &FileConfig) -> Result<bool> {
+    flag(f, &config::REAPI_EXECUTE)
+}
+
 /// The remote backend to use, if any.
 pub fn load(f: &FileConfig) -> Result<Option<RemoteSettings>> {
     let mut all = candidates(f)?.into_iter();

@@ -183,7 +183,14 @@ fn through_daemon(
     let mut conn = client::connect_or_start(&paths)?;
     // The daemon may make this compile wait for the same unit compiled by
     // another build: never give up on it before it gives up waiting.
-    conn.allow_replies_for(config.compile_wait + client::REPLY_TIMEOUT)?;
+    // A compile on the remote engine may take as long as its time limit,
+    // and one that runs here may first wait for a core as long.
+    let remote = if config.reapi_execute {
+        2 * cachepot_daemon::ACTION_TIMEOUT + config.remote_timeout
+    } else {
+        std::time::Duration::ZERO
+    };
+    conn.allow_replies_for(config.compile_wait + client::REPLY_TIMEOUT + remote)?;
     let cwd = std::env::current_dir()?;
     let req = CompileRequest {
         compiler: compiler.as_bytes().to_vec(),
@@ -273,6 +280,17 @@ fn through_daemon(
                 ),
             }
             Ok(exit_code(status))
+        }
+        // Run on the remote engine; the outputs are in place.
+        Response::Ran {
+            exit_code,
+            stdout,
+            stderr,
+        } => {
+            io::stdout().write_all(&stdout)?;
+            io::stdout().flush()?;
+            io::stderr().write_all(&stderr)?;
+            Ok(exit_code)
         }
         Response::RunUncached => Ok(run_plain(compiler, args, stdin)),
         Response::Error(e) => bail!("daemon error: {e}"),

@@ -5,6 +5,7 @@
 mod c;
 mod outputs;
 mod pipeline;
+mod remote;
 mod restore;
 mod rust;
 mod script;
@@ -31,6 +32,7 @@ use crate::protocol::CompileRequest;
 use crate::Shared;
 
 use outputs::{changed_during, private_temp, read_family, read_outputs, ReadOutputs};
+pub use remote::{Ran, RemoteExec, ACTION_TIMEOUT};
 pub use storage::store_and_remember;
 pub use verify::{verify, verify_second, Verified};
 
@@ -196,6 +198,29 @@ impl Pending {
             rust::install_launcher(shared, r, &self.cwd, &self.env);
         }
     }
+}
+
+/// With remote execution on: runs a miss on the engine and writes its
+/// outputs, or answers `None` when it runs here (a verified hit, a kind
+/// kept local, any failure: the reason is counted).
+pub fn run_remote(shared: &Shared, p: &Pending) -> Option<Ran> {
+    shared.remote.as_ref()?;
+    let PendingKind::Rust(r) = &p.kind else {
+        return None;
+    };
+    let target = match (&r.remote, &p.verify) {
+        (Some(Ok(target)), None) => target,
+        (Some(Ok(_)), Some(_)) => {
+            shared.stats.kept_local(remote::KeptLocal::Verify.as_str());
+            return None;
+        }
+        (Some(Err(why)), _) => {
+            shared.stats.kept_local(why.as_str());
+            return None;
+        }
+        (None, _) => return None,
+    };
+    remote::run_rust(shared, p, r, target)
 }
 
 /// What to write once a compile succeeded.

@@ -219,7 +219,7 @@ fn copy(from: &mut dyn Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<
 }
 
 /// A fresh temporary path in the directory of `dest` (created if missing).
-fn temp_beside(dest: &Path) -> io::Result<PathBuf> {
+pub(super) fn temp_beside(dest: &Path) -> io::Result<PathBuf> {
     let dir = dest
         .parent()
         .ok_or_else(|| invalid("output without a directory"))?;

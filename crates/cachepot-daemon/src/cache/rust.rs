@@ -19,6 +19,7 @@ use cachepot_compiler::rust::{
 use cachepot_storage::Entry;
 
 use super::pipeline::{self, Found, Keyed, Plan};
+use super::remote::{kept_local, KeptLocal, IDENTITY_REMAP};
 use super::script::launcher::{self, is_cached_script, script_binary};
 use super::{
     changed_during, invalid, is_clippy, is_rustc, private_temp, read_family, read_outputs, Compile,
@@ -34,16 +35,21 @@ const LANG: &str = "rust";
 
 /// What a rustc miss keeps until the compile is done.
 pub(super) struct RustPending {
-    compile: RustCompile,
+    pub(super) compile: RustCompile,
     key_a: Digest,
     /// For a linked crate: where rustc prints the link command
     /// (`--print=link-args=FILE`, added to the compile), removed once read.
     link_args_file: Option<PathBuf>,
     /// The toolchain's sysroot: its files are keyed by its identity.
-    sysroot: PathBuf,
+    pub(super) sysroot: PathBuf,
     /// The dep-info the cache asked for (`--emit=dep-info=FILE`, added to
     /// a compile that did not ask for one), removed once read.
-    own_depinfo: Option<PathBuf>,
+    pub(super) own_depinfo: Option<PathBuf>,
+    /// The arguments as the wrapper got them (a remote action's command).
+    pub(super) args: Vec<OsString>,
+    /// With remote execution on: the target whose standard library goes
+    /// to the engine, or why this compile runs here.
+    pub(super) remote: Option<Result<String, KeptLocal>>,
 }
 
 impl RustPending {
@@ -65,7 +71,7 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         Some((first, rest)) if is_clippy(&c.compiler) && is_rustc(Path::new(first)) => rest,
         _ => &c.args[..],
     };
-    let compile = match rustc::parse(args, &c.cwd) {
+    let mut compile = match rustc::parse(args, &c.cwd) {
         Parsed::NotACompile => return Lookup::NotACompile,
         Parsed::Uncacheable(u) => {
             shared.stats.count(Event::Request);
@@ -75,6 +81,23 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         }
         Parsed::Cacheable(rc) => *rc,
     };
+    // A compile that may run on the engine is keyed, and compiled here,
+    // with the identity path mapping (see `remote`).
+    let remote_kind =
+        shared.remote.as_ref().map(
+            |_| match kept_local(&compile, args, is_clippy(&c.compiler)) {
+                Some(why) => Err(why),
+                None => Ok(()),
+            },
+        );
+    if let Some(Ok(())) = remote_kind {
+        let mut with: Vec<OsString> = args.to_vec();
+        with.push(IDENTITY_REMAP.into());
+        match rustc::parse(&with, &c.cwd) {
+            Parsed::Cacheable(rc) => compile = *rc,
+            _ => return Lookup::Uncacheable,
+        }
+    }
     shared.stats.count(Event::Request);
     let started = SystemTime::now();
     let timer = std::time::Instant::now();
@@ -237,6 +260,17 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     };
     // A linked crate: rustc tells what the link read.
     let mut extra_args = Vec::new();
+    if let Some(Ok(())) = remote_kind {
+        extra_args.push(IDENTITY_REMAP.into());
+    }
+    let remote = remote_kind.map(|k| {
+        k.map(|()| {
+            compile
+                .target
+                .clone()
+                .unwrap_or_else(|| toolchain.host.clone())
+        })
+    });
     let link_args_file = compile.is_linked().then(|| {
         let file = private_temp(shared, "link");
         let mut arg = OsString::from("--print=link-args=");
@@ -259,6 +293,8 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
             link_args_file,
             sysroot: toolchain.sysroot.clone(),
             own_depinfo,
+            args: args.to_vec(),
+            remote,
         })),
         cwd: c.cwd.clone(),
         env: c.env.clone(),
@@ -453,7 +489,7 @@ pub(super) fn prepare_failure(
 /// autocfg probe, whose `.ll` depends on its random crate name and is
 /// deleted unread by autocfg (see `RustCompile::autocfg_probe`): a hit
 /// replays the probe's outcome and writes no file it could not reproduce.
-fn kept_outputs(c: &RustCompile, cwd: &Path) -> Vec<Output> {
+pub(super) fn kept_outputs(c: &RustCompile, cwd: &Path) -> Vec<Output> {
     let mut outputs = c.outputs(cwd);
     if c.autocfg_probe().is_some() {
         outputs.retain(|o| o.role != Role::LlvmIr);

@@ -10,6 +10,7 @@ mod key_inputs;
 mod linked;
 mod reapi;
 mod remote;
+mod remote_exec;
 mod remote_failures;
 mod rust_builds;
 mod team;

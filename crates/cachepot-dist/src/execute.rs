@@ -1,0 +1,563 @@
+//! Running one action on the engine: its input files' digests (SHA-256,
+//! memoised by file stamp), the input root, the uploads the engine lacks
+//! (remembered, so each blob goes up once per daemon), `Execute`, and the
+//! result with its output files fetched.
+//!
+//! The engine is paused after [`PAUSE_AFTER`] failures in a row, for
+//! [`PAUSE_FOR`]: the compiles in between run locally at once.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::longrunning::operation;
+use prost::Message;
+use sha2::{Digest as _, Sha256};
+
+use crate::cas::Blob;
+use crate::reapi::{digest_of, Reapi, ReapiError, ReapiSettings};
+use crate::tree::{InputTree, TreeError};
+
+/// Failures in a row that pause remote execution.
+pub const PAUSE_AFTER: u32 = 3;
+/// How long it stays paused.
+pub const PAUSE_FOR: Duration = Duration::from_secs(30);
+
+/// A file of the input root.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Where it goes, relative to the input root.
+    pub path: String,
+    /// The local file it is read from (links followed).
+    pub local: PathBuf,
+    /// Whether it is executable.
+    pub executable: bool,
+}
+
+/// An action, before it is encoded.
+#[derive(Clone, Debug, Default)]
+pub struct ActionSpec {
+    /// The command line; the first is the program.
+    pub arguments: Vec<String>,
+    /// The environment (the command gets nothing else).
+    pub env: Vec<(String, String)>,
+    /// Its files.
+    pub inputs: Vec<Input>,
+    /// Directories that must exist even when empty.
+    pub dirs: Vec<String>,
+    /// The files it writes that come back, relative to the input root
+    /// (the working directory is the input root).
+    pub outputs: Vec<String>,
+    /// How long it may run on the worker.
+    pub timeout: Duration,
+}
+
+/// What the engine ran.
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// The command's exit code.
+    pub exit_code: i32,
+    /// What it printed.
+    pub stdout: Vec<u8>,
+    /// What it printed on stderr.
+    pub stderr: Vec<u8>,
+    /// The outputs it wrote, by path (missing ones left out).
+    pub outputs: HashMap<String, Vec<u8>>,
+    /// The worker, as the engine names it.
+    pub worker: String,
+    /// Time queued, and executing, from the execution metadata.
+    pub queued: Option<Duration>,
+    pub executing: Option<Duration>,
+    /// Bytes uploaded for this action (inputs the engine lacked) and
+    /// downloaded (outputs, stdout, stderr).
+    pub uploaded: u64,
+    pub downloaded: u64,
+    /// Whether the engine answered from its own action cache.
+    pub cached: bool,
+}
+
+/// Why an action did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Paused after failures in a row.
+    #[error("remote execution paused for {seconds} s after {PAUSE_AFTER} failures in a row")]
+    Paused {
+        /// Seconds left.
+        seconds: u64,
+    },
+    /// An input could not be read.
+    #[error("reading {path}: {source}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An input changed between its digest and its upload.
+    #[error("{0} changed while it was uploaded")]
+    Changed(PathBuf),
+    /// The input root could not be built.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// A call failed.
+    #[error("{call}: {code:?}: {message}")]
+    Call {
+        /// The call.
+        call: &'static str,
+        /// gRPC's status code.
+        code: tonic::Code,
+        /// The engine's message.
+        message: String,
+    },
+    /// A call did not end in time.
+    #[error("{call}: no answer within {seconds} s")]
+    Timeout {
+        /// The call.
+        call: &'static str,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The engine's answer makes no sense.
+    #[error("{0}")]
+    Result(String),
+}
+
+/// Why remote execution failed, as a statistics key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// Not tried: paused after failures.
+    Paused,
+    /// The engine could not be reached or dropped the call.
+    Unavailable,
+    /// A call or the action timed out.
+    Timeout,
+    /// The engine refused the action (bad argument, permission, platform).
+    Rejected,
+    /// A blob was missing (after the retry).
+    MissingBlob,
+    /// A local input could not be read or changed.
+    Input,
+    /// The answer was malformed.
+    BadResult,
+}
+
+impl Failure {
+    /// The statistics key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Paused => "paused after failures",
+            Failure::Unavailable => "engine unavailable",
+            Failure::Timeout => "timeout",
+            Failure::Rejected => "action rejected",
+            Failure::MissingBlob => "blob missing",
+            Failure::Input => "input unreadable",
+            Failure::BadResult => "bad result",
+        }
+    }
+}
+
+impl ExecError {
+    /// What kind of failure this is.
+    pub fn failure(&self) -> Failure {
+        match self {
+            ExecError::Paused { .. } => Failure::Paused,
+            ExecError::Input { .. } | ExecError::Changed(_) | ExecError::Tree(_) => Failure::Input,
+            ExecError::Timeout { .. } => Failure::Timeout,
+            ExecError::Result(_) => Failure::BadResult,
+            ExecError::Call { code, .. } => match code {
+                tonic::Code::NotFound | tonic::Code::FailedPrecondition => Failure::MissingBlob,
+                tonic::Code::DeadlineExceeded => Failure::Timeout,
+                tonic::Code::InvalidArgument
+                | tonic::Code::PermissionDenied
+                | tonic::Code::Unauthenticated
+                | tonic::Code::Unimplemented => Failure::Rejected,
+                _ => Failure::Unavailable,
+            },
+        }
+    }
+
+    /// Whether the engine (not this machine) failed: those count towards
+    /// the pause.
+    fn engine_side(&self) -> bool {
+        !matches!(
+            self.failure(),
+            Failure::Input | Failure::Paused | Failure::Rejected
+        )
+    }
+}
+
+/// A file's stamp: a changed file has another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: i64,
+    mtime_ns: i64,
+    ctime: i64,
+    ctime_ns: i64,
+    ino: u64,
+    dev: u64,
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: m.len(),
+            mtime: m.mtime(),
+            mtime_ns: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_ns: m.ctime_nsec(),
+            ino: m.ino(),
+            dev: m.dev(),
+        }
+    }
+}
+
+/// The breaker's state.
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    paused_until: Option<Instant>,
+}
+
+/// Runs actions on one engine.
+pub struct Executor {
+    reapi: Reapi,
+    platform: Vec<re::platform::Property>,
+    /// SHA-256 of local files by path, with the stamp they had.
+    digests: Mutex<HashMap<PathBuf, (Stamp, re::Digest)>>,
+    /// Blobs known to be in the engine's CAS.
+    present: Mutex<HashSet<String>>,
+    breaker: Mutex<Breaker>,
+}
+
+impl Executor {
+    /// Connects lazily. `timeout` limits each CAS call; an action's run
+    /// is limited by its own timeout.
+    pub fn new(settings: ReapiSettings, timeout: Duration) -> Result<Executor, ReapiError> {
+        let mut platform: Vec<re::platform::Property> = settings
+            .platform
+            .iter()
+            .map(|(name, value)| re::platform::Property {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        platform.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
+        Ok(Executor {
+            reapi: Reapi::connect(settings, timeout, false)?,
+            platform,
+            digests: Mutex::default(),
+            present: Mutex::default(),
+            breaker: Mutex::default(),
+        })
+    }
+
+    /// The engine's address, for logs.
+    pub fn endpoint(&self) -> &str {
+        &self.reapi.settings.endpoint
+    }
+
+    /// The SHA-256 digest of a local file, memoised by its stamp.
+    fn file_digest(&self, path: &Path) -> Result<re::Digest, ExecError> {
+        let input = |source| ExecError::Input {
+            path: path.to_path_buf(),
+            source,
+        };
+        let stamp = Stamp::of(&std::fs::metadata(path).map_err(input)?);
+        if let Some((s, d)) = self.digests.lock().ok().and_then(|m| m.get(path).cloned()) {
+            if s == stamp {
+                return Ok(d);
+            }
+        }
+        let mut file = std::fs::File::open(path).map_err(input)?;
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(input)?;
+        let digest = re::Digest {
+            hash: format!("{:x}", hasher.finalize()),
+            size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+        };
+        if let Ok(mut m) = self.digests.lock() {
+            m.insert(path.to_path_buf(), (stamp, digest.clone()));
+        }
+        Ok(digest)
+    }
+
+    /// Tells the memo a file's digest (a file just written from an
+    /// output), so that it is neither hashed nor uploaded again.
+    pub fn remember(&self, path: &Path, bytes: &[u8]) {
+        let Ok(m) = std::fs::metadata(path) else {
+            return;
+        };
+        let digest = digest_of(bytes);
+        if let Ok(mut p) = self.present.lock() {
+            p.insert(digest.hash.clone());
+        }
+        if let Ok(mut memo) = self.digests.lock() {
+            memo.insert(path.to_path_buf(), (Stamp::of(&m), digest));
+        }
+    }
+
+    fn check_pause(&self) -> Result<(), ExecError> {
+        let Ok(mut b) = self.breaker.lock() else {
+            return Ok(());
+        };
+        match b.paused_until {
+            Some(t) if Instant::now() < t => Err(ExecError::Paused {
+                seconds: t.saturating_duration_since(Instant::now()).as_secs() + 1,
+            }),
+            Some(_) => {
+                b.paused_until = None;
+                b.failures = 0;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record(&self, outcome: &Result<Executed, ExecError>) {
+        let Ok(mut b) = self.breaker.lock() else {
+            return;
+        };
+        match outcome {
+            Ok(_) => b.failures = 0,
+            Err(e) if e.engine_side() => {
+                b.failures += 1;
+                if b.failures >= PAUSE_AFTER {
+                    b.paused_until = Some(Instant::now() + PAUSE_FOR);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Runs the action; any failure of the engine is an error (the caller
+    /// runs the command locally). A missing blob is uploaded again once.
+    pub fn run(&self, spec: &ActionSpec) -> Result<Executed, ExecError> {
+        self.check_pause()?;
+        let outcome = self.run_once(spec).or_else(|e| match e.failure() {
+            Failure::MissingBlob => {
+                tracing::debug!(error = %e, "a blob went missing; uploading again");
+                if let Ok(mut p) = self.present.lock() {
+                    p.clear();
+                }
+                self.run_once(spec)
+            }
+            _ => Err(e),
+        });
+        self.record(&outcome);
+        outcome
+    }
+
+    fn run_once(&self, spec: &ActionSpec) -> Result<Executed, ExecError> {
+        // The input root, and where each blob comes from.
+        let mut tree = InputTree::default();
+        let mut sources: HashMap<String, (re::Digest, Blob)> = HashMap::new();
+        for input in &spec.inputs {
+            let digest = self.file_digest(&input.local)?;
+            tree.add_file(&input.path, digest.clone(), input.executable)?;
+            sources
+                .entry(digest.hash.clone())
+                .or_insert_with(|| (digest, Blob::File(input.local.clone())));
+        }
+        for d in &spec.dirs {
+            tree.add_dir(d)?;
+        }
+        let built = tree.build();
+        for (digest, bytes) in built.directories {
+            sources.insert(digest.hash.clone(), (digest, Blob::Bytes(bytes)));
+        }
+        let mut env = spec.env.clone();
+        env.sort();
+        let mut outputs = spec.outputs.clone();
+        outputs.sort();
+        outputs.dedup();
+        let command = re::Command {
+            arguments: spec.arguments.clone(),
+            environment_variables: env
+                .into_iter()
+                .map(|(name, value)| re::command::EnvironmentVariable { name, value })
+                .collect(),
+            output_paths: outputs,
+            ..Default::default()
+        };
+        let command_bytes = command.encode_to_vec();
+        let command_digest = digest_of(&command_bytes);
+        let action = re::Action {
+            command_digest: Some(command_digest.clone()),
+            input_root_digest: Some(built.root),
+            timeout: Some(bazel_remote_apis::google::protobuf::Duration {
+                seconds: i64::try_from(spec.timeout.as_secs()).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+            platform: (!self.platform.is_empty()).then(|| re::Platform {
+                properties: self.platform.clone(),
+            }),
+            ..Default::default()
+        };
+        let action_bytes = action.encode_to_vec();
+        let action_digest = digest_of(&action_bytes);
+        sources.insert(
+            command_digest.hash.clone(),
+            (command_digest, Blob::Bytes(command_bytes)),
+        );
+        sources.insert(
+            action_digest.hash.clone(),
+            (action_digest.clone(), Blob::Bytes(action_bytes)),
+        );
+
+        let r = &self.reapi;
+        r.rt.block_on(async {
+            // Only what the engine is not known to have is asked about.
+            let unknown: Vec<re::Digest> = {
+                let present = self.present.lock().map(|p| p.clone()).unwrap_or_default();
+                sources
+                    .values()
+                    .filter(|(d, _)| !present.contains(&d.hash))
+                    .map(|(d, _)| d.clone())
+                    .collect()
+            };
+            let asked: Vec<String> = unknown.iter().map(|d| d.hash.clone()).collect();
+            let missing = r.find_missing(unknown).await?;
+            let uploads: Vec<(re::Digest, Blob)> = missing
+                .iter()
+                .filter_map(|d| sources.remove(&d.hash))
+                .collect();
+            let uploaded = r.upload_many(uploads).await?;
+            if let Ok(mut p) = self.present.lock() {
+                p.extend(asked);
+            }
+            let response = self.execute(&action_digest, spec.timeout).await?;
+            let mut executed = self.fetch_result(response).await?;
+            executed.uploaded = uploaded;
+            Ok(executed)
+        })
+    }
+
+    /// Calls `Execute` and waits for the operation to end.
+    async fn execute(
+        &self,
+        action_digest: &re::Digest,
+        timeout: Duration,
+    ) -> Result<re::ExecuteResponse, ExecError> {
+        let r = &self.reapi;
+        // Queueing and the engine's own overhead on top of the run.
+        let limit = timeout + r.timeout;
+        let call = async {
+            let mut stream = r
+                .execution_client()
+                .execute(re::ExecuteRequest {
+                    instance_name: r.settings.instance.clone(),
+                    action_digest: Some(action_digest.clone()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| ExecError::Call {
+                    call: "Execute",
+                    code: s.code(),
+                    message: s.message().to_string(),
+                })?
+                .into_inner();
+            loop {
+                let op = stream
+                    .message()
+                    .await
+                    .map_err(|s| ExecError::Call {
+                        call: "Execute",
+                        code: s.code(),
+                        message: s.message().to_string(),
+                    })?
+                    .ok_or_else(|| ExecError::Call {
+                        call: "Execute",
+                        code: tonic::Code::Unavailable,
+                        message: "the stream ended before the action did".into(),
+                    })?;
+                if !op.done {
+                    continue;
+                }
+                return match op.result {
+                    Some(operation::Result::Response(any)) => {
+                        re::ExecuteResponse::decode(any.value.as_slice()).map_err(|e| {
+                            ExecError::Result(format!("undecodable ExecuteResponse: {e}"))
+                        })
+                    }
+                    Some(operation::Result::Error(st)) => Err(ExecError::Call {
+                        call: "Execute",
+                        code: tonic::Code::from_i32(st.code),
+                        message: st.message,
+                    }),
+                    None => Err(ExecError::Result(
+                        "the operation ended without a result".into(),
+                    )),
+                };
+            }
+        };
+        match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => Err(ExecError::Timeout {
+                call: "Execute",
+                seconds: limit.as_secs(),
+            }),
+        }
+    }
+
+    /// The result, with stdout, stderr and the output files read.
+    async fn fetch_result(&self, response: re::ExecuteResponse) -> Result<Executed, ExecError> {
+        if let Some(st) = response.status.as_ref().filter(|s| s.code != 0) {
+            return Err(ExecError::Call {
+                call: "Execute",
+                code: tonic::Code::from_i32(st.code),
+                message: st.message.clone(),
+            });
+        }
+        let cached = response.cached_result;
+        let result = response
+            .result
+            .ok_or_else(|| ExecError::Result("no ActionResult".into()))?;
+        let mut wanted: Vec<re::Digest> = result
+            .output_files
+            .iter()
+            .filter_map(|f| f.digest.clone())
+            .collect();
+        wanted.extend(result.stdout_digest.clone());
+        wanted.extend(result.stderr_digest.clone());
+        let blobs = self.reapi.read_many(&wanted).await?;
+        let downloaded = blobs.values().map(|b| b.len() as u64).sum();
+        let take = |d: &Option<re::Digest>, raw: Vec<u8>| -> Vec<u8> {
+            if !raw.is_empty() {
+                return raw;
+            }
+            d.as_ref()
+                .and_then(|d| blobs.get(&d.hash).cloned())
+                .unwrap_or_default()
+        };
+        let stdout = take(&result.stdout_digest, result.stdout_raw);
+        let stderr = take(&result.stderr_digest, result.stderr_raw);
+        let outputs = result
+            .output_files
+            .iter()
+            .filter_map(|f| {
+                let d = f.digest.as_ref()?;
+                Some((f.path.clone(), blobs.get(&d.hash)?.clone()))
+            })
+            .collect::<HashMap<_, _>>();
+        let meta = result.execution_metadata.unwrap_or_default();
+        Ok(Executed {
+            exit_code: result.exit_code,
+            stdout,
+            stderr,
+            outputs,
+            worker: meta.worker.clone(),
+            queued: crate::exec::between(&meta.queued_timestamp, &meta.worker_start_timestamp),
+            executing: crate::exec::between(
+                &meta.execution_start_timestamp,
+                &meta.execution_completed_timestamp,
+            ),
+            uploaded: 0,
+            downloaded,
+            cached,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! Remote execution of misses (`CACHEPOT_REAPI_EXECUTE`) on the executing
+//! BuildGrid of `scripts/services.sh`, whose workers
+//! (`scripts/reapi_worker.py`) run each action in a sandbox that sees only
+//! its input root and the system's directories.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+
+use crate::harness::{count, hits_misses, run_app, Checkout, Env, UNITS, WITH_PROC_MACRO};
+use crate::remote::{server, unique};
+
+/// The fixture's library compiles (itoa, util and the proc-macro crate's
+/// user `util`); the proc-macro itself, util's build script and the app
+/// are linked, so they run here.
+const REMOTE_UNITS: u64 = 2;
+const LINKED_UNITS: u64 = 3;
+
+/// Settings for executing on `endpoint`, storing there under `prefix`.
+fn executing(endpoint: String, prefix: &str) -> Vec<(String, String)> {
+    vec![
+        ("CACHEPOT_REAPI_ENDPOINT".into(), endpoint),
+        ("CACHEPOT_REAPI_EXECUTE".into(), "1".into()),
+        ("CACHEPOT_REAPI_KEY_PREFIX".into(), prefix.into()),
+    ]
+}
+
+fn remote_counts(s: &serde_json::Value) -> (u64, u64) {
+    (
+        count(s, "remote_executions"),
+        count(s, "remote_execution_failures"),
+    )
+}
+
+/// The library outputs of a build, by file name (rlib, rmeta, dep-info).
+fn library_outputs(co: &Checkout) -> Vec<(String, Vec<u8>)> {
+    let deps = co.target.join("debug/deps");
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&deps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            (n.starts_with("libitoa") || n.starts_with("libutil"))
+                && (n.ends_with(".rlib") || n.ends_with(".rmeta"))
+                || ((n.starts_with("itoa-") || n.starts_with("util-")) && n.ends_with(".d"))
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn libraries_compile_on_the_engine_as_they_would_here() {
+    let prefix = unique("exec");
+    let mut env = Env::new();
+    env.extra = executing(server("CACHEPOT_TEST_REAPI_EXEC"), &prefix);
+    let co = env.checkout_with("exec", WITH_PROC_MACRO);
+    env.build(&co, &[]);
+    assert_eq!(run_app(&co), "hello 42");
+    let s = env.stats();
+    assert_eq!(remote_counts(&s), (REMOTE_UNITS, 0), "{s}");
+    assert_eq!(
+        s["remote_execution"]["kept_local"]["linked crate"].as_u64(),
+        Some(LINKED_UNITS),
+        "{s}"
+    );
+    // The sources went up (and the toolchain, unless an earlier test
+    // sent it); the rlibs came down.
+    assert!(count(&s["remote_execution"], "bytes_uploaded") > 0, "{s}");
+    assert!(count(&s["remote_execution"], "bytes_downloaded") > 0, "{s}");
+    let remote = library_outputs(&co);
+    assert_eq!(
+        remote.len(),
+        6,
+        "{:?}",
+        remote.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+
+    // The same checkout compiled here: the engine unreachable, every
+    // library compile falls back. The files are the same bytes.
+    env.stop();
+    std::fs::remove_dir_all(&co.target).unwrap();
+    let mut here = Env::new();
+    here.extra = executing("grpc://127.0.0.1:1".into(), &prefix);
+    here.extra
+        .push(("CACHEPOT_REMOTE_TIMEOUT".into(), "2".into()));
+    here.build(&co, &[]);
+    assert_eq!(run_app(&co), "hello 42");
+    let s = here.stats();
+    assert_eq!(remote_counts(&s), (0, REMOTE_UNITS), "{s}");
+    let local = library_outputs(&co);
+    assert_eq!(
+        remote.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        local.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((name, a), (_, b)) in remote.iter().zip(&local) {
+        assert!(a == b, "{name} differs between the engine and here");
+    }
+
+    // A second machine (its own cache and checkout) gets every unit from
+    // the engine's action cache, the toolchain is not sent again.
+    let mut second = Env::new();
+    second.extra = executing(server("CACHEPOT_TEST_REAPI_EXEC"), &prefix);
+    let co2 = second.checkout_with("exec-2", WITH_PROC_MACRO);
+    second.build(&co2, &[]);
+    assert_eq!(run_app(&co2), "hello 42");
+    let s = second.stats();
+    assert_eq!(hits_misses(&s), (UNITS + 1, 0), "{s}");
+    assert_eq!(remote_counts(&s), (0, 0), "{s}");
+}
+
+#[test]
+fn a_compile_error_on_the_engine_is_the_compilers_own() {
+    let broken: &[(&str, &str)] = &[(
+        "util/src/shout.rs",
+        "pub fn maybe(s: String) -> String {\n    s + 1\n}\n",
+    )];
+    let mut env = Env::new();
+    let co = env.checkout_with("error", broken);
+    let cargo = |env: &Env, cached: bool| {
+        let mut c = env.cargo_command(&co, cached);
+        c.args(["build", "--offline", "-j1"]);
+        c.output().unwrap()
+    };
+    let plain = cargo(&env, false);
+    std::fs::remove_dir_all(&co.target).unwrap();
+    env.extra = executing(server("CACHEPOT_TEST_REAPI_EXEC"), &unique("error"));
+    let remote = cargo(&env, true);
+    assert_eq!(plain.status.code(), Some(101));
+    assert_eq!(remote.status.code(), plain.status.code());
+    // rustc's messages, without cargo's progress lines.
+    let messages = |o: &std::process::Output| -> String {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("Compiling"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        messages(&plain).contains("util/src/shout.rs"),
+        "{}",
+        messages(&plain)
+    );
+    assert_eq!(messages(&remote), messages(&plain));
+    let s = env.stats();
+    // itoa and util ran there; util's error is counted as a failure of
+    // the compile, not of the engine.
+    assert_eq!(remote_counts(&s), (2, 0), "{s}");
+    assert_eq!(count(&s, "compile_failures"), 1, "{s}");
+}
+
+/// A relay in front of the executing engine, killed by the fixture's
+/// build script.
+fn relay(to: &str) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/latency_proxy.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--target", to])
+        .args(["--delay-ms", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    (child, format!("grpc://127.0.0.1:{port}"))
+}
+
+#[test]
+fn an_engine_gone_mid_build_leaves_it_green() {
+    let engine = server("CACHEPOT_TEST_REAPI_EXEC");
+    let (mut child, endpoint) = relay(engine.trim_start_matches("grpc://"));
+    let mut env = Env::new();
+    env.extra = executing(endpoint, &unique("gone"));
+    env.extra
+        .push(("CACHEPOT_REMOTE_TIMEOUT".into(), "2".into()));
+    let pidfile = env.root.path().join("relay.pid");
+    std::fs::write(&pidfile, child.id().to_string()).unwrap();
+    let co = env.checkout("gone");
+    let start = std::time::Instant::now();
+    env.build(&co, &[("FIXTURE_KILL_PIDFILE", pidfile.to_str().unwrap())]);
+    let took = start.elapsed();
+    let _ = child.wait();
+    assert_eq!(run_app(&co), "hello 42");
+    let s = env.stats();
+    // util compiles after its build script killed the relay: it runs
+    // here, counted.
+    let (ran, failed) = remote_counts(&s);
+    assert!(failed >= 1, "{s}");
+    assert_eq!(ran + failed, REMOTE_UNITS, "{s}");
+    assert!(took < std::time::Duration::from_secs(120), "took {took:?}");
+}
+
+#[test]
+fn execute_without_an_engine_is_named() {
+    let env = Env::new();
+    for (value, endpoint, says) in [
+        (
+            "1",
+            None,
+            "CACHEPOT_REAPI_EXECUTE needs CACHEPOT_REAPI_ENDPOINT",
+        ),
+        (
+            "maybe",
+            Some(server("CACHEPOT_TEST_REAPI_EXEC")),
+            "CACHEPOT_REAPI_EXECUTE: expected true or false",
+        ),
+    ] {
+        let mut c = env.command(crate::harness::BIN);
+        c.arg("--start-server")
+            .env("CACHEPOT_REAPI_EXECUTE", value)
+            .env_remove("CACHEPOT_REAPI_ENDPOINT");
+        if let Some(e) = endpoint {
+            c.env("CACHEPOT_REAPI_ENDPOINT", e);
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
