@@ -141,6 +141,7 @@ remote_what = {
     "cachepot-runner-25ms": "Garage +25 ms per request, local tier emptied before each phase",
     "cachepot-reapi": "BuildGrid (REAPI Action Cache and CAS) on loopback, local tier off",
     "cachepot-reapi-25ms": "BuildGrid +25 ms per gRPC call, local tier off",
+    "cachepot-exec": "executing BuildGrid (misses run there), local tier off",
 }
 remote = [t for t in tools if t.startswith("cachepot-")]
 limit = None
@@ -238,6 +239,38 @@ if remote:
             w("| " + " | ".join([t, remote_what.get(t, ""), p, f"{sec:.2f}", ratio(sec, get("cachepot", p))]
                 + [fmt(st.get(k), 0) for k in ("hits", "misses", "errors", "prefetched", "hit_median_us")]
                 + [fmt(get(t, p, "stop_seconds"))]) + " |")
+    w("")
+
+# Remote execution: what the engine ran and what each action cost beyond
+# the compile itself (wall time around the action less the worker's
+# execution time, per action).
+execs = []
+for t in remote:
+    for p in ("cold", "warm", "other"):
+        st = stats_of(t, p)
+        raw = (st or {}).get("raw") or {}
+        n, failed = num(raw.get("remote_executions")), num(raw.get("remote_execution_failures"))
+        if not n and not failed:
+            continue
+        r = raw.get("remote_execution") or {}
+        kept = sum((r.get("kept_local") or {}).values())
+        over = (num(r.get("wall_ms")) - num(r.get("executing_ms"))) / n if n else None
+        mb = lambda k: (num(r.get(k)) or 0) / 1048576
+        execs.append("| " + " | ".join([t, p, f"{get(t, p):.2f}", ratio(get(t, p), plain_cold), fmt(n, 0), fmt(failed, 0),
+            fmt(kept, 0), f"{mb('bytes_uploaded'):.1f}", f"{mb('bytes_downloaded'):.1f}",
+            fmt((num(r.get('executing_ms')) or 0) / 1000, 1), fmt((num(r.get('queued_ms')) or 0) / 1000, 1),
+            fmt(over, 0)]) + " |")
+        fr = r.get("failure_reasons") or {}
+        if fr:
+            execs.append(f"| | {p}: failed: " + ", ".join(f"{k} ×{v}" for k, v in sorted(fr.items())) + " | | | | | | | | | | |")
+if execs:
+    w("Remote execution (`ran`: compiles the engine ran; `kept`: missed compiles that run here by design, "
+      "linked crates; `overhead`: per action, wall time around it less the worker's execution time):")
+    w("")
+    w("| tool | phase | seconds | / plain cold | ran | failed | kept | MB up | MB down | executing s | queued s | overhead ms/action |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for line in execs:
+        w(line)
     w("")
 
 for t in tools:

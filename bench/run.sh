@@ -4,7 +4,8 @@
 #   bench/run.sh [--workload DIR] [--cachepot PATH] [--sccache PATH]
 #                [--kache PATH] [--out DIR] [--tools plain,cachepot,sccache,kache]
 #                (opt-in remote tools: cachepot-garage, cachepot-garage-25ms,
-#                cachepot-runner-25ms, cachepot-reapi, cachepot-reapi-25ms)
+#                cachepot-runner-25ms, cachepot-reapi, cachepot-reapi-25ms,
+#                cachepot-exec)
 #                [--scratch DIR] [--keep-scratch] [--cachepot-log FILTER]
 #
 # See bench/README.md for the phases and how to read the figures.
@@ -37,6 +38,10 @@ Options:
                     Remote tools on BuildGrid's Action Cache and CAS (REAPI):
                       cachepot-reapi        local tier off, straight to BuildGrid
                       cachepot-reapi-25ms   local tier off, +25 ms per gRPC call
+                      cachepot-exec         local tier off, misses executed on the
+                                            executing BuildGrid (2 workers on this
+                                            machine): function and per-action
+                                            overhead, not speed
   --scratch DIR     where checkouts, CARGO_HOMEs, caches and target dirs go
                     (default: a fresh directory under \${TMPDIR:-/tmp}; must not exist or be empty)
   --keep-scratch    do not delete the scratch directory at the end
@@ -110,9 +115,9 @@ for t in "${requested[@]}"; do
     case $t in
         plain | cachepot | cachepot-s3 | sccache | kache) want+=("$t") ;;
         cachepot-garage | cachepot-garage-25ms | cachepot-runner-25ms) want+=("$t") ;;
-        cachepot-reapi | cachepot-reapi-25ms) want+=("$t") ;;
+        cachepot-reapi | cachepot-reapi-25ms | cachepot-exec) want+=("$t") ;;
         "") ;;
-        *) die "--tools: unknown tool '$t' (known: plain,cachepot,cachepot-s3,cachepot-garage,cachepot-garage-25ms,cachepot-runner-25ms,cachepot-reapi,cachepot-reapi-25ms,sccache,kache)" ;;
+        *) die "--tools: unknown tool '$t' (known: plain,cachepot,cachepot-s3,cachepot-garage,cachepot-garage-25ms,cachepot-runner-25ms,cachepot-reapi,cachepot-reapi-25ms,cachepot-exec,sccache,kache)" ;;
     esac
 done
 ((${#want[@]})) || die "--tools selects nothing"
@@ -130,8 +135,8 @@ wants_garage() {
 }
 wants_proxy() { wants cachepot-garage-25ms || wants cachepot-runner-25ms; }
 # The cachepot tools that store on BuildGrid's Action Cache and CAS (REAPI).
-REAPI_TOOLS=(cachepot-reapi cachepot-reapi-25ms)
-wants_reapi() { wants cachepot-reapi || wants cachepot-reapi-25ms; }
+REAPI_TOOLS=(cachepot-reapi cachepot-reapi-25ms cachepot-exec)
+wants_reapi() { wants cachepot-reapi || wants cachepot-reapi-25ms || wants cachepot-exec; }
 # Every cachepot* tool is cachepot with some settings (see tool_env).
 is_cachepot() { [[ $1 == cachepot || $1 == cachepot-* ]]; }
 
@@ -186,7 +191,7 @@ resolve_peer() { # name explicit-path -> prints path or nothing
 active=()
 if wants plain; then active+=(plain); fi
 
-if wants cachepot || wants cachepot-s3 || wants_garage; then
+if wants cachepot || wants cachepot-s3 || wants_garage || wants_reapi; then
     if [[ -n $CACHEPOT_BIN ]]; then
         [[ -x $CACHEPOT_BIN ]] || die "--cachepot: not an executable: $CACHEPOT_BIN"
     else
@@ -308,6 +313,7 @@ tool_env() {
     case $tool in
         plain) ;;
         cachepot*)
+            [[ -n $CACHEPOT_BIN ]] || die "$tool: no cachepot binary"
             TENV+=("RUSTC_WRAPPER=$CACHEPOT_BIN"
                 "CACHEPOT_DIR=$d/cache"
                 "CACHEPOT_RUNTIME_DIR=$d/runtime"
@@ -343,6 +349,11 @@ tool_env() {
                     [[ $tool == *-25ms ]] && reapi="grpc://127.0.0.1:$REAPI_PROXY_PORT"
                     TENV+=("CACHEPOT_LOCAL=off" "CACHEPOT_REAPI_ENDPOINT=$reapi"
                         "CACHEPOT_REAPI_INSTANCE=cachepot" "CACHEPOT_REAPI_KEY_PREFIX=bench-$$-$tool")
+                    ;;
+                cachepot-exec)
+                    # Misses run on the executing BuildGrid, which stores too.
+                    TENV+=("CACHEPOT_LOCAL=off" "CACHEPOT_REAPI_ENDPOINT=$REAPI_EXEC_ENDPOINT"
+                        "CACHEPOT_REAPI_EXECUTE=1" "CACHEPOT_REAPI_KEY_PREFIX=bench-$$-$tool")
                     ;;
             esac
             ;;
@@ -479,9 +490,11 @@ fi
 # -25ms one through a latency proxy of its own (every gRPC call from
 # cachepot is delayed by 25 ms).
 REAPI_ENDPOINT=""
+REAPI_EXEC_ENDPOINT=""
 REAPI_PROXY_PORT=""
 if wants_reapi; then
     REAPI_ENDPOINT=$(service_var CACHEPOT_TEST_REAPI)
+    REAPI_EXEC_ENDPOINT=$(service_var CACHEPOT_TEST_REAPI_EXEC)
 fi
 if wants cachepot-reapi-25ms; then
     start_proxy "${REAPI_ENDPOINT#*://}" "$OUT/latency-proxy-reapi.log"

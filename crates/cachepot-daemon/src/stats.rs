@@ -116,6 +116,11 @@ pub struct RemoteStats {
     /// Time the actions spent queued and executing, per the engine.
     pub queued_ms: u64,
     pub executing_ms: u64,
+    /// Time from building the action to its outputs written here: what
+    /// the compiles cost in all (beyond `executing_ms`: uploads, queueing,
+    /// the worker's input fetch, downloads).
+    #[serde(default)]
+    pub wall_ms: u64,
 }
 
 /// The counts of build-script runs.
@@ -307,6 +312,7 @@ impl Stats {
         downloaded: u64,
         queued: Option<std::time::Duration>,
         executing: Option<std::time::Duration>,
+        wall: std::time::Duration,
     ) {
         let ms = |d: Option<std::time::Duration>| {
             d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -318,6 +324,7 @@ impl Stats {
             r.bytes_downloaded += downloaded;
             r.queued_ms += ms(queued);
             r.executing_ms += ms(executing);
+            r.wall_ms += ms(Some(wall));
         });
     }
 

@@ -18,8 +18,9 @@ use prost::Message;
 use sha2::{Digest as _, Sha256};
 
 use crate::cas::Blob;
+pub use crate::error::{ExecError, Failure};
 use crate::reapi::{digest_of, Reapi, ReapiError, ReapiSettings};
-use crate::tree::{InputTree, TreeError};
+use crate::tree::InputTree;
 
 /// Failures in a row that pause remote execution.
 pub const PAUSE_AFTER: u32 = 3;
@@ -79,116 +80,6 @@ pub struct Executed {
     pub cached: bool,
 }
 
-/// Why an action did not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// Paused after failures in a row.
-    #[error("remote execution paused for {seconds} s after {PAUSE_AFTER} failures in a row")]
-    Paused {
-        /// Seconds left.
-        seconds: u64,
-    },
-    /// An input could not be read.
-    #[error("reading {path}: {source}")]
-    Input {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// An input changed between its digest and its upload.
-    #[error("{0} changed while it was uploaded")]
-    Changed(PathBuf),
-    /// The input root could not be built.
-    #[error(transparent)]
-    Tree(#[from] TreeError),
-    /// A call failed.
-    #[error("{call}: {code:?}: {message}")]
-    Call {
-        /// The call.
-        call: &'static str,
-        /// gRPC's status code.
-        code: tonic::Code,
-        /// The engine's message.
-        message: String,
-    },
-    /// A call did not end in time.
-    #[error("{call}: no answer within {seconds} s")]
-    Timeout {
-        /// The call.
-        call: &'static str,
-        /// The limit.
-        seconds: u64,
-    },
-    /// The engine's answer makes no sense.
-    #[error("{0}")]
-    Result(String),
-}
-
-/// Why remote execution failed, as a statistics key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Failure {
-    /// Not tried: paused after failures.
-    Paused,
-    /// The engine could not be reached or dropped the call.
-    Unavailable,
-    /// A call or the action timed out.
-    Timeout,
-    /// The engine refused the action (bad argument, permission, platform).
-    Rejected,
-    /// A blob was missing (after the retry).
-    MissingBlob,
-    /// A local input could not be read or changed.
-    Input,
-    /// The answer was malformed.
-    BadResult,
-}
-
-impl Failure {
-    /// The statistics key.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::Paused => "paused after failures",
-            Failure::Unavailable => "engine unavailable",
-            Failure::Timeout => "timeout",
-            Failure::Rejected => "action rejected",
-            Failure::MissingBlob => "blob missing",
-            Failure::Input => "input unreadable",
-            Failure::BadResult => "bad result",
-        }
-    }
-}
-
-impl ExecError {
-    /// What kind of failure this is.
-    pub fn failure(&self) -> Failure {
-        match self {
-            ExecError::Paused { .. } => Failure::Paused,
-            ExecError::Input { .. } | ExecError::Changed(_) | ExecError::Tree(_) => Failure::Input,
-            ExecError::Timeout { .. } => Failure::Timeout,
-            ExecError::Result(_) => Failure::BadResult,
-            ExecError::Call { code, .. } => match code {
-                tonic::Code::NotFound | tonic::Code::FailedPrecondition => Failure::MissingBlob,
-                tonic::Code::DeadlineExceeded => Failure::Timeout,
-                tonic::Code::InvalidArgument
-                | tonic::Code::PermissionDenied
-                | tonic::Code::Unauthenticated
-                | tonic::Code::Unimplemented => Failure::Rejected,
-                _ => Failure::Unavailable,
-            },
-        }
-    }
-
-    /// Whether the engine (not this machine) failed: those count towards
-    /// the pause.
-    fn engine_side(&self) -> bool {
-        !matches!(
-            self.failure(),
-            Failure::Input | Failure::Paused | Failure::Rejected
-        )
-    }
-}
-
 /// A file's stamp: a changed file has another.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -230,7 +121,41 @@ pub struct Executor {
     digests: Mutex<HashMap<PathBuf, (Stamp, re::Digest)>>,
     /// Blobs known to be in the engine's CAS.
     present: Mutex<HashSet<String>>,
+    /// Blobs being uploaded by some action now.
+    uploads: InFlight,
     breaker: Mutex<Breaker>,
+}
+
+/// Blobs being uploaded, by hash.
+#[derive(Default)]
+struct InFlight {
+    hashes: Mutex<HashSet<String>>,
+    done: std::sync::Condvar,
+}
+
+impl InFlight {
+    /// Splits blobs into those this caller uploads (now marked) and those
+    /// another one is uploading.
+    fn claim(&self, hashes: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
+        let mut inflight = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        hashes.partition(|h| inflight.insert(h.clone()))
+    }
+
+    fn release(&self, mine: &[String]) {
+        let mut inflight = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        for h in mine {
+            inflight.remove(h);
+        }
+        self.done.notify_all();
+    }
+
+    /// Waits until none of `theirs` is being uploaded.
+    fn wait_for(&self, theirs: &[String]) {
+        let mut inflight = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        while theirs.iter().any(|h| inflight.contains(h)) {
+            inflight = self.done.wait(inflight).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 impl Executor {
@@ -251,6 +176,7 @@ impl Executor {
             platform,
             digests: Mutex::default(),
             present: Mutex::default(),
+            uploads: InFlight::default(),
             breaker: Mutex::default(),
         })
     }
@@ -409,26 +335,32 @@ impl Executor {
         );
 
         let r = &self.reapi;
+        // Only what the engine is not known to have is asked about.
+        let unknown: Vec<re::Digest> = {
+            let present = self.present.lock().map(|p| p.clone()).unwrap_or_default();
+            sources
+                .values()
+                .filter(|(d, _)| !present.contains(&d.hash))
+                .map(|(d, _)| d.clone())
+                .collect()
+        };
+        let asked: Vec<String> = unknown.iter().map(|d| d.hash.clone()).collect();
+        let missing = r.rt.block_on(r.find_missing(unknown))?;
+        // A blob another action is uploading is not sent twice (the
+        // toolchain, when the first compiles start together): this one
+        // waits for it. Should that upload fail, `Execute` finds the blob
+        // missing and the retry sends it.
+        let (mine, theirs) = self.uploads.claim(missing.iter().map(|d| d.hash.clone()));
+        let uploads: Vec<(re::Digest, Blob)> =
+            mine.iter().filter_map(|h| sources.remove(h)).collect();
+        let uploaded = r.rt.block_on(r.upload_many(uploads));
+        self.uploads.release(&mine);
+        let uploaded = uploaded?;
+        self.uploads.wait_for(&theirs);
+        if let Ok(mut p) = self.present.lock() {
+            p.extend(asked);
+        }
         r.rt.block_on(async {
-            // Only what the engine is not known to have is asked about.
-            let unknown: Vec<re::Digest> = {
-                let present = self.present.lock().map(|p| p.clone()).unwrap_or_default();
-                sources
-                    .values()
-                    .filter(|(d, _)| !present.contains(&d.hash))
-                    .map(|(d, _)| d.clone())
-                    .collect()
-            };
-            let asked: Vec<String> = unknown.iter().map(|d| d.hash.clone()).collect();
-            let missing = r.find_missing(unknown).await?;
-            let uploads: Vec<(re::Digest, Blob)> = missing
-                .iter()
-                .filter_map(|d| sources.remove(&d.hash))
-                .collect();
-            let uploaded = r.upload_many(uploads).await?;
-            if let Ok(mut p) = self.present.lock() {
-                p.extend(asked);
-            }
             let response = self.execute(&action_digest, spec.timeout).await?;
             let mut executed = self.fetch_result(response).await?;
             executed.uploaded = uploaded;
@@ -559,5 +491,62 @@ impl Executor {
             downloaded,
             cached,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_blob_in_flight_is_uploaded_once_and_waited_for() {
+        let f = Arc::new(InFlight::default());
+        let (mine, theirs) = f.claim(["a".to_string(), "b".to_string()].into_iter());
+        assert_eq!((mine.len(), theirs.len()), (2, 0));
+        let (mine2, theirs2) = f.claim(["b".to_string(), "c".to_string()].into_iter());
+        assert_eq!(mine2, ["c"]);
+        assert_eq!(theirs2, ["b"]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                f.wait_for(&theirs2);
+                tx.send(()).unwrap();
+            })
+        };
+        // "c" done, "b" not: the waiter still waits.
+        f.release(&mine2);
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
+        f.release(&mine);
+        rx.recv().unwrap();
+        waiter.join().unwrap();
+        assert!(f.hashes.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn engine_failures_pause_and_local_ones_do_not() {
+        let call = |code| ExecError::Call {
+            call: "Execute",
+            code,
+            message: String::new(),
+        };
+        assert_eq!(
+            call(tonic::Code::Unavailable).failure(),
+            Failure::Unavailable
+        );
+        assert_eq!(
+            call(tonic::Code::FailedPrecondition).failure(),
+            Failure::MissingBlob
+        );
+        assert_eq!(
+            call(tonic::Code::PermissionDenied).failure(),
+            Failure::Rejected
+        );
+        assert!(call(tonic::Code::Unavailable).engine_side());
+        assert!(!ExecError::Changed(PathBuf::from("/x")).engine_side());
     }
 }

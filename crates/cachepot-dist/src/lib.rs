@@ -9,8 +9,10 @@
 //! run there, and how their paths map, is the daemon's business.
 
 mod cas;
+mod error;
 mod exec;
 mod execute;
+mod headers;
 mod reapi;
 mod tree;
 
@@ -20,4 +22,5 @@ pub use execute::{
 };
 pub use tree::TreeError;
 
-pub use reapi::{parse_headers, Reapi, ReapiError, ReapiSettings};
+pub use headers::parse_headers;
+pub use reapi::{Reapi, ReapiError, ReapiSettings};

@@ -23,80 +23,31 @@
 //! the compile runs here. So do compiles the engine could not run, and
 //! compile errors that name an input the worker lacked.
 
+mod action;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::args::SplitDebuginfo;
 use cachepot_compiler::rust::{CrateType, EmitKind, Role, RustCompile};
-use cachepot_dist::{ActionSpec, Executed, Executor, Input};
+use cachepot_dist::{Executed, Executor, Input};
 
 use super::restore::temp_beside;
 use super::rust::RustPending;
 use super::Pending;
 use crate::Shared;
+use action::{input_of, root_path, rust_action, walk, Budget, ROOT_FILE};
 
 /// Added to every compile that may run remotely: a mapping of every
 /// absolute path to itself, which rustc marks as remapped, as it marks
 /// the remote compile's `$r/` → `/`.
 pub(super) const IDENTITY_REMAP: &str = "--remap-path-prefix=/=/";
 
-/// What stands for the worker's root in arguments, until [`SCRIPT`]
-/// replaces it.
-const MARK: &str = "@CACHEPOT_ROOT@";
-
-/// The output file that tells the worker's root.
-const ROOT_FILE: &str = ".cachepot-root";
-
 /// How long one compile may run on the engine.
 pub const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The command of every action: `$1` is the working directory, then the
-/// program and its arguments, all with [`MARK`] where the root goes.
-const SCRIPT: &str = r#"r=$(pwd -P) || exit 125
-[ "$r" = / ] && r=
-printf %s "$r" > .cachepot-root || exit 125
-m=@CACHEPOT_ROOT@
-for a; do
-  while :; do case $a in *"$m"*) a="${a%%"$m"*}$r${a#*"$m"}";; *) break;; esac; done
-  set -- "$@" "$a"; shift
-done
-for v in OUT_DIR CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH; do
-  eval "x=\${$v-}"
-  case $x in /*) export "$v=$r$x";; esac
-done
-cd "$1" || exit 125
-shift
-exec "$@"
-"#;
-
-/// Variables not passed to the engine: the wrappers', the jobserver's
-/// (its descriptors are this machine's), the session's.
-const DROPPED_ENV: &[&str] = &[
-    "RUSTC_WRAPPER",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_MAKEFLAGS",
-    "MAKEFLAGS",
-    "MFLAGS",
-    "MAKELEVEL",
-    "LD_LIBRARY_PATH",
-    "LD_PRELOAD",
-    "PATH",
-    "PWD",
-    "OLDPWD",
-    "SHLVL",
-    "_",
-    "TERM",
-    "DISPLAY",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "TMPDIR",
-];
-const DROPPED_ENV_PREFIXES: &[&str] = &["CACHEPOT_", "SCCACHE_", "SSH_", "RUSTUP_", "XDG_"];
 
 /// Compile errors that mean the worker lacked an input: the compile runs
 /// here instead.
@@ -178,7 +129,7 @@ impl Fallback {
     fn as_str(self) -> &'static str {
         match self {
             Fallback::Engine(f) => f.as_str(),
-            Fallback::Inputs => "inputs not found",
+            Fallback::Inputs => "inputs not collected",
             Fallback::WorkerPath => "worker path in output",
             Fallback::MissingInput => "input missing on worker",
             Fallback::Crashed => "compiler crashed on worker",
@@ -286,236 +237,6 @@ impl RemoteExec {
     }
 }
 
-/// How many files and bytes a package directory may bring.
-struct Budget {
-    files: usize,
-    bytes: u64,
-}
-
-impl Budget {
-    fn unlimited() -> Budget {
-        Budget {
-            files: usize::MAX,
-            bytes: u64::MAX,
-        }
-    }
-    fn package() -> Budget {
-        Budget {
-            files: 20_000,
-            bytes: 2 << 30,
-        }
-    }
-}
-
-/// `/a/b` as the input root's `a/b`; `None` for a path that is not
-/// absolute, clean and UTF-8.
-fn root_path(p: &Path) -> Option<String> {
-    let mut parts = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::RootDir => {}
-            Component::Normal(n) => parts.push(n.to_str()?),
-            _ => return None,
-        }
-    }
-    p.is_absolute().then(|| parts.join("/"))
-}
-
-/// `p` made absolute against `cwd` and cleaned of `.` and `..`.
-fn clean(cwd: &Path, p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in cwd.join(p).components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-fn not_utf8(p: &Path) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("{} is not a plain UTF-8 path", p.display()),
-    )
-}
-
-fn input_of(local: &Path) -> std::io::Result<Input> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(local)?;
-    Ok(Input {
-        path: root_path(local).ok_or_else(|| not_utf8(local))?,
-        local: local.to_path_buf(),
-        executable: meta.permissions().mode() & 0o111 != 0,
-    })
-}
-
-/// Every file under `dir`, but version control and target directories;
-/// symbolic links to files are followed, to directories not.
-fn walk(dir: &Path, out: &mut Vec<Input>, budget: &mut Budget) -> std::io::Result<()> {
-    if dir.join("CACHEDIR.TAG").exists() {
-        return Ok(());
-    }
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name();
-        if [".git", ".hg", ".svn", ".jj"].iter().any(|s| name == *s) {
-            continue;
-        }
-        let path = e.path();
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            walk(&path, out, budget)?;
-        } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
-            let input = input_of(&path)?;
-            let size = std::fs::metadata(&path)?.len();
-            if budget.files == 0 || budget.bytes < size {
-                return Err(std::io::Error::other(format!(
-                    "{} holds too much to send",
-                    dir.display()
-                )));
-            }
-            budget.files -= 1;
-            budget.bytes -= size;
-            out.push(input);
-        }
-    }
-    Ok(())
-}
-
-/// The files of a search directory that rustc may read: crates in it,
-/// and static libraries to bundle.
-fn search_dir_files(dir: &Path, crates: bool, out: &mut Vec<Input>) -> std::io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let wanted = if crates {
-            name.starts_with("lib")
-                && (name.ends_with(".rlib") || name.ends_with(".rmeta") || name.ends_with(".so"))
-        } else {
-            name.ends_with(".a")
-        };
-        if wanted && e.path().is_file() {
-            out.push(input_of(&e.path())?);
-        }
-    }
-    Ok(())
-}
-
-/// An argument with [`MARK`] in front of each absolute path: the whole
-/// argument, or after `=` or `,` (`--extern a=/p`, `-L dependency=/p`,
-/// `--emit=dep-info=/p`), or after `-L`. Of [`IDENTITY_REMAP`], only
-/// the path it maps from: the worker's paths map to this machine's.
-fn root_arg(arg: &str) -> String {
-    if arg == IDENTITY_REMAP {
-        return format!("--remap-path-prefix={MARK}/=/");
-    }
-    let mut out = String::with_capacity(arg.len() + MARK.len());
-    let mut prev: Option<char> = None;
-    for (i, ch) in arg.char_indices() {
-        let starts_path = ch == '/'
-            && match prev {
-                None => true,
-                Some('=') | Some(',') => true,
-                Some('L') => i == 2 && arg.starts_with("-L"),
-                _ => false,
-            };
-        if starts_path {
-            out.push_str(MARK);
-        }
-        out.push(ch);
-        prev = Some(ch);
-    }
-    out
-}
-
-/// The action for a rustc miss.
-fn rust_action(
-    remote: &RemoteExec,
-    p: &Pending,
-    r: &RustPending,
-    target: &str,
-) -> std::io::Result<ActionSpec> {
-    let c = &r.compile;
-    let cwd = &p.cwd;
-    let mut inputs: Vec<Input> = remote.toolchain(&r.sysroot, target)?.as_ref().clone();
-    let mut budget = Budget::package();
-    let env_path = |name: &str| env_value(&p.env, name).map(PathBuf::from);
-    if let Some(dir) = env_path("CARGO_MANIFEST_DIR") {
-        walk(&dir, &mut inputs, &mut budget)?;
-    }
-    if let Some(dir) = env_path("OUT_DIR") {
-        if dir.is_dir() {
-            walk(&dir, &mut inputs, &mut budget)?;
-        }
-    }
-    inputs.push(input_of(&clean(cwd, Path::new(&c.input)))?);
-    for e in &c.externs {
-        if let Some(path) = &e.path {
-            inputs.push(input_of(&clean(cwd, Path::new(path)))?);
-        }
-    }
-    for (kind, dir) in &c.search_paths {
-        let dir = clean(cwd, Path::new(dir));
-        match kind.as_str() {
-            "dependency" | "crate" => search_dir_files(&dir, true, &mut inputs)?,
-            _ if p.bases.iter().any(|(_, b)| dir.starts_with(b)) => {
-                search_dir_files(&dir, kind == "all", &mut inputs)?;
-                search_dir_files(&dir, false, &mut inputs)?;
-            }
-            _ => {}
-        }
-    }
-    let mut outputs: Vec<String> = super::rust::kept_outputs(c, cwd)
-        .iter()
-        .map(|o| root_path(&o.path).ok_or_else(|| not_utf8(&o.path)))
-        .collect::<std::io::Result<_>>()?;
-    if let Some(d) = &r.own_depinfo {
-        outputs.push(root_path(d).ok_or_else(|| not_utf8(d))?);
-    }
-    outputs.push(ROOT_FILE.into());
-    let rustc = r.sysroot.join("bin/rustc");
-    let mut arguments = vec![
-        "/bin/sh".to_string(),
-        "-c".into(),
-        SCRIPT.into(),
-        "cachepot-remote".into(),
-        root_arg(cwd.to_str().ok_or_else(|| not_utf8(cwd))?),
-        root_arg(rustc.to_str().ok_or_else(|| not_utf8(&rustc))?),
-    ];
-    for a in r.args.iter().chain(p.extra_args.iter()) {
-        let a = a.to_str().ok_or_else(|| not_utf8(Path::new(a)))?;
-        arguments.push(root_arg(a));
-    }
-    let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/bin:/bin".into())];
-    for (k, v) in &p.env {
-        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
-            continue;
-        };
-        if DROPPED_ENV.contains(&k)
-            || DROPPED_ENV_PREFIXES.iter().any(|pre| k.starts_with(pre))
-            || env.iter().any(|(n, _)| n == k)
-        {
-            continue;
-        }
-        env.push((k.to_string(), v.to_string()));
-    }
-    let dirs = vec![root_path(cwd).ok_or_else(|| not_utf8(cwd))?];
-    Ok(ActionSpec {
-        arguments,
-        env,
-        inputs,
-        dirs,
-        outputs,
-        timeout: ACTION_TIMEOUT,
-    })
-}
-
 /// What a compile that ran on the engine answers.
 pub struct Ran {
     pub exit_code: i32,
@@ -527,6 +248,7 @@ pub struct Ran {
 /// the compile must run here (the reason is counted and logged).
 pub(super) fn run_rust(shared: &Shared, p: &Pending, r: &RustPending, target: &str) -> Option<Ran> {
     let remote = shared.remote.as_ref()?;
+    let started = std::time::Instant::now();
     let fall_back = |why: Fallback, detail: &dyn std::fmt::Display| {
         tracing::warn!(unit = %p.unit.unit, reason = why.as_str(), %detail, "remote execution failed; compiling here");
         shared.stats.remote_failed(why.as_str());
@@ -547,6 +269,7 @@ pub(super) fn run_rust(shared: &Shared, p: &Pending, r: &RustPending, target: &s
                 executed.downloaded,
                 executed.queued,
                 executed.executing,
+                started.elapsed(),
             );
             tracing::debug!(unit = %p.unit.unit, worker = %executed.worker, cached = executed.cached, "ran on the engine");
             Some(ran)
@@ -658,41 +381,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn absolute_paths_in_arguments_get_the_mark() {
-        let m = MARK;
-        assert_eq!(root_arg("/a/lib.rs"), format!("{m}/a/lib.rs"));
-        assert_eq!(root_arg("src/lib.rs"), "src/lib.rs");
-        assert_eq!(
-            root_arg("serde=/t/libserde.rmeta"),
-            format!("serde={m}/t/libserde.rmeta")
-        );
-        assert_eq!(
-            root_arg("dependency=/t/deps"),
-            format!("dependency={m}/t/deps")
-        );
-        assert_eq!(root_arg("-L/t/deps"), format!("-L{m}/t/deps"));
-        assert_eq!(
-            root_arg("--emit=dep-info=/t/a.d,link=/t/a.rlib"),
-            format!("--emit=dep-info={m}/t/a.d,link={m}/t/a.rlib")
-        );
-        assert_eq!(
-            root_arg(IDENTITY_REMAP),
-            format!("--remap-path-prefix={m}/=/")
-        );
-        assert_eq!(root_arg("--cfg=feature=\"a/b\""), "--cfg=feature=\"a/b\"");
-    }
-
-    #[test]
-    fn paths_map_into_the_root_and_are_cleaned() {
-        assert_eq!(root_path(Path::new("/a/b/c.rs")).unwrap(), "a/b/c.rs");
-        assert!(root_path(Path::new("a/b")).is_none());
-        assert_eq!(
-            clean(Path::new("/w/crate"), Path::new("../t/./x.rlib")),
-            PathBuf::from("/w/t/x.rlib")
-        );
-    }
-
-    #[test]
     fn the_worker_root_is_replaced_everywhere() {
         assert_eq!(
             replace_all(b"/r/x/a.rs: /r/x/b.rs\n", b"/r", b""),
@@ -700,34 +388,5 @@ mod tests {
         );
         assert_eq!(find(b"abc", b"bc"), Some(1));
         assert_eq!(find(b"abc", b""), None);
-    }
-
-    /// The script does what the table says, run by the real `sh`.
-    #[test]
-    fn the_script_roots_arguments_and_variables() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        std::fs::create_dir_all(root.join("w/crate")).unwrap();
-        let out = std::process::Command::new("/bin/sh")
-            .current_dir(&root)
-            .env_clear()
-            .env("OUT_DIR", "/w/out")
-            .env("OTHER", "/kept")
-            .args(["-c", SCRIPT, "cachepot-remote"])
-            .arg(root_arg("/w/crate"))
-            .arg("/bin/sh")
-            .args(["-c", "pwd; echo \"$1\"; echo $OUT_DIR $OTHER", "x"])
-            .arg(root_arg("--extern=a=/w/a.rlib,b=/w/b.rlib"))
-            .output()
-            .unwrap();
-        let r = root.display();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            format!("{r}/w/crate\n--extern=a={r}/w/a.rlib,b={r}/w/b.rlib\n{r}/w/out /kept\n")
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.join(ROOT_FILE)).unwrap(),
-            r.to_string()
-        );
     }
 }
