@@ -304,7 +304,6 @@ impl Stats {
         });
     }
 
-    /// A copy of the counters.
     /// A compile ran on the engine.
     pub fn remote_done(
         &self,
@@ -349,6 +348,7 @@ impl Stats {
         });
     }
 
+    /// A copy of the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         self.with(|(s, times)| {
             let mut out = s.clone();

@@ -55,7 +55,7 @@ pub(crate) fn serve_work(
                     Box::new(move || crate::explain::explain_miss(&s, &unit, &cwd, &bases, &env)),
                 );
             }
-            if let Some(ran) = cache::run_remote(shared, &pending) {
+            if let Some(ran) = cache::run_remote(shared, &pending, &|| wrapper_waits(stream)) {
                 conclude(
                     server,
                     &mut pending,
@@ -83,11 +83,31 @@ pub(crate) fn serve_work(
                 .iter()
                 .map(|a| a.as_bytes().to_vec())
                 .collect();
-            write_frame(stream, &Response::Miss { extra_args })?;
+            if let Err(e) = write_frame(stream, &Response::Miss { extra_args }) {
+                pending.cleanup();
+                return Err(e);
+            }
             return finish_miss(server, stream, *pending);
         }
     };
     write_frame(stream, &resp)
+}
+
+/// Whether the wrapper is still there: its end of the socket is open and
+/// it sent nothing (it waits for the answer). Anything to read means it
+/// closed (end of file) or broke the protocol: either way it is not
+/// waiting for outputs.
+fn wrapper_waits(stream: &UnixStream) -> bool {
+    use std::io::Read;
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let waiting = matches!(
+        (&mut &*stream).read(&mut byte),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).is_ok() && waiting
 }
 
 /// Waits for the wrapper's report of a missed compile and stores the result.

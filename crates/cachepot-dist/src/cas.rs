@@ -218,6 +218,7 @@ impl Reapi {
         if digests.is_empty() {
             return Ok(());
         }
+        let req_len = digests.len();
         let req = re::BatchReadBlobsRequest {
             instance_name: self.settings.instance.clone(),
             digests,
@@ -232,6 +233,14 @@ impl Reapi {
             })
             .await?
             .into_inner();
+        let asked = req_len;
+        if resp.responses.len() < asked {
+            return Err(ExecError::Call {
+                call: "BatchReadBlobs",
+                code: tonic::Code::NotFound,
+                message: format!("{} of {asked} blobs came back", resp.responses.len()),
+            });
+        }
         for r in resp.responses {
             let d = r.digest.unwrap_or_default();
             if r.status.is_some_and(|s| s.code != 0) {

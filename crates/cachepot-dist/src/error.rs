@@ -108,10 +108,9 @@ impl ExecError {
 
     /// Whether the engine (not this machine) failed: those count towards
     /// the pause.
+    /// A refused action (wrong platform, API key, instance) counts too:
+    /// the next ones would be refused alike.
     pub(crate) fn engine_side(&self) -> bool {
-        !matches!(
-            self.failure(),
-            Failure::Input | Failure::Paused | Failure::Rejected
-        )
+        !matches!(self.failure(), Failure::Input | Failure::Paused)
     }
 }

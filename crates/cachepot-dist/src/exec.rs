@@ -41,8 +41,13 @@ impl CallError {
             tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Some(
                 "the engine refused the call: set the header it expects in CACHEPOT_REAPI_HEADERS (BuildBuddy: x-buildbuddy-api-key=KEY; others: authorization=Bearer TOKEN)",
             ),
-            tonic::Code::Unknown | tonic::Code::Internal
-                if message.contains("transport error") || message.contains("tls") =>
+            // A TLS port spoken to in plain text drops the connection; the
+            // client sees a transport error or, as often, a cancelled call.
+            tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled
+                if message.contains("transport error")
+                    || message.contains("tls")
+                    || message.contains("canceled")
+                    || message.contains("cancelled") =>
             {
                 Some("the connection broke at once: does the engine expect TLS? Use grpcs://HOST:PORT")
             }
@@ -271,5 +276,23 @@ impl Reapi {
                 ),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_to_a_tls_port_is_named_however_it_ends() {
+        for status in [
+            tonic::Status::unknown("transport error"),
+            tonic::Status::cancelled("operation was canceled"),
+        ] {
+            let e = CallError::new("GetCapabilities", &status);
+            assert!(e.hint.is_some_and(|h| h.contains("grpcs://")), "{e:?}");
+        }
+        let other = CallError::new("Execute", &tonic::Status::cancelled("by the client"));
+        assert!(other.hint.is_none(), "{other:?}");
     }
 }

@@ -27,6 +27,9 @@ pub const PAUSE_AFTER: u32 = 3;
 /// How long it stays paused.
 pub const PAUSE_FOR: Duration = Duration::from_secs(30);
 
+/// How many times an operation whose stream ended is taken up again.
+const MAX_RESUMES: u32 = 5;
+
 /// A file of the input root.
 #[derive(Clone, Debug)]
 pub struct Input {
@@ -122,39 +125,69 @@ pub struct Executor {
     /// Blobs known to be in the engine's CAS.
     present: Mutex<HashSet<String>>,
     /// Blobs being uploaded by some action now.
-    uploads: InFlight,
+    uploads: Uploading,
     breaker: Mutex<Breaker>,
 }
 
 /// Blobs being uploaded, by hash.
 #[derive(Default)]
-struct InFlight {
+struct Uploading {
     hashes: Mutex<HashSet<String>>,
     done: std::sync::Condvar,
 }
 
-impl InFlight {
-    /// Splits blobs into those this caller uploads (now marked) and those
-    /// another one is uploading.
-    fn claim(&self, hashes: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
-        let mut inflight = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
-        hashes.partition(|h| inflight.insert(h.clone()))
-    }
+/// The blobs one action uploads: released when dropped, even by a panic.
+struct Claimed<'a> {
+    uploading: &'a Uploading,
+    hashes: Vec<String>,
+}
 
-    fn release(&self, mine: &[String]) {
-        let mut inflight = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
-        for h in mine {
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .uploading
+            .hashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for h in &self.hashes {
             inflight.remove(h);
         }
-        self.done.notify_all();
+        self.uploading.done.notify_all();
+    }
+}
+
+impl Uploading {
+    /// Splits blobs into those this caller uploads (claimed until the
+    /// guard drops) and those another caller is uploading.
+    fn claim(&self, hashes: impl Iterator<Item = String>) -> (Claimed<'_>, Vec<String>) {
+        let mut inflight = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        let (mine, theirs) = hashes.partition(|h| inflight.insert(h.clone()));
+        (
+            Claimed {
+                uploading: self,
+                hashes: mine,
+            },
+            theirs,
+        )
     }
 
-    /// Waits until none of `theirs` is being uploaded.
-    fn wait_for(&self, theirs: &[String]) {
+    /// Waits until none of `theirs` is being uploaded, at most `limit`;
+    /// whether they all were done.
+    fn wait_for(&self, theirs: &[String], limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         let mut inflight = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
         while theirs.iter().any(|h| inflight.contains(h)) {
-            inflight = self.done.wait(inflight).unwrap_or_else(|e| e.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            inflight = self
+                .done
+                .wait_timeout(inflight, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+        true
     }
 }
 
@@ -176,7 +209,7 @@ impl Executor {
             platform,
             digests: Mutex::default(),
             present: Mutex::default(),
-            uploads: InFlight::default(),
+            uploads: Uploading::default(),
             breaker: Mutex::default(),
         })
     }
@@ -351,14 +384,24 @@ impl Executor {
         // waits for it. Should that upload fail, `Execute` finds the blob
         // missing and the retry sends it.
         let (mine, theirs) = self.uploads.claim(missing.iter().map(|d| d.hash.clone()));
-        let uploads: Vec<(re::Digest, Blob)> =
-            mine.iter().filter_map(|h| sources.remove(h)).collect();
+        let uploads: Vec<(re::Digest, Blob)> = mine
+            .hashes
+            .iter()
+            .filter_map(|h| sources.remove(h))
+            .collect();
         let uploaded = r.rt.block_on(r.upload_many(uploads));
-        self.uploads.release(&mine);
+        drop(mine);
         let uploaded = uploaded?;
-        self.uploads.wait_for(&theirs);
+        // Theirs are known present only if their uploads succeeded: they
+        // are asked about again next time.
+        if !self.uploads.wait_for(&theirs, spec.timeout) {
+            return Err(ExecError::Timeout {
+                call: "upload by another action",
+                seconds: spec.timeout.as_secs(),
+            });
+        }
         if let Ok(mut p) = self.present.lock() {
-            p.extend(asked);
+            p.extend(asked.into_iter().filter(|h| !theirs.contains(h)));
         }
         r.rt.block_on(async {
             let response = self.execute(&action_digest, spec.timeout).await?;
@@ -377,6 +420,13 @@ impl Executor {
         let r = &self.reapi;
         // Queueing and the engine's own overhead on top of the run.
         let limit = timeout + r.timeout;
+        let failed = |call: &'static str| {
+            move |s: tonic::Status| ExecError::Call {
+                call,
+                code: s.code(),
+                message: s.message().to_string(),
+            }
+        };
         let call = async {
             let mut stream = r
                 .execution_client()
@@ -386,26 +436,34 @@ impl Executor {
                     ..Default::default()
                 })
                 .await
-                .map_err(|s| ExecError::Call {
-                    call: "Execute",
-                    code: s.code(),
-                    message: s.message().to_string(),
-                })?
+                .map_err(failed("Execute"))?
                 .into_inner();
+            // The operation's name, to take it up again (`WaitExecution`)
+            // when a stream ends early: engines and proxies end long
+            // streams.
+            let mut name = String::new();
+            let mut resumed = 0;
             loop {
-                let op = stream
-                    .message()
-                    .await
-                    .map_err(|s| ExecError::Call {
-                        call: "Execute",
-                        code: s.code(),
-                        message: s.message().to_string(),
-                    })?
-                    .ok_or_else(|| ExecError::Call {
-                        call: "Execute",
-                        code: tonic::Code::Unavailable,
-                        message: "the stream ended before the action did".into(),
-                    })?;
+                let Some(op) = stream.message().await.map_err(failed("Execute"))? else {
+                    if name.is_empty() || resumed == MAX_RESUMES {
+                        return Err(ExecError::Call {
+                            call: "Execute",
+                            code: tonic::Code::Unavailable,
+                            message: "the stream ended before the action did".into(),
+                        });
+                    }
+                    resumed += 1;
+                    stream = r
+                        .execution_client()
+                        .wait_execution(re::WaitExecutionRequest { name: name.clone() })
+                        .await
+                        .map_err(failed("WaitExecution"))?
+                        .into_inner();
+                    continue;
+                };
+                if !op.name.is_empty() {
+                    name = op.name.clone();
+                }
                 if !op.done {
                     continue;
                 }
@@ -502,28 +560,28 @@ mod tests {
 
     #[test]
     fn a_blob_in_flight_is_uploaded_once_and_waited_for() {
-        let f = Arc::new(InFlight::default());
+        let f = Arc::new(Uploading::default());
         let (mine, theirs) = f.claim(["a".to_string(), "b".to_string()].into_iter());
-        assert_eq!((mine.len(), theirs.len()), (2, 0));
+        assert_eq!((mine.hashes.len(), theirs.len()), (2, 0));
         let (mine2, theirs2) = f.claim(["b".to_string(), "c".to_string()].into_iter());
-        assert_eq!(mine2, ["c"]);
+        assert_eq!(mine2.hashes, ["c"]);
         assert_eq!(theirs2, ["b"]);
+        // "c" done, "b" not: a waiter gives up at its limit.
+        drop(mine2);
+        assert!(!f.wait_for(&theirs2, Duration::from_millis(50)));
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = {
             let f = f.clone();
-            std::thread::spawn(move || {
-                f.wait_for(&theirs2);
-                tx.send(()).unwrap();
-            })
+            std::thread::spawn(move || tx.send(f.wait_for(&theirs2, Duration::from_secs(60))))
         };
-        // "c" done, "b" not: the waiter still waits.
-        f.release(&mine2);
-        assert!(rx
-            .recv_timeout(std::time::Duration::from_millis(100))
-            .is_err());
-        f.release(&mine);
-        rx.recv().unwrap();
-        waiter.join().unwrap();
+        // A panic while uploading releases the claim too.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = mine;
+            panic!("upload failed");
+        }));
+        assert!(panicked.is_err());
+        assert!(rx.recv().unwrap());
+        waiter.join().unwrap().unwrap();
         assert!(f.hashes.lock().unwrap().is_empty());
     }
 

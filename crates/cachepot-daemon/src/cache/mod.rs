@@ -201,9 +201,10 @@ impl Pending {
 }
 
 /// With remote execution on: runs a miss on the engine and writes its
-/// outputs, or answers `None` when it runs here (a verified hit, a kind
-/// kept local, any failure: the reason is counted).
-pub fn run_remote(shared: &Shared, p: &Pending) -> Option<Ran> {
+/// outputs (while `alive`: the wrapper waits), or answers `None` when it
+/// runs here (a verified hit, a kind kept local, any failure: the reason
+/// is counted).
+pub fn run_remote(shared: &Shared, p: &Pending, alive: &dyn Fn() -> bool) -> Option<Ran> {
     shared.remote.as_ref()?;
     let PendingKind::Rust(r) = &p.kind else {
         return None;
@@ -220,7 +221,7 @@ pub fn run_remote(shared: &Shared, p: &Pending) -> Option<Ran> {
         }
         (None, _) => return None,
     };
-    remote::run_rust(shared, p, r, target)
+    remote::run_rust(shared, p, r, target, alive)
 }
 
 /// What to write once a compile succeeded.

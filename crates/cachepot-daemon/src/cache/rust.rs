@@ -19,7 +19,7 @@ use cachepot_compiler::rust::{
 use cachepot_storage::Entry;
 
 use super::pipeline::{self, Found, Keyed, Plan};
-use super::remote::{kept_local, KeptLocal, IDENTITY_REMAP};
+use super::remote::{is_plain_rustc, kept_local, KeptLocal, IDENTITY_REMAP};
 use super::script::launcher::{self, is_cached_script, script_binary};
 use super::{
     changed_during, invalid, is_clippy, is_rustc, private_temp, read_family, read_outputs, Compile,
@@ -81,23 +81,6 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         }
         Parsed::Cacheable(rc) => *rc,
     };
-    // A compile that may run on the engine is keyed, and compiled here,
-    // with the identity path mapping (see `remote`).
-    let remote_kind =
-        shared.remote.as_ref().map(
-            |_| match kept_local(&compile, args, is_clippy(&c.compiler)) {
-                Some(why) => Err(why),
-                None => Ok(()),
-            },
-        );
-    if let Some(Ok(())) = remote_kind {
-        let mut with: Vec<OsString> = args.to_vec();
-        with.push(IDENTITY_REMAP.into());
-        match rustc::parse(&with, &c.cwd) {
-            Parsed::Cacheable(rc) => compile = *rc,
-            _ => return Lookup::Uncacheable,
-        }
-    }
     shared.stats.count(Event::Request);
     let started = SystemTime::now();
     let timer = std::time::Instant::now();
@@ -183,6 +166,33 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     } else {
         None
     };
+    // A compile that may run on the engine is keyed, and compiled here,
+    // with the identity path mapping (see `remote`).
+    let remote_kind = shared.remote.as_ref().map(|_| {
+        match kept_local(
+            &compile,
+            args,
+            is_clippy(&c.compiler),
+            in_build_script(&c.env),
+        ) {
+            Some(why) => Err(why),
+            None if !is_plain_rustc(&compiler, &toolchain.rustc) => Err(KeptLocal::CompilerWrapper),
+            None => Ok(()),
+        }
+    });
+    if let Some(Ok(())) = remote_kind {
+        let mut with: Vec<OsString> = args.to_vec();
+        with.push(IDENTITY_REMAP.into());
+        match rustc::parse(&with, &c.cwd) {
+            Parsed::Cacheable(rc) => compile = *rc,
+            _ => {
+                return uncacheable(
+                    "path mapping for remote execution refused",
+                    IDENTITY_REMAP.into(),
+                )
+            }
+        }
+    }
     let bases = rustc::base_dirs(&compile, &c.cwd, &c.env, &shared.config.basedirs)
         .with_policy(shared.config.path_policy);
     let stdin = c.stdin.as_deref().map(Digest::of);
@@ -293,7 +303,11 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
             link_args_file,
             sysroot: toolchain.sysroot.clone(),
             own_depinfo,
-            args: args.to_vec(),
+            args: if remote.is_some() {
+                args.to_vec()
+            } else {
+                Vec::new()
+            },
             remote,
         })),
         cwd: c.cwd.clone(),
@@ -427,7 +441,13 @@ fn finish_job(
 /// a developer's compile error is usually fixed by creating a file that the
 /// failed compile's dep-info could not name.
 fn is_probe(c: &RustCompile, p: &Pending) -> bool {
-    c.reads_stdin() || p.env.iter().any(|(k, _)| k == "CARGO_CFG_TARGET_ARCH")
+    c.reads_stdin() || in_build_script(&p.env)
+}
+
+/// Whether a compile runs in a build script's environment (cargo sets
+/// `CARGO_CFG_*` for build scripts only).
+fn in_build_script(env: &[(OsString, OsString)]) -> bool {
+    env.iter().any(|(k, _)| k == "CARGO_CFG_TARGET_ARCH")
 }
 
 /// After a compile error (exit code 1) of a build script's probe: the

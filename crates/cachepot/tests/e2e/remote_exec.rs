@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use crate::harness::{count, hits_misses, run_app, Checkout, Env, UNITS, WITH_PROC_MACRO};
 use crate::remote::{server, unique};
 
-/// The fixture's library compiles (itoa, util and the proc-macro crate's
-/// user `util`); the proc-macro itself, util's build script and the app
-/// are linked, so they run here.
+/// The fixture's library compiles (itoa and util) run on the engine; the
+/// proc-macro crate, util's build script and the app are linked, so they
+/// run here.
 const REMOTE_UNITS: u64 = 2;
 const LINKED_UNITS: u64 = 3;
 
@@ -234,4 +234,68 @@ fn execute_without_an_engine_is_named() {
         assert!(!out.status.success(), "{err}");
         assert!(err.contains(says), "{err}");
     }
+}
+
+/// Crates the worker cannot compile as this machine would: each runs
+/// here, counted, and the build is what a local one gives.
+const TRAPS: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"app\", \"util\", \"envy\", \"readme\"]\nresolver = \"2\"\n",
+    ),
+    ("README.md", "read from outside the package\n"),
+    (
+        "envy/Cargo.toml",
+        "[package]\nname = \"envy\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    ),
+    // HOME is not sent to the engine.
+    (
+        "envy/src/lib.rs",
+        "pub fn home() -> Option<&'static str> {\n    option_env!(\"HOME\")\n}\n",
+    ),
+    (
+        "readme/Cargo.toml",
+        "[package]\nname = \"readme\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    ),
+    // A file outside the package directory is not sent.
+    (
+        "readme/src/lib.rs",
+        "pub const TEXT: &str = include_str!(\"../../README.md\");\n",
+    ),
+    (
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nutil = { path = \"../util\" }\nenvy = { path = \"../envy\" }\nreadme = { path = \"../readme\" }\n",
+    ),
+    (
+        "app/src/main.rs",
+        "fn main() {\n    println!(\"{}\", util::greeting());\n    assert_eq!(envy::home(), option_env!(\"HOME\"));\n    assert!(readme::TEXT.starts_with(\"read from\"));\n    assert!(util::OUT.ends_with(\"out\"));\n}\n",
+    ),
+    // The worker's OUT_DIR would be embedded as a value.
+    (
+        "util/src/lib.rs",
+        "mod shout;\ninclude!(concat!(env!(\"OUT_DIR\"), \"/generated.rs\"));\n\npub const OUT: &str = env!(\"OUT_DIR\");\n\npub fn greeting() -> String {\n    let base = option_env!(\"FIXTURE_GREETING\").unwrap_or(\"hello\");\n    let mut buf = itoa::Buffer::new();\n    let n = buf.format(ANSWER);\n    shout::maybe(format!(\"{base} {n}\"))\n}\n",
+    ),
+];
+
+#[test]
+fn what_the_worker_would_compile_otherwise_runs_here() {
+    let mut env = Env::new();
+    env.extra = executing(server("CACHEPOT_TEST_REAPI_EXEC"), &unique("traps"));
+    let co = env.checkout_with("traps", TRAPS);
+    env.build(&co, &[("HOME", "/home/cachepot-test")]);
+    assert_eq!(run_app(&co), "hello 42");
+    let s = env.stats();
+    // itoa ran there; util, envy and readme here.
+    assert_eq!(remote_counts(&s), (1, 3), "{s}");
+    let reasons = &s["remote_execution"]["failure_reasons"];
+    assert_eq!(reasons["worker path in output"].as_u64(), Some(1), "{s}");
+    assert_eq!(
+        reasons["environment differs on worker"].as_u64(),
+        Some(1),
+        "{s}"
+    );
+    // rustc stops before its dep-info when include_str! finds no file.
+    let missing = reasons["input missing on worker"].as_u64().unwrap_or(0)
+        + reasons["error without dep-info"].as_u64().unwrap_or(0);
+    assert_eq!(missing, 1, "{s}");
 }

@@ -116,7 +116,10 @@ fn clean(cwd: &Path, p: &Path) -> PathBuf {
 pub(super) fn not_utf8(p: &Path) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
-        format!("{} is not a plain UTF-8 path", p.display()),
+        format!(
+            "{} is not an absolute UTF-8 path without `.` or `..`",
+            p.display()
+        ),
     )
 }
 
@@ -184,31 +187,86 @@ fn search_dir_files(dir: &Path, crates: bool, out: &mut Vec<Input>) -> std::io::
     Ok(())
 }
 
-/// An argument with [`MARK`] in front of each absolute path: the whole
-/// argument, or after `=` or `,` (`--extern a=/p`, `-L dependency=/p`,
-/// `--emit=dep-info=/p`), or after `-L`. Of [`IDENTITY_REMAP`], only
-/// the path it maps from: the worker's paths map to this machine's.
-fn root_arg(arg: &str) -> String {
-    if arg == IDENTITY_REMAP {
-        return format!("--remap-path-prefix={MARK}/=/");
-    }
-    let mut out = String::with_capacity(arg.len() + MARK.len());
-    let mut prev: Option<char> = None;
-    for (i, ch) in arg.char_indices() {
-        let starts_path = ch == '/'
-            && match prev {
-                None => true,
-                Some('=') | Some(',') => true,
-                Some('L') => i == 2 && arg.starts_with("-L"),
-                _ => false,
-            };
-        if starts_path {
-            out.push_str(MARK);
+/// Options whose value names files or directories: rooted. The value
+/// follows as the next argument, after `=` (long), or attached (short).
+const PATH_OPTIONS: &[&str] = &["-o", "--out-dir", "-L", "--extern", "--emit"];
+
+/// `-C` options that only the linker reads (an rlib is not linked): their
+/// paths are passed as they are.
+const LINKER_ONLY: &[&str] = &["link-arg", "link-args", "linker", "link-self-contained"];
+
+/// A path option's value with [`MARK`] in front of its absolute paths:
+/// `/p`, `kind=/p` (`-L`), `name=/p` (`--extern`), `k=/p,k=/q` (`--emit`).
+fn root_value(value: &str) -> String {
+    value
+        .split(',')
+        .map(|part| match part.split_once('=') {
+            Some((k, v)) if v.starts_with('/') => format!("{k}={MARK}{v}"),
+            _ if part.starts_with('/') => format!("{MARK}{part}"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether an argument names an absolute path.
+fn names_absolute(arg: &str) -> bool {
+    arg.starts_with('/') || arg.contains("=/")
+}
+
+/// The arguments with [`MARK`] in front of the absolute paths rustc
+/// reads or writes: the crate root (`input`), and the values of
+/// [`PATH_OPTIONS`]. Of [`IDENTITY_REMAP`], only the path it maps from.
+/// `None` when another argument names an absolute path (a profile, a
+/// codegen backend): the compile stays here.
+pub(super) fn root_args(args: &[&str], input: &str) -> Option<Vec<String>> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        i += 1;
+        if a == IDENTITY_REMAP {
+            out.push(format!("--remap-path-prefix={MARK}/=/"));
+        } else if PATH_OPTIONS.contains(&a) {
+            out.push(a.to_string());
+            if let Some(v) = args.get(i) {
+                out.push(root_value(v));
+                i += 1;
+            }
+        } else if let Some((flag, v)) = a
+            .split_once('=')
+            .filter(|(f, _)| f.starts_with("--") && PATH_OPTIONS.contains(f))
+        {
+            out.push(format!("{flag}={}", root_value(v)));
+        } else if let Some(v) = ["-L", "-o"]
+            .iter()
+            .find_map(|f| a.strip_prefix(f).filter(|v| !v.is_empty()).map(|v| (f, v)))
+        {
+            out.push(format!("{}{}", v.0, root_value(v.1)));
+        } else if a == input {
+            out.push(root_value(a));
+        } else if a == "-C" || a == "--codegen" {
+            let v = args.get(i).copied().unwrap_or_default();
+            i += 1;
+            let name = v.split('=').next().unwrap_or_default();
+            if names_absolute(v) && !LINKER_ONLY.contains(&name) {
+                return None;
+            }
+            out.push(a.to_string());
+            out.push(v.to_string());
+        } else if let Some(v) = a.strip_prefix("-C").filter(|v| !v.is_empty()) {
+            let name = v.split('=').next().unwrap_or_default();
+            if names_absolute(v) && !LINKER_ONLY.contains(&name) {
+                return None;
+            }
+            out.push(a.to_string());
+        } else if names_absolute(a) {
+            return None;
+        } else {
+            out.push(a.to_string());
         }
-        out.push(ch);
-        prev = Some(ch);
     }
-    out
+    Some(out)
 }
 
 /// The action for a rustc miss.
@@ -248,7 +306,10 @@ pub(super) fn rust_action(
             _ => {}
         }
     }
-    let mut outputs: Vec<String> = crate::cache::rust::kept_outputs(c, cwd)
+    // The compile's own outputs of an earlier build are not its inputs.
+    let own = crate::cache::rust::kept_outputs(c, cwd);
+    inputs.retain(|i| !own.iter().any(|o| o.path == i.local));
+    let mut outputs: Vec<String> = own
         .iter()
         .map(|o| root_path(&o.path).ok_or_else(|| not_utf8(&o.path)))
         .collect::<std::io::Result<_>>()?;
@@ -262,13 +323,18 @@ pub(super) fn rust_action(
         "-c".into(),
         SCRIPT.into(),
         "cachepot-remote".into(),
-        root_arg(cwd.to_str().ok_or_else(|| not_utf8(cwd))?),
-        root_arg(rustc.to_str().ok_or_else(|| not_utf8(&rustc))?),
+        root_value(cwd.to_str().ok_or_else(|| not_utf8(cwd))?),
+        root_value(rustc.to_str().ok_or_else(|| not_utf8(&rustc))?),
     ];
-    for a in r.args.iter().chain(p.extra_args.iter()) {
-        let a = a.to_str().ok_or_else(|| not_utf8(Path::new(a)))?;
-        arguments.push(root_arg(a));
-    }
+    let args: Vec<&str> = r
+        .args
+        .iter()
+        .chain(p.extra_args.iter())
+        .map(|a| a.to_str().ok_or_else(|| not_utf8(Path::new(a))))
+        .collect::<std::io::Result<_>>()?;
+    arguments.extend(root_args(&args, &c.input).ok_or_else(|| {
+        std::io::Error::other("an argument names an absolute path that is not mapped")
+    })?);
     let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/bin:/bin".into())];
     for (k, v) in &p.env {
         let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
@@ -299,28 +365,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn absolute_paths_in_arguments_get_the_mark() {
+    fn absolute_paths_rustc_reads_get_the_mark_and_nothing_else() {
         let m = MARK;
-        assert_eq!(root_arg("/a/lib.rs"), format!("{m}/a/lib.rs"));
-        assert_eq!(root_arg("src/lib.rs"), "src/lib.rs");
+        let args = [
+            "--crate-name",
+            "x",
+            "/r/x/src/lib.rs",
+            "--extern",
+            "serde=/t/libserde.rmeta",
+            "--extern",
+            "alloc",
+            "-L",
+            "dependency=/t/deps",
+            "-L/t/native",
+            "--out-dir=/t/deps",
+            "-o/t/deps/x.rlib",
+            "--emit=dep-info=/t/a.d,link=/t/a.rlib",
+            "--cfg",
+            "k=\"a,/b\"",
+            "-C",
+            "link-arg=-Wl,-rpath=/opt/lib",
+            "-Clinker=/usr/bin/cc",
+            IDENTITY_REMAP,
+        ];
+        let rooted = root_args(&args, "/r/x/src/lib.rs").unwrap();
+        let expected = [
+            "--crate-name".to_string(),
+            "x".into(),
+            format!("{m}/r/x/src/lib.rs"),
+            "--extern".into(),
+            format!("serde={m}/t/libserde.rmeta"),
+            "--extern".into(),
+            "alloc".into(),
+            "-L".into(),
+            format!("dependency={m}/t/deps"),
+            format!("-L{m}/t/native"),
+            format!("--out-dir={m}/t/deps"),
+            format!("-o{m}/t/deps/x.rlib"),
+            format!("--emit=dep-info={m}/t/a.d,link={m}/t/a.rlib"),
+            "--cfg".into(),
+            "k=\"a,/b\"".into(),
+            "-C".into(),
+            "link-arg=-Wl,-rpath=/opt/lib".into(),
+            "-Clinker=/usr/bin/cc".into(),
+            format!("--remap-path-prefix={m}/=/"),
+        ];
+        assert_eq!(rooted, expected);
+        // A relative crate root stays relative (the working directory is
+        // rooted); a file read through another option keeps it here.
         assert_eq!(
-            root_arg("serde=/t/libserde.rmeta"),
-            format!("serde={m}/t/libserde.rmeta")
+            root_args(&["src/lib.rs"], "src/lib.rs").unwrap(),
+            ["src/lib.rs"]
         );
-        assert_eq!(
-            root_arg("dependency=/t/deps"),
-            format!("dependency={m}/t/deps")
-        );
-        assert_eq!(root_arg("-L/t/deps"), format!("-L{m}/t/deps"));
-        assert_eq!(
-            root_arg("--emit=dep-info=/t/a.d,link=/t/a.rlib"),
-            format!("--emit=dep-info={m}/t/a.d,link={m}/t/a.rlib")
-        );
-        assert_eq!(
-            root_arg(IDENTITY_REMAP),
-            format!("--remap-path-prefix={m}/=/")
-        );
-        assert_eq!(root_arg("--cfg=feature=\"a/b\""), "--cfg=feature=\"a/b\"");
+        assert!(root_args(&["-C", "profile-use=/p.profdata"], "x.rs").is_none());
+        assert!(root_args(&["-Cprofile-use=/p.profdata"], "x.rs").is_none());
+        assert!(root_args(&["-Z", "codegen-backend=/b.so"], "x.rs").is_none());
     }
 
     #[test]
@@ -345,10 +444,10 @@ mod tests {
             .env("OUT_DIR", "/w/out")
             .env("OTHER", "/kept")
             .args(["-c", SCRIPT, "cachepot-remote"])
-            .arg(root_arg("/w/crate"))
+            .arg(root_value("/w/crate"))
             .arg("/bin/sh")
             .args(["-c", "pwd; echo \"$1\"; echo $OUT_DIR $OTHER", "x"])
-            .arg(root_arg("--extern=a=/w/a.rlib,b=/w/b.rlib"))
+            .arg(root_args(&["--extern=a=/w/a.rlib,b=/w/b.rlib"], "").unwrap()[0].clone())
             .output()
             .unwrap();
         let r = root.display();

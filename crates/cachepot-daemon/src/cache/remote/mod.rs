@@ -2,7 +2,7 @@
 //!
 //! A library compile that misses becomes an action on the REAPI engine.
 //! Local files keep their absolute paths inside the input root (`/a/b`
-//! is `a/b` there), and the action runs `sh -c` [`SCRIPT`], which finds
+//! is `a/b` there), and the action runs `sh -c` (`action::SCRIPT`), which finds
 //! the root's real path on the worker (`$r`) and puts it in front of
 //! every path the arguments and path variables name:
 //!
@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cachepot_compiler::depinfo;
+use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::args::SplitDebuginfo;
 use cachepot_compiler::rust::{CrateType, EmitKind, Role, RustCompile};
 use cachepot_dist::{Executed, Executor, Input};
@@ -39,7 +41,7 @@ use super::restore::temp_beside;
 use super::rust::RustPending;
 use super::Pending;
 use crate::Shared;
-use action::{input_of, root_path, rust_action, walk, Budget, ROOT_FILE};
+use action::{input_of, root_args, root_path, rust_action, walk, Budget, ROOT_FILE};
 
 /// Added to every compile that may run remotely: a mapping of every
 /// absolute path to itself, which rustc marks as remapped, as it marks
@@ -84,6 +86,11 @@ pub(super) enum KeptLocal {
     /// A target given as a JSON file.
     TargetSpec,
     Clippy,
+    /// A build script's feature probe: tiny, and on the script's path.
+    Probe,
+    /// The compiler cargo runs is not the toolchain's rustc (a script or
+    /// a wrapper that may add arguments or variables).
+    CompilerWrapper,
     NotUtf8,
     /// A hit compiled again under `CACHEPOT_VERIFY`.
     Verify,
@@ -97,11 +104,15 @@ impl KeptLocal {
             KeptLocal::Incremental => "incremental",
             KeptLocal::LlvmIr => "emits LLVM IR",
             KeptLocal::Stdin => "source on stdin",
-            KeptLocal::PathOptions => "--remap-path-prefix, --sysroot or @file",
+            KeptLocal::PathOptions => {
+                "path option not mapped (--remap-path-prefix, --sysroot, @file, a profile, …)"
+            }
             KeptLocal::NativeCpu => "target-cpu=native",
             KeptLocal::SplitDebuginfo => "split debuginfo",
             KeptLocal::TargetSpec => "target spec file",
             KeptLocal::Clippy => "clippy",
+            KeptLocal::Probe => "build script's probe",
+            KeptLocal::CompilerWrapper => "compiler is not the toolchain's rustc",
             KeptLocal::NotUtf8 => "non-UTF-8 argument or path",
             KeptLocal::Verify => "verify",
         }
@@ -123,6 +134,14 @@ enum Fallback {
     Crashed,
     /// The engine's result lacks an output or cannot be written here.
     Outputs,
+    /// The worker's compile saw another environment than this machine's
+    /// (an `env!` value, a file outside the inputs).
+    Environment,
+    /// A compile error without the dep-info that would show it is the
+    /// compiler's own.
+    Unproven,
+    /// The wrapper went away while the engine compiled.
+    WrapperGone,
 }
 
 impl Fallback {
@@ -134,6 +153,9 @@ impl Fallback {
             Fallback::MissingInput => "input missing on worker",
             Fallback::Crashed => "compiler crashed on worker",
             Fallback::Outputs => "outputs unusable",
+            Fallback::Environment => "environment differs on worker",
+            Fallback::Unproven => "error without dep-info",
+            Fallback::WrapperGone => "wrapper gone",
         }
     }
 }
@@ -143,9 +165,12 @@ pub(super) fn kept_local(
     c: &RustCompile,
     raw_args: &[OsString],
     clippy: bool,
+    in_build_script: bool,
 ) -> Option<KeptLocal> {
     let reason = if clippy {
         KeptLocal::Clippy
+    } else if in_build_script {
+        KeptLocal::Probe
     } else if c.is_linked() || c.test {
         KeptLocal::Linked
     } else if c
@@ -177,10 +202,37 @@ pub(super) fn kept_local(
         KeptLocal::PathOptions
     } else if raw_args.iter().any(|a| a.to_str().is_none()) {
         KeptLocal::NotUtf8
+    } else if unmapped_paths(raw_args, &c.input) {
+        KeptLocal::PathOptions
     } else {
         return None;
     };
     Some(reason)
+}
+
+/// Whether an argument names an absolute path the action would not map.
+fn unmapped_paths(raw_args: &[OsString], input: &str) -> bool {
+    let args: Vec<&str> = raw_args.iter().filter_map(|a| a.to_str()).collect();
+    root_args(&args, input).is_none()
+}
+
+/// Whether `compiler` (as found in `PATH`) runs `real`, the toolchain's
+/// rustc, unchanged: it is that file, or rustup's proxy (a link to the
+/// `rustup` binary beside it, or to one of that name).
+pub(super) fn is_plain_rustc(compiler: &Path, real: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let Some(c) = id(compiler) else {
+        return false;
+    };
+    if Some(c) == id(real) {
+        return true;
+    }
+    let beside = compiler.parent().map(|d| d.join("rustup"));
+    beside.is_some_and(|r| id(&r) == Some(c))
+        || std::fs::canonicalize(compiler)
+            .ok()
+            .is_some_and(|p| p.file_name().is_some_and(|n| n == "rustup"))
 }
 
 /// The daemon's remote execution: the engine, and each toolchain's files
@@ -198,6 +250,12 @@ impl RemoteExec {
         RemoteExec {
             executor,
             toolchains: Mutex::default(),
+        }
+    }
+
+    fn forget_toolchains(&self) {
+        if let Ok(mut m) = self.toolchains.lock() {
+            m.clear();
         }
     }
 
@@ -246,7 +304,13 @@ pub struct Ran {
 
 /// Runs a rustc miss on the engine and writes its outputs; `None` when
 /// the compile must run here (the reason is counted and logged).
-pub(super) fn run_rust(shared: &Shared, p: &Pending, r: &RustPending, target: &str) -> Option<Ran> {
+pub(super) fn run_rust(
+    shared: &Shared,
+    p: &Pending,
+    r: &RustPending,
+    target: &str,
+    alive: &dyn Fn() -> bool,
+) -> Option<Ran> {
     let remote = shared.remote.as_ref()?;
     let started = std::time::Instant::now();
     let fall_back = |why: Fallback, detail: &dyn std::fmt::Display| {
@@ -256,13 +320,23 @@ pub(super) fn run_rust(shared: &Shared, p: &Pending, r: &RustPending, target: &s
     };
     let spec = match rust_action(remote, p, r, target) {
         Ok(s) => s,
-        Err(e) => return fall_back(Fallback::Inputs, &e),
+        Err(e) => {
+            // A toolchain updated in place (`rustup update`) is listed
+            // again next time.
+            remote.forget_toolchains();
+            return fall_back(Fallback::Inputs, &e);
+        }
     };
     let executed = match remote.executor.run(&spec) {
         Ok(e) => e,
-        Err(e) => return fall_back(Fallback::Engine(e.failure()), &e),
+        Err(e) => {
+            if e.failure() == cachepot_dist::Failure::Input {
+                remote.forget_toolchains();
+            }
+            return fall_back(Fallback::Engine(e.failure()), &e);
+        }
     };
-    match finish(remote, r, &p.cwd, executed) {
+    match finish(remote, p, r, executed, alive) {
         Ok((ran, executed)) => {
             shared.stats.remote_done(
                 executed.uploaded,
@@ -278,25 +352,31 @@ pub(super) fn run_rust(shared: &Shared, p: &Pending, r: &RustPending, target: &s
     }
 }
 
-/// Checks the engine's result and writes the outputs in place.
+/// Checks the engine's result and writes the outputs in place, unless
+/// the wrapper has gone (`alive`).
 fn finish(
     remote: &RemoteExec,
+    p: &Pending,
     r: &RustPending,
-    cwd: &Path,
     mut executed: Executed,
+    alive: &dyn Fn() -> bool,
 ) -> Result<(Ran, Executed), (Fallback, String)> {
     let root = executed
         .outputs
         .remove(ROOT_FILE)
         .ok_or((Fallback::Outputs, format!("no {ROOT_FILE}")))?;
-    let strip = |bytes: &[u8]| -> Vec<u8> {
-        if root.is_empty() {
-            return bytes.to_vec();
-        }
-        replace_all(bytes, &root, b"")
-    };
-    let stdout = strip(&executed.stdout);
-    let stderr = strip(&executed.stderr);
+    // Text that names the worker's root names this machine's paths once
+    // the root is taken out; any trace of it left is a difference.
+    let strip =
+        |what: &dyn std::fmt::Display, bytes: &[u8]| -> Result<Vec<u8>, (Fallback, String)> {
+            let out = strip_root(bytes, &root);
+            if names_root(&out, &root) {
+                return Err((Fallback::WorkerPath, what.to_string()));
+            }
+            Ok(out)
+        };
+    let stdout = strip(&"stdout", &executed.stdout)?;
+    let stderr = strip(&"stderr", &executed.stderr)?;
     match executed.exit_code {
         0 => {}
         1 => {
@@ -307,16 +387,15 @@ fn finish(
         }
         code => return Err((Fallback::Crashed, format!("exit code {code}"))),
     }
-    // What goes where: dep-info has the root taken out; any other output
-    // must not name it.
-    let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    let mut wanted: Vec<(PathBuf, bool, bool)> = super::rust::kept_outputs(&r.compile, cwd)
+    let mut wanted: Vec<(PathBuf, bool, bool)> = super::rust::kept_outputs(&r.compile, &p.cwd)
         .into_iter()
         .map(|o| (o.path, o.role == Role::DepInfo, o.optional))
         .collect();
     if let Some(d) = &r.own_depinfo {
         wanted.push((d.clone(), true, false));
     }
+    let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut depinfo_seen = false;
     for (path, depinfo, optional) in wanted {
         let name = root_path(&path).unwrap_or_default();
         let Some(bytes) = executed.outputs.remove(&name) else {
@@ -326,16 +405,26 @@ fn finish(
             return Err((Fallback::Outputs, format!("{} not written", path.display())));
         };
         let bytes = if depinfo {
-            strip(&bytes)
-        } else if !root.is_empty() && find(&bytes, &root).is_some() {
+            same_environment(p, &bytes, &root).map_err(|e| (Fallback::Environment, e))?;
+            depinfo_seen = true;
+            strip(&path.display(), &bytes)?
+        } else if names_root(&bytes, &root) {
             return Err((Fallback::WorkerPath, path.display().to_string()));
         } else {
             bytes
         };
         writes.push((path, bytes));
     }
+    // A compile error is the compiler's own only when rustc got as far as
+    // its dep-info, and that shows the worker read what this machine has.
+    if !depinfo_seen {
+        return Err((Fallback::Unproven, "no dep-info".into()));
+    }
+    if !alive() {
+        return Err((Fallback::WrapperGone, String::new()));
+    }
+    write_outputs(&writes).map_err(|e| (Fallback::Outputs, e.to_string()))?;
     for (path, bytes) in &writes {
-        write_output(path, bytes).map_err(|e| (Fallback::Outputs, e.to_string()))?;
         remote.executor.remember(path, bytes);
     }
     let ran = Ran {
@@ -346,33 +435,97 @@ fn finish(
     Ok((ran, executed))
 }
 
-/// Writes a file beside its destination and renames it into place.
-fn write_output(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temp_beside(dest)?;
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, dest));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Whether the worker's compile saw this machine's environment, as its
+/// dep-info tells: every `env!` variable with the value it has here, and
+/// no absolute path outside the input root.
+fn same_environment(p: &Pending, raw: &[u8], root: &[u8]) -> Result<(), String> {
+    let root = String::from_utf8_lossy(root);
+    let stripped = String::from_utf8_lossy(&strip_root(raw, root.as_bytes())).into_owned();
+    let raw = String::from_utf8_lossy(raw);
+    for f in depinfo::parse(&raw).files {
+        if f.starts_with('/') && !root.is_empty() && !f.starts_with(&format!("{root}/")) {
+            return Err(format!("read {f} outside its inputs"));
+        }
     }
-    written
+    for (name, value) in depinfo::parse(&stripped).env {
+        let here =
+            env_value(&p.env, &name).map(|v| depinfo::escape_env_value(&v.to_string_lossy()));
+        if here != value {
+            return Err(format!("{name} differs"));
+        }
+    }
+    Ok(())
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
+/// `bytes` with the worker's root taken out where a path starts (at the
+/// start, after white space, `:`, `=`, `"` or `'`): `ROOT/a` becomes `/a`.
+fn strip_root(bytes: &[u8], root: &[u8]) -> Vec<u8> {
+    if root.is_empty() {
+        return bytes.to_vec();
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut needle = root.to_vec();
+    needle.push(b'/');
     let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Some(i) = find(rest, from) {
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(to);
-        rest = &rest[i + from.len()..];
+    let mut i = 0;
+    while let Some(at) = memchr::memmem::find(&bytes[i..], &needle) {
+        let at = i + at;
+        let starts_path = at == 0
+            || matches!(
+                bytes[at - 1],
+                b' ' | b'\t' | b'\n' | b':' | b'=' | b'"' | b'\''
+            );
+        out.extend_from_slice(&bytes[i..at]);
+        if starts_path {
+            out.push(b'/');
+        } else {
+            out.extend_from_slice(&needle);
+        }
+        i = at + needle.len();
     }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&bytes[i..]);
     out
+}
+
+/// Whether `bytes` still name the worker's root (as is, or with its
+/// spaces escaped as make does).
+fn names_root(bytes: &[u8], root: &[u8]) -> bool {
+    if root.is_empty() {
+        return false;
+    }
+    let escaped: Vec<u8> = root
+        .iter()
+        .flat_map(|&b| {
+            if b == b' ' {
+                vec![b'\\', b' ']
+            } else {
+                vec![b]
+            }
+        })
+        .collect();
+    memchr::memmem::find(bytes, root).is_some() || memchr::memmem::find(bytes, &escaped).is_some()
+}
+
+/// Writes every file beside its destination, then renames them all into
+/// place: an error leaves none of them half done.
+fn write_outputs(writes: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
+    let mut temps = Vec::with_capacity(writes.len());
+    let staged = writes.iter().try_for_each(|(dest, bytes)| {
+        let tmp = temp_beside(dest)?;
+        temps.push(tmp.clone());
+        std::fs::write(&tmp, bytes)
+    });
+    let renamed = staged.and_then(|()| {
+        temps
+            .iter()
+            .zip(writes)
+            .try_for_each(|(tmp, (dest, _))| std::fs::rename(tmp, dest))
+    });
+    if renamed.is_err() {
+        for t in &temps {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+    renamed
 }
 
 #[cfg(test)]
@@ -381,12 +534,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_worker_root_is_replaced_everywhere() {
+    fn the_worker_root_comes_out_where_a_path_starts() {
+        let r = b"/w/a1";
         assert_eq!(
-            replace_all(b"/r/x/a.rs: /r/x/b.rs\n", b"/r", b""),
+            strip_root(b"/w/a1/x/a.rs: /w/a1/x/b.rs\n", r),
             b"/x/a.rs: /x/b.rs\n"
         );
-        assert_eq!(find(b"abc", b"bc"), Some(1));
-        assert_eq!(find(b"abc", b""), None);
+        // The root as a part of a longer path, or of a name, stays.
+        assert_eq!(strip_root(b"/w/a10/x /h/w/a1/y", r), b"/w/a10/x /h/w/a1/y");
+        assert_eq!(
+            strip_root(b"{\"file\":\"/w/a1/src/lib.rs\"}", r),
+            b"{\"file\":\"/src/lib.rs\"}"
+        );
+        assert!(names_root(b"x /h/w/a1/y", r));
+        assert!(names_root(b"/w/my\\ root/x", b"/w/my root"));
+        assert!(!names_root(b"/x/a.rs", r));
+        assert!(!names_root(b"anything", b""));
     }
 }
