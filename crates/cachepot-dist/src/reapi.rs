@@ -3,7 +3,8 @@
 //! | cachepot | REAPI |
 //! |---|---|
 //! | a storage key (`e2-…`, `m2-…`) | an action digest: SHA-256 of `cachepot-store/1 <key prefix><key>` (no such action is ever run) |
-//! | the value stored under it | one CAS blob, named in the action's `ActionResult` as the output file `value` |
+//! | an entry (`e2-…`) | one CAS blob per output file and one for the rest, named in the `ActionResult` (see `entries`) |
+//! | any other value (manifest lists, build records) | one CAS blob, named in the action's `ActionResult` as the output file `value` |
 //! | a removed value | an `ActionResult` without outputs (REAPI cannot delete) |
 //!
 //! Blobs up to the server's `max_batch_total_size_bytes` (less a margin
@@ -111,6 +112,8 @@ pub struct Reapi {
     pub(crate) timeout: Duration,
     /// The largest blob sent or read in one batch call, asked once.
     batch_limit: OnceLock<u64>,
+    /// Bytes of blobs uploaded (what the engine lacked).
+    pub(crate) sent: std::sync::atomic::AtomicU64,
 }
 
 /// A digest in REAPI's form.
@@ -193,7 +196,13 @@ impl Reapi {
             rt,
             timeout,
             batch_limit: OnceLock::new(),
+            sent: Default::default(),
         })
+    }
+
+    /// Bytes of blobs uploaded by this client so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn failed(op: &'static str, status: &tonic::Status) -> StorageError {
@@ -499,14 +508,27 @@ impl Storage for Reapi {
                 .find(|f| f.path == VALUE_FILE)
                 .and_then(|f| f.digest.clone())
             else {
-                return Ok(None);
+                return self.get_entry(&result).await;
             };
             self.read_blob(&digest).await
         })
     }
 
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
+        // Entries go file by file (see `entries`); anything else, and an
+        // entry that does not decode, as one blob.
+        let entry_prefix = format!("e{}-", cachepot_storage::entry::FORMAT_VERSION);
+        if key.as_str().starts_with(&entry_prefix) {
+            if let Ok(entry) = cachepot_storage::Entry::decode(value) {
+                return self.block("put", async {
+                    let result = self.put_entry(entry).await?;
+                    self.update(key, result).await
+                });
+            }
+        }
         let digest = digest_of(value);
+        self.sent
+            .fetch_add(value.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.block("put", async {
             self.write_blob(&digest, value).await?;
             self.update(

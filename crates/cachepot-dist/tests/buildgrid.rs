@@ -127,3 +127,57 @@ fn tls_works_with_the_engines_ca_and_fails_without_it() {
     let untrusted = Reapi::new(settings(None), Duration::from_secs(10)).unwrap();
     assert!(untrusted.get(&key).is_err());
 }
+
+/// Entries go file by file: a second entry with the same large file
+/// sends only what differs, and both read back whole.
+#[test]
+fn entries_share_their_files_in_the_cas() {
+    use cachepot_storage::{Entry, EntryFile};
+    let r = reapi("", &unique());
+    // Contents no earlier run sent (the engine keeps blobs across runs).
+    let mut big: Vec<u8> = (0..3_000_000u32)
+        .flat_map(|i| (i ^ 0x5a5a).to_le_bytes())
+        .collect();
+    big.extend_from_slice(unique().as_bytes());
+    let entry = |stderr: &[u8]| Entry {
+        files: vec![
+            EntryFile {
+                name: "rlib".into(),
+                mode: 0o644,
+                data: big.clone().into(),
+            },
+            EntryFile {
+                name: "dep-info".into(),
+                mode: 0o644,
+                data: b"a.rs:\n".to_vec().into(),
+            },
+            EntryFile {
+                name: "bin".into(),
+                mode: 0o755,
+                data: b"a.rs:\n".to_vec().into(),
+            },
+        ],
+        meta: vec![("stderr".into(), stderr.to_vec())],
+    };
+    let (a, b) = (entry(b"warning: a"), entry(b"warning: b"));
+    let ka = StorageKey::new(format!("e2-{}a", unique())).unwrap();
+    let kb = StorageKey::new(format!("e2-{}b", unique())).unwrap();
+    let before = r.bytes_sent();
+    r.put(&ka, &a.encode().unwrap()).unwrap();
+    let first = r.bytes_sent() - before;
+    assert!(first >= big.len() as u64, "sent {first}");
+    r.put(&kb, &b.encode().unwrap()).unwrap();
+    let second = r.bytes_sent() - before - first;
+    assert!(
+        second < 64 * 1024,
+        "the shared file went up again: {second} bytes"
+    );
+    for (k, e) in [(&ka, &a), (&kb, &b)] {
+        let back = Entry::decode(&r.get(k).unwrap().unwrap()).unwrap();
+        assert_eq!(&back, e);
+    }
+    // Not an entry (or not decodable): one blob, as before.
+    let km = StorageKey::new(format!("m2-{}", unique())).unwrap();
+    r.put(&km, b"manifest list").unwrap();
+    assert_eq!(r.get(&km).unwrap().unwrap(), b"manifest list");
+}
