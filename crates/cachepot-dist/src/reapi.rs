@@ -3,8 +3,7 @@
 //! | cachepot | REAPI |
 //! |---|---|
 //! | a storage key (`e2-…`, `m2-…`) | an action digest: SHA-256 of `cachepot-store/1 <key prefix><key>` (no such action is ever run) |
-//! | an entry (`e2-…`) | one CAS blob per output file and one for the rest, named in the `ActionResult` (see `entries`) |
-//! | any other value (manifest lists, build records) | one CAS blob, named in the action's `ActionResult` as the output file `value` |
+//! | the value stored under it | one CAS blob, named in the action's `ActionResult` as the output file `value`; an entry whose large files the engine already holds names those blobs instead (see `entries`) |
 //! | a removed value | an `ActionResult` without outputs (REAPI cannot delete) |
 //!
 //! Blobs up to the server's `max_batch_total_size_bytes` (less a margin
@@ -515,21 +514,23 @@ impl Storage for Reapi {
     }
 
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        // Entries go file by file (see `entries`); anything else, and an
-        // entry that does not decode, as one blob.
+        // An entry whose large files the engine holds names them (see
+        // `entries`); anything else goes as one blob.
         let entry_prefix = format!("e{}-", cachepot_storage::entry::FORMAT_VERSION);
-        if key.as_str().starts_with(&entry_prefix) {
-            if let Ok(entry) = cachepot_storage::Entry::decode(value) {
-                return self.block("put", async {
-                    let result = self.put_entry(entry).await?;
-                    self.update(key, result).await
-                });
-            }
-        }
+        let entry = key
+            .as_str()
+            .starts_with(&entry_prefix)
+            .then(|| cachepot_storage::Entry::decode(value).ok())
+            .flatten();
         let digest = digest_of(value);
-        self.sent
-            .fetch_add(value.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.block("put", async {
+            if let Some(entry) = entry {
+                if let Some(result) = self.put_entry(entry).await? {
+                    return self.update(key, result).await;
+                }
+            }
+            self.sent
+                .fetch_add(value.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.write_blob(&digest, value).await?;
             self.update(
                 key,

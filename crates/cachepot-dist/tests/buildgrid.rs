@@ -128,56 +128,61 @@ fn tls_works_with_the_engines_ca_and_fails_without_it() {
     assert!(untrusted.get(&key).is_err());
 }
 
-/// Entries go file by file: a second entry with the same large file
-/// sends only what differs, and both read back whole.
+/// An entry whose large file the engine holds (as after a remote
+/// compile) names that blob instead of sending it again; one whose file
+/// the engine lacks goes whole. Both read back as they were.
 #[test]
-fn entries_share_their_files_in_the_cas() {
+fn entries_name_the_files_the_engine_holds() {
     use cachepot_storage::{Entry, EntryFile};
     let r = reapi("", &unique());
     // Contents no earlier run sent (the engine keeps blobs across runs).
-    let mut big: Vec<u8> = (0..3_000_000u32)
-        .flat_map(|i| (i ^ 0x5a5a).to_le_bytes())
-        .collect();
-    big.extend_from_slice(unique().as_bytes());
-    let entry = |stderr: &[u8]| Entry {
+    let fresh = |n: u32| -> Vec<u8> {
+        let mut v: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i ^ n).to_le_bytes())
+            .collect();
+        v.extend_from_slice(unique().as_bytes());
+        v
+    };
+    let (held, lacked) = (fresh(0x5a5a), fresh(0xa5a5));
+    let entry = |rlib: &[u8], stderr: &[u8]| Entry {
         files: vec![
             EntryFile {
                 name: "rlib".into(),
                 mode: 0o644,
-                data: big.clone().into(),
-            },
-            EntryFile {
-                name: "dep-info".into(),
-                mode: 0o644,
-                data: b"a.rs:\n".to_vec().into(),
+                data: rlib.to_vec().into(),
             },
             EntryFile {
                 name: "bin".into(),
                 mode: 0o755,
-                data: b"a.rs:\n".to_vec().into(),
+                data: b"small".to_vec().into(),
             },
         ],
         meta: vec![("stderr".into(), stderr.to_vec())],
     };
-    let (a, b) = (entry(b"warning: a"), entry(b"warning: b"));
-    let ka = StorageKey::new(format!("e2-{}a", unique())).unwrap();
-    let kb = StorageKey::new(format!("e2-{}b", unique())).unwrap();
-    let before = r.bytes_sent();
-    r.put(&ka, &a.encode().unwrap()).unwrap();
-    let first = r.bytes_sent() - before;
-    assert!(first >= big.len() as u64, "sent {first}");
-    r.put(&kb, &b.encode().unwrap()).unwrap();
-    let second = r.bytes_sent() - before - first;
-    assert!(
-        second < 64 * 1024,
-        "the shared file went up again: {second} bytes"
+    // The engine gets `held` as a blob of its own (a remote compile's
+    // output would be one).
+    let k0 = StorageKey::new(format!("m2-{}", unique())).unwrap();
+    r.put(&k0, &held).unwrap();
+    let (a, b, c) = (
+        entry(&held, b"warning: a"),
+        entry(&held, b"warning: b"),
+        entry(&lacked, b"warning: c"),
     );
-    for (k, e) in [(&ka, &a), (&kb, &b)] {
+    let keys: Vec<StorageKey> = ["a", "b", "c"]
+        .iter()
+        .map(|n| StorageKey::new(format!("e2-{}{n}", unique())).unwrap())
+        .collect();
+    let mut sent = Vec::new();
+    for (k, e) in keys.iter().zip([&a, &b, &c]) {
+        let before = r.bytes_sent();
+        r.put(k, &e.encode().unwrap()).unwrap();
+        sent.push(r.bytes_sent() - before);
+    }
+    assert!(sent[0] < 16 * 1024 && sent[1] < 16 * 1024, "sent {sent:?}");
+    // Whole: the compressed entry (this content compresses well).
+    assert!(sent[2] > 1024, "sent {sent:?}");
+    for (k, e) in keys.iter().zip([&a, &b, &c]) {
         let back = Entry::decode(&r.get(k).unwrap().unwrap()).unwrap();
         assert_eq!(&back, e);
     }
-    // Not an entry (or not decodable): one blob, as before.
-    let km = StorageKey::new(format!("m2-{}", unique())).unwrap();
-    r.put(&km, b"manifest list").unwrap();
-    assert_eq!(r.get(&km).unwrap().unwrap(), b"manifest list");
 }
