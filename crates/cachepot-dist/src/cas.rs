@@ -130,8 +130,6 @@ impl Reapi {
             });
         }
         self.batch_update(batch).await?;
-        self.sent
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
         Ok(sent)
     }
 

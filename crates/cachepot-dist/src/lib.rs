@@ -9,7 +9,6 @@
 //! run there, and how their paths map, is the daemon's business.
 
 mod cas;
-mod entries;
 mod error;
 mod exec;
 mod execute;

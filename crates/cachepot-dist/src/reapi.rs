@@ -3,7 +3,7 @@
 //! | cachepot | REAPI |
 //! |---|---|
 //! | a storage key (`e2-…`, `m2-…`) | an action digest: SHA-256 of `cachepot-store/1 <key prefix><key>` (no such action is ever run) |
-//! | the value stored under it | one CAS blob, named in the action's `ActionResult` as the output file `value`; an entry whose large files the engine already holds names those blobs instead (see `entries`) |
+//! | the value stored under it | one CAS blob, named in the action's `ActionResult` as the output file `value` |
 //! | a removed value | an `ActionResult` without outputs (REAPI cannot delete) |
 //!
 //! Blobs up to the server's `max_batch_total_size_bytes` (less a margin
@@ -111,8 +111,6 @@ pub struct Reapi {
     pub(crate) timeout: Duration,
     /// The largest blob sent or read in one batch call, asked once.
     batch_limit: OnceLock<u64>,
-    /// Bytes of blobs uploaded (what the engine lacked).
-    pub(crate) sent: std::sync::atomic::AtomicU64,
 }
 
 /// A digest in REAPI's form.
@@ -195,13 +193,7 @@ impl Reapi {
             rt,
             timeout,
             batch_limit: OnceLock::new(),
-            sent: Default::default(),
         })
-    }
-
-    /// Bytes of blobs uploaded by this client so far.
-    pub fn bytes_sent(&self) -> u64 {
-        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn failed(op: &'static str, status: &tonic::Status) -> StorageError {
@@ -507,30 +499,15 @@ impl Storage for Reapi {
                 .find(|f| f.path == VALUE_FILE)
                 .and_then(|f| f.digest.clone())
             else {
-                return self.get_entry(&result).await;
+                return Ok(None);
             };
             self.read_blob(&digest).await
         })
     }
 
     fn put(&self, key: &StorageKey, value: &[u8]) -> Result<(), StorageError> {
-        // An entry whose large files the engine holds names them (see
-        // `entries`); anything else goes as one blob.
-        let entry_prefix = format!("e{}-", cachepot_storage::entry::FORMAT_VERSION);
-        let entry = key
-            .as_str()
-            .starts_with(&entry_prefix)
-            .then(|| cachepot_storage::Entry::decode(value).ok())
-            .flatten();
         let digest = digest_of(value);
         self.block("put", async {
-            if let Some(entry) = entry {
-                if let Some(result) = self.put_entry(entry).await? {
-                    return self.update(key, result).await;
-                }
-            }
-            self.sent
-                .fetch_add(value.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.write_blob(&digest, value).await?;
             self.update(
                 key,
