@@ -153,10 +153,10 @@ pub(super) fn walk(dir: &Path, out: &mut Vec<Input>, budget: &mut Budget) -> std
             let input = input_of(&path)?;
             let size = std::fs::metadata(&path)?.len();
             if budget.files == 0 || budget.bytes < size {
-                return Err(std::io::Error::other(format!(
-                    "{} holds too much to send",
-                    dir.display()
-                )));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    format!("{} holds too much to send", dir.display()),
+                ));
             }
             budget.files -= 1;
             budget.bytes -= size;
@@ -282,7 +282,19 @@ pub(super) fn rust_action(
     let mut budget = Budget::package();
     let env_path = |name: &str| env_value(&p.env, name).map(PathBuf::from);
     if let Some(dir) = env_path("CARGO_MANIFEST_DIR") {
-        walk(&dir, &mut inputs, &mut budget)?;
+        // A package too large to send is not walked again.
+        if remote.too_large(&dir) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("{} holds too much to send", dir.display()),
+            ));
+        }
+        if let Err(e) = walk(&dir, &mut inputs, &mut budget) {
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                remote.remember_too_large(dir);
+            }
+            return Err(e);
+        }
     }
     if let Some(dir) = env_path("OUT_DIR") {
         if dir.is_dir() {

@@ -240,6 +240,9 @@ pub(super) fn is_plain_rustc(compiler: &Path, real: &Path) -> bool {
 pub struct RemoteExec {
     pub executor: Arc<Executor>,
     toolchains: Mutex<HashMap<SysrootTarget, Arc<Vec<Input>>>>,
+    /// Package directories over the budget (see `action::Budget`): their
+    /// compiles run here without walking them again.
+    too_large: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// A toolchain's sysroot and the target whose standard library is used.
@@ -250,6 +253,17 @@ impl RemoteExec {
         RemoteExec {
             executor,
             toolchains: Mutex::default(),
+            too_large: Mutex::default(),
+        }
+    }
+
+    fn too_large(&self, dir: &Path) -> bool {
+        self.too_large.lock().is_ok_and(|s| s.contains(dir))
+    }
+
+    fn remember_too_large(&self, dir: PathBuf) {
+        if let Ok(mut s) = self.too_large.lock() {
+            s.insert(dir);
         }
     }
 
