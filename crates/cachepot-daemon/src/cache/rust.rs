@@ -176,7 +176,9 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
             in_build_script(&c.env),
         ) {
             Some(why) => Err(why),
-            None if !is_plain_rustc(&compiler, &toolchain.rustc) => Err(KeptLocal::CompilerWrapper),
+            None if !is_plain_rustc(&compiler, &toolchain.sysroot.join("bin/rustc")) => {
+                Err(KeptLocal::CompilerWrapper)
+            }
             None => Ok(()),
         }
     });

@@ -299,3 +299,29 @@ fn what_the_worker_would_compile_otherwise_runs_here() {
         + reasons["error without dep-info"].as_u64().unwrap_or(0);
     assert_eq!(missing, 1, "{s}");
 }
+
+/// A `RUSTC` script may add arguments or variables the engine would not
+/// see: its library compiles run here.
+#[test]
+fn a_compiler_script_keeps_its_compiles_here() {
+    let mut env = Env::new();
+    env.extra = executing(server("CACHEPOT_TEST_REAPI_EXEC"), &unique("script"));
+    let co = env.checkout("script");
+    let script = env.root.path().join("rustc-script");
+    std::fs::write(&script, "#!/bin/sh\nexec rustc \"$@\"\n").unwrap();
+    let st = Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    env.build(&co, &[("RUSTC", script.to_str().unwrap())]);
+    assert_eq!(run_app(&co), "hello 42");
+    let s = env.stats();
+    assert_eq!(remote_counts(&s), (0, 0), "{s}");
+    assert_eq!(
+        s["remote_execution"]["kept_local"]["compiler is not the toolchain's rustc"].as_u64(),
+        Some(REMOTE_UNITS),
+        "{s}"
+    );
+}

@@ -216,8 +216,8 @@ fn unmapped_paths(raw_args: &[OsString], input: &str) -> bool {
     root_args(&args, input).is_none()
 }
 
-/// Whether `compiler` (as found in `PATH`) runs `real`, the toolchain's
-/// rustc, unchanged: it is that file, or rustup's proxy (a link to the
+/// Whether `compiler` (as found in `PATH`) runs `real`, the sysroot's
+/// `bin/rustc` (what the action runs), unchanged: it is that file, or rustup's proxy (a link to the
 /// `rustup` binary beside it, or to one of that name).
 pub(super) fn is_plain_rustc(compiler: &Path, real: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
