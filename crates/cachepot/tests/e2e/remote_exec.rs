@@ -325,3 +325,23 @@ fn a_compiler_script_keeps_its_compiles_here() {
         "{s}"
     );
 }
+
+/// Verify mode compiles the engine's entries again here: no mismatch.
+#[test]
+fn verify_mode_finds_the_engines_outputs_exact() {
+    let mut env = Env::new();
+    env.extra = executing(server("CACHEPOT_TEST_REAPI_EXEC"), &unique("verify"));
+    let co = env.checkout_with("verify", WITH_PROC_MACRO);
+    env.build(&co, &[]);
+    assert_eq!(remote_counts(&env.stats()), (REMOTE_UNITS, 0));
+    env.extra.push(("CACHEPOT_VERIFY".into(), "1".into()));
+    let s = env.rebuild_fresh(&co, &[]);
+    assert_eq!(run_app(&co), "hello 42");
+    assert_eq!(count(&s, "verify_mismatches"), 0, "{s}");
+    assert!(count(&s, "verified") >= REMOTE_UNITS, "{s}");
+    assert_eq!(
+        s["remote_execution"]["kept_local"]["verify"].as_u64(),
+        Some(REMOTE_UNITS),
+        "{s}"
+    );
+}
