@@ -135,6 +135,22 @@ install_buildgrid() {
     "$TOOLS/buildgrid-venv/bin/pip" install --quiet "buildgrid==$BUILDGRID_VERSION" >&2
 }
 
+# BuildGrid's CAS in memory (LRU, of size $1) and its Action Cache on it,
+# as YAML for both servers' configurations.
+buildgrid_cas_yaml() {
+    cat <<YAML
+storages:
+  - !lru-storage &cas-storage
+    size: $1
+caches:
+  - !lru-action-cache &ac
+    storage: *cas-storage
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: true
+YAML
+}
+
 # The Action Cache and CAS only, in memory (no database: execution is not
 # configured).
 spawn_buildgrid() {
@@ -154,15 +170,7 @@ authorization:
   method: none
 monitoring:
   enabled: false
-storages:
-  - !lru-storage &cas-storage
-    size: 1024MB
-caches:
-  - !lru-action-cache &ac
-    storage: *cas-storage
-    max-cached-refs: 100000
-    allow-updates: true
-    cache-failed-actions: true
+$(buildgrid_cas_yaml 1024MB)
 instances:
   - name: ["", "cachepot"]
     services:
@@ -229,16 +237,8 @@ connections:
     connection-string: $url
     pool-size: 5
     max-overflow: 5
-storages:
-  # Input roots may hold a whole Rust toolchain (~500 MB).
-  - !lru-storage &cas-storage
-    size: 4096MB
-caches:
-  - !lru-action-cache &ac
-    storage: *cas-storage
-    max-cached-refs: 100000
-    allow-updates: true
-    cache-failed-actions: true
+# Input roots may hold a whole Rust toolchain (~500 MB).
+$(buildgrid_cas_yaml 4096MB)
 schedulers:
   - !sql-scheduler &scheduler
     sql: *sql

@@ -8,6 +8,7 @@ use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
 
 use crate::reapi::{digest_of, Reapi};
+use crate::ExecError;
 
 /// A failed call: gRPC's status code (as its name) and message, with the
 /// likely fix when one is known.
@@ -100,6 +101,52 @@ pub struct CheckRun {
     pub executing: Option<Duration>,
 }
 
+/// Platform properties as an action carries them: sorted, none at all
+/// when there are none.
+pub(crate) fn platform_of(props: &[(String, String)]) -> Option<re::Platform> {
+    let mut properties: Vec<re::platform::Property> = props
+        .iter()
+        .map(|(name, value)| re::platform::Property {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    properties.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
+    (!properties.is_empty()).then_some(re::Platform { properties })
+}
+
+/// The `ExecuteResponse` of an operation that is done, when the engine
+/// ran the action (its status OK).
+pub(crate) fn finished(
+    op: bazel_remote_apis::google::longrunning::Operation,
+) -> Result<re::ExecuteResponse, ExecError> {
+    use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
+    let response = match op.result {
+        Some(Outcome::Response(any)) => re::ExecuteResponse::decode(any.value.as_slice())
+            .map_err(|e| ExecError::Result(format!("undecodable ExecuteResponse: {e}")))?,
+        Some(Outcome::Error(st)) => {
+            return Err(ExecError::Call {
+                call: "Execute",
+                code: tonic::Code::from_i32(st.code),
+                message: st.message,
+            })
+        }
+        None => {
+            return Err(ExecError::Result(
+                "the operation ended without a result".into(),
+            ))
+        }
+    };
+    match response.status.as_ref().filter(|s| s.code != 0) {
+        Some(st) => Err(ExecError::Call {
+            call: "Execute",
+            code: tonic::Code::from_i32(st.code),
+            message: st.message.clone(),
+        }),
+        None => Ok(response),
+    }
+}
+
 /// What the check's action prints.
 pub const CHECK_OUTPUT: &str = "cachepot remote check";
 
@@ -177,20 +224,12 @@ impl Reapi {
             ..Default::default()
         };
         let input_root = re::Directory::default();
-        let mut props: Vec<re::platform::Property> = platform
-            .iter()
-            .map(|(name, value)| re::platform::Property {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect();
-        props.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
         let (command_bytes, root_bytes) = (command.encode_to_vec(), input_root.encode_to_vec());
         let action = re::Action {
             command_digest: Some(digest_of(&command_bytes)),
             input_root_digest: Some(digest_of(&root_bytes)),
             do_not_cache: true,
-            platform: (!props.is_empty()).then_some(re::Platform { properties: props }),
+            platform: platform_of(platform),
             ..Default::default()
         };
         let action_bytes = action.encode_to_vec();
@@ -232,25 +271,12 @@ impl Reapi {
             }
             let op =
                 last.ok_or_else(|| CallError::other("Execute", "the engine sent no operation"))?;
-            let response = match op.result {
-                Some(bazel_remote_apis::google::longrunning::operation::Result::Response(any)) => {
-                    re::ExecuteResponse::decode(any.value.as_slice()).map_err(|e| {
-                        CallError::other("Execute", format!("undecodable ExecuteResponse: {e}"))
-                    })?
+            let response = finished(op).map_err(|e| match e {
+                ExecError::Call { message, .. } | ExecError::Result(message) => {
+                    CallError::other("Execute", message)
                 }
-                Some(bazel_remote_apis::google::longrunning::operation::Result::Error(st)) => {
-                    return Err(CallError::other("Execute", st.message))
-                }
-                None => {
-                    return Err(CallError::other(
-                        "Execute",
-                        "the operation ended without a result",
-                    ))
-                }
-            };
-            if let Some(st) = response.status.as_ref().filter(|s| s.code != 0) {
-                return Err(CallError::other("Execute", st.message.clone()));
-            }
+                other => CallError::other("Execute", other.to_string()),
+            })?;
             let result = response
                 .result
                 .ok_or_else(|| CallError::other("Execute", "no ActionResult"))?;

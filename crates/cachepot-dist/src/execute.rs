@@ -13,7 +13,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
-use bazel_remote_apis::google::longrunning::operation;
 use prost::Message;
 use sha2::{Digest as _, Sha256};
 
@@ -119,7 +118,7 @@ struct Breaker {
 /// Runs actions on one engine.
 pub struct Executor {
     reapi: Reapi,
-    platform: Vec<re::platform::Property>,
+    platform: Option<re::Platform>,
     /// SHA-256 of local files by path, with the stamp they had.
     digests: Mutex<HashMap<PathBuf, (Stamp, re::Digest)>>,
     /// Blobs known to be in the engine's CAS.
@@ -195,15 +194,7 @@ impl Executor {
     /// Connects lazily. `timeout` limits each CAS call; an action's run
     /// is limited by its own timeout.
     pub fn new(settings: ReapiSettings, timeout: Duration) -> Result<Executor, ReapiError> {
-        let mut platform: Vec<re::platform::Property> = settings
-            .platform
-            .iter()
-            .map(|(name, value)| re::platform::Property {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect();
-        platform.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
+        let platform = crate::exec::platform_of(&settings.platform);
         Ok(Executor {
             reapi: Reapi::connect(settings, timeout, false)?,
             platform,
@@ -212,11 +203,6 @@ impl Executor {
             uploads: Uploading::default(),
             breaker: Mutex::default(),
         })
-    }
-
-    /// The engine's address, for logs.
-    pub fn endpoint(&self) -> &str {
-        &self.reapi.settings.endpoint
     }
 
     /// The SHA-256 digest of a local file, memoised by its stamp.
@@ -351,9 +337,7 @@ impl Executor {
                 seconds: i64::try_from(spec.timeout.as_secs()).unwrap_or(i64::MAX),
                 nanos: 0,
             }),
-            platform: (!self.platform.is_empty()).then(|| re::Platform {
-                properties: self.platform.clone(),
-            }),
+            platform: self.platform.clone(),
             ..Default::default()
         };
         let action_bytes = action.encode_to_vec();
@@ -467,21 +451,7 @@ impl Executor {
                 if !op.done {
                     continue;
                 }
-                return match op.result {
-                    Some(operation::Result::Response(any)) => {
-                        re::ExecuteResponse::decode(any.value.as_slice()).map_err(|e| {
-                            ExecError::Result(format!("undecodable ExecuteResponse: {e}"))
-                        })
-                    }
-                    Some(operation::Result::Error(st)) => Err(ExecError::Call {
-                        call: "Execute",
-                        code: tonic::Code::from_i32(st.code),
-                        message: st.message,
-                    }),
-                    None => Err(ExecError::Result(
-                        "the operation ended without a result".into(),
-                    )),
-                };
+                return crate::exec::finished(op);
             }
         };
         match tokio::time::timeout(limit, call).await {
@@ -495,13 +465,6 @@ impl Executor {
 
     /// The result, with stdout, stderr and the output files read.
     async fn fetch_result(&self, response: re::ExecuteResponse) -> Result<Executed, ExecError> {
-        if let Some(st) = response.status.as_ref().filter(|s| s.code != 0) {
-            return Err(ExecError::Call {
-                call: "Execute",
-                code: tonic::Code::from_i32(st.code),
-                message: st.message.clone(),
-            });
-        }
         let cached = response.cached_result;
         let result = response
             .result

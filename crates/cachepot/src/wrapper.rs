@@ -213,9 +213,7 @@ fn through_daemon(
             stdout,
             stderr,
         } => {
-            io::stdout().write_all(&stdout)?;
-            io::stdout().flush()?;
-            io::stderr().write_all(&stderr)?;
+            replay(&stdout, &stderr)?;
             // The hit time statistics are of compiles.
             if matches!(work, Work::Compile) {
                 let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -287,15 +285,20 @@ fn through_daemon(
             stdout,
             stderr,
         } => {
-            io::stdout().write_all(&stdout)?;
-            io::stdout().flush()?;
-            io::stderr().write_all(&stderr)?;
+            replay(&stdout, &stderr)?;
             Ok(exit_code)
         }
         Response::RunUncached => Ok(run_plain(compiler, args, stdin)),
         Response::Error(e) => bail!("daemon error: {e}"),
         other => bail!("unexpected daemon answer: {other:?}"),
     }
+}
+
+/// Writes a compile's output that ran elsewhere (a hit, the engine).
+fn replay(stdout: &[u8], stderr: &[u8]) -> io::Result<()> {
+    io::stdout().write_all(stdout)?;
+    io::stdout().flush()?;
+    io::stderr().write_all(stderr)
 }
 
 fn exit_code(status: ExitStatus) -> i32 {

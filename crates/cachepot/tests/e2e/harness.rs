@@ -265,6 +265,16 @@ impl Env {
         self.cargo_with(co, true, &["build"], env)
     }
 
+    /// `cargo build` through cachepot while the fixture's build script
+    /// kills `victim` (a server or relay); how long the build took.
+    pub fn build_killing(&self, co: &Checkout, victim: u32) -> std::time::Duration {
+        let pidfile = self.root.path().join("victim.pid");
+        std::fs::write(&pidfile, victim.to_string()).unwrap();
+        let start = std::time::Instant::now();
+        self.build(co, &[("FIXTURE_KILL_PIDFILE", pidfile.to_str().unwrap())]);
+        start.elapsed()
+    }
+
     /// Runs cachepot with arguments; asserts success.
     pub fn cachepot(&self, args: &[&str]) -> String {
         let out = self.command(BIN).args(args).output().unwrap();

@@ -190,12 +190,8 @@ fn an_engine_gone_mid_build_leaves_it_green() {
     env.extra = executing(endpoint, &unique("gone"));
     env.extra
         .push(("CACHEPOT_REMOTE_TIMEOUT".into(), "2".into()));
-    let pidfile = env.root.path().join("relay.pid");
-    std::fs::write(&pidfile, child.id().to_string()).unwrap();
     let co = env.checkout("gone");
-    let start = std::time::Instant::now();
-    env.build(&co, &[("FIXTURE_KILL_PIDFILE", pidfile.to_str().unwrap())]);
-    let took = start.elapsed();
+    let took = env.build_killing(&co, child.id());
     let _ = child.wait();
     assert_eq!(run_app(&co), "hello 42");
     let s = env.stats();

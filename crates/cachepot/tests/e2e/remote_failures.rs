@@ -258,12 +258,8 @@ fn server_dies_mid_build(kind: &str) {
     env.extra.push(("CACHEPOT_LOCAL".into(), "off".into()));
     env.extra
         .push(("CACHEPOT_REMOTE_TIMEOUT".into(), "2".into()));
-    let pidfile = env.root.path().join("server.pid");
-    std::fs::write(&pidfile, child.id().to_string()).unwrap();
     let co = env.checkout("dies");
-    let start = std::time::Instant::now();
-    env.build(&co, &[("FIXTURE_KILL_PIDFILE", pidfile.to_str().unwrap())]);
-    let took = start.elapsed();
+    let took = env.build_killing(&co, child.id());
     let _ = child.wait();
     assert_eq!(run_app(&co), "hello 42");
     let s = env.stats();
