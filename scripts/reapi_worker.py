@@ -273,6 +273,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 
 # The system directories shown (whichever exist), and whether read-only.
 SYSTEM = [("/usr", 1), ("/bin", 1), ("/sbin", 1), ("/lib", 1), ("/lib32", 1), ("/lib64", 1),
           ("/libx32", 1), ("/etc", 1), ("/dev", 0), ("/proc", 0), ("/sys", 0)]
+HIDDEN = ["/usr/include", "/usr/lib/gcc", "/usr/libexec/gcc", "/usr/local/include"]
 report = int(sys.argv[1])
 os.set_inheritable(report, False)
 try:
@@ -298,6 +299,11 @@ try:
             mount(d, root + d, None, MS_BIND | MS_REC)
             if read_only:
                 mount("none", root + d, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    # The worker's C toolchain is hidden: a C action brings its own, as it
+    # must on a worker whose image has another gcc (or none).
+    for d in HIDDEN:
+        if os.path.isdir(root + d):
+            mount("reapi-hidden", root + d, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
     os.makedirs(root + action_dir)
     mount(action_dir, root + action_dir, None, MS_BIND | MS_REC)
     os.makedirs(root + "/tmp", exist_ok=True)  # a private, empty /tmp (on the tmpfs)

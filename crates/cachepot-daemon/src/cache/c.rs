@@ -18,6 +18,7 @@ use cachepot_compiler::BaseDirs;
 use cachepot_storage::Entry;
 
 use super::pipeline::{self, Found, Keyed, Looked, Plan, Served};
+use super::remote::{kept_local_c, KeptLocal};
 use super::{
     changed_during, invalid, private_temp, read_outputs, Compile, Dest, Lookup, Pending,
     PendingKind, StoreJob, Verify,
@@ -38,11 +39,18 @@ enum Mode {
 
 /// What a C miss keeps until the compile is done.
 pub(super) struct CPending {
-    compile: CCompile,
+    pub(super) compile: CCompile,
     mode: Mode,
     /// The dependency file the cache asked for (`-MD -MF` added to the
     /// compile), removed once read.
-    own_depfile: Option<PathBuf>,
+    pub(super) own_depfile: Option<PathBuf>,
+    /// With remote execution on: whether the compile may run on the
+    /// engine, or why not.
+    pub(super) remote: Option<Result<(), KeptLocal>>,
+    /// The compiler as found in `PATH`, and the arguments as the wrapper
+    /// got them (a remote action's command).
+    pub(super) compiler: PathBuf,
+    pub(super) args: Vec<OsString>,
 }
 
 impl CPending {
@@ -254,11 +262,24 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         language: lang.into(),
         inputs: a_inputs,
     };
+    let remote = shared.remote.as_ref().map(|_| {
+        match kept_local_c(&compile, toolchain.family, &c.args, &c.env) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    });
     Lookup::Miss(Box::new(Pending {
         kind: PendingKind::C(Box::new(CPending {
+            args: if remote.is_some() {
+                c.args.clone()
+            } else {
+                Vec::new()
+            },
             compile,
             mode,
             own_depfile,
+            remote,
+            compiler,
         })),
         cwd: c.cwd.clone(),
         env: c.env.clone(),

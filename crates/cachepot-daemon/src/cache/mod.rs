@@ -206,12 +206,14 @@ impl Pending {
 /// is counted).
 pub fn run_remote(shared: &Shared, p: &Pending, alive: &dyn Fn() -> bool) -> Option<Ran> {
     shared.remote.as_ref()?;
-    let PendingKind::Rust(r) = &p.kind else {
-        return None;
+    let may = match &p.kind {
+        PendingKind::Rust(r) => r.remote.as_ref().map(|k| k.as_ref().map(|_| ())),
+        PendingKind::C(cp) => cp.remote.as_ref().map(|k| k.as_ref().map(|_| ())),
+        PendingKind::Script(_) => return None,
     };
-    let target = match (&r.remote, &p.verify) {
-        (Some(Ok(target)), None) => target,
-        (Some(Ok(_)), Some(_)) => {
+    match (may, &p.verify) {
+        (Some(Ok(())), None) => {}
+        (Some(Ok(())), Some(_)) => {
             shared.stats.kept_local(remote::KeptLocal::Verify.as_str());
             return None;
         }
@@ -220,8 +222,15 @@ pub fn run_remote(shared: &Shared, p: &Pending, alive: &dyn Fn() -> bool) -> Opt
             return None;
         }
         (None, _) => return None,
-    };
-    remote::run_rust(shared, p, r, target, alive)
+    }
+    match &p.kind {
+        PendingKind::Rust(r) => {
+            let target = r.remote.as_ref()?.as_ref().ok()?;
+            remote::run_rust(shared, p, r, target, alive)
+        }
+        PendingKind::C(cp) => remote::run_c(shared, p, cp, alive),
+        PendingKind::Script(_) => None,
+    }
 }
 
 /// What to write once a compile succeeded.

@@ -11,6 +11,7 @@ mod linked;
 mod reapi;
 mod remote;
 mod remote_exec;
+mod remote_exec_c;
 mod remote_failures;
 mod rust_builds;
 mod team;

@@ -14,14 +14,14 @@ use crate::cache::Pending;
 
 /// What stands for the worker's root in arguments, until [`SCRIPT`]
 /// replaces it.
-const MARK: &str = "@CACHEPOT_ROOT@";
+pub(super) const MARK: &str = "@CACHEPOT_ROOT@";
 
 /// The output file that tells the worker's root.
 pub(super) const ROOT_FILE: &str = ".cachepot-root";
 
 /// The command of every action: `$1` is the working directory, then the
 /// program and its arguments, all with [`MARK`] where the root goes.
-const SCRIPT: &str = r#"r=$(pwd -P) || exit 125
+pub(super) const SCRIPT: &str = r#"r=$(pwd -P) || exit 125
 [ "$r" = / ] && r=
 printf %s "$r" > .cachepot-root || exit 125
 m=@CACHEPOT_ROOT@
@@ -29,7 +29,7 @@ for a; do
   while :; do case $a in *"$m"*) a="${a%%"$m"*}$r${a#*"$m"}";; *) break;; esac; done
   set -- "$@" "$a"; shift
 done
-for v in OUT_DIR CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH; do
+for v in OUT_DIR CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH LD_LIBRARY_PATH; do
   eval "x=\${$v-}"
   case $x in /*) export "$v=$r$x";; esac
 done
@@ -62,6 +62,26 @@ const DROPPED_ENV: &[&str] = &[
     "TMPDIR",
 ];
 const DROPPED_ENV_PREFIXES: &[&str] = &["CACHEPOT_", "SCCACHE_", "SSH_", "RUSTUP_", "XDG_"];
+
+/// An action's environment: the compile's, without [`DROPPED_ENV`], with
+/// `PATH=/usr/bin:/bin` and `extra` (before the compile's).
+pub(super) fn action_env(p: &Pending, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/bin:/bin".into())];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    for (k, v) in &p.env {
+        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+            continue;
+        };
+        if DROPPED_ENV.contains(&k)
+            || DROPPED_ENV_PREFIXES.iter().any(|pre| k.starts_with(pre))
+            || env.iter().any(|(n, _)| n == k)
+        {
+            continue;
+        }
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
 
 /// How many files and bytes a package directory may bring.
 pub(super) struct Budget {
@@ -99,7 +119,7 @@ pub(super) fn root_path(p: &Path) -> Option<String> {
 }
 
 /// `p` made absolute against `cwd` and cleaned of `.` and `..`.
-fn clean(cwd: &Path, p: &Path) -> PathBuf {
+pub(super) fn clean(cwd: &Path, p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in cwd.join(p).components() {
         match c {
@@ -347,19 +367,7 @@ pub(super) fn rust_action(
     arguments.extend(root_args(&args, &c.input).ok_or_else(|| {
         std::io::Error::other("an argument names an absolute path that is not mapped")
     })?);
-    let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/bin:/bin".into())];
-    for (k, v) in &p.env {
-        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
-            continue;
-        };
-        if DROPPED_ENV.contains(&k)
-            || DROPPED_ENV_PREFIXES.iter().any(|pre| k.starts_with(pre))
-            || env.iter().any(|(n, _)| n == k)
-        {
-            continue;
-        }
-        env.push((k.to_string(), v.to_string()));
-    }
+    let env = action_env(p, &[]);
     let dirs = vec![root_path(cwd).ok_or_else(|| not_utf8(cwd))?];
     Ok(ActionSpec {
         arguments,

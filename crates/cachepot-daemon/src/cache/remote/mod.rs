@@ -1,4 +1,5 @@
-//! Remote execution of rustc misses (`CACHEPOT_REAPI_EXECUTE`).
+//! Remote execution of misses (`CACHEPOT_REAPI_EXECUTE`): rustc's here,
+//! gcc's in `c.rs`.
 //!
 //! A library compile that misses becomes an action on the REAPI engine.
 //! Local files keep their absolute paths inside the input root (`/a/b`
@@ -11,7 +12,7 @@
 //! | toolchain | `<sysroot>/bin/rustc`, `<sysroot>/lib/*.so*`, `<sysroot>/lib/rustlib/<target>/lib/**` |
 //! | sources | the package directory (`CARGO_MANIFEST_DIR`) without `.git` and target directories (`CACHEDIR.TAG`), `OUT_DIR`, the crate root when it lies elsewhere |
 //! | dependencies | `--extern` files; `lib*.rlib`, `lib*.rmeta`, `lib*.so` in `-L dependency=` directories (dependencies of dependencies); `*.a` in other `-L` directories under a base directory |
-//! | environment | the compile's, without the wrapper's, the jobserver's and the session's variables; `PATH=/usr/bin:/bin`; `OUT_DIR`, `CARGO_MANIFEST_DIR` and `CARGO_MANIFEST_PATH` rooted on the worker |
+//! | environment | the compile's, without the wrapper's, the jobserver's and the session's variables; `PATH=/usr/bin:/bin`; `OUT_DIR`, `CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH` and `LD_LIBRARY_PATH` rooted on the worker |
 //! | outputs | the compile's outputs, the dep-info the cache asked for, and `.cachepot-root` (the worker's `$r`) |
 //!
 //! rustc marks every path it remaps, so a remote compile that maps `$r/`
@@ -24,6 +25,8 @@
 //! compile errors that name an input the worker lacked.
 
 mod action;
+mod c;
+mod finish;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -31,17 +34,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cachepot_compiler::depinfo;
-use cachepot_compiler::key::env_value;
 use cachepot_compiler::rust::args::SplitDebuginfo;
 use cachepot_compiler::rust::{CrateType, EmitKind, Role, RustCompile};
-use cachepot_dist::{Executed, Executor, Input};
+use cachepot_dist::{ActionSpec, Executor, Input};
 
-use super::restore::temp_beside;
+use super::c::CPending;
 use super::rust::RustPending;
 use super::Pending;
 use crate::Shared;
-use action::{input_of, root_args, root_path, rust_action, walk, Budget, ROOT_FILE};
+use action::{input_of, root_args, root_path, rust_action, walk, Budget};
+pub(in crate::cache) use c::kept_local as kept_local_c;
+use c::{GccToolchain, GccToolchains};
+use finish::{finish, Wanted};
 
 /// Added to every compile that may run remotely: a mapping of every
 /// absolute path to itself, which rustc marks as remapped, as it marks
@@ -94,6 +98,14 @@ pub(super) enum KeptLocal {
     NotUtf8,
     /// A hit compiled again under `CACHEPOT_VERIFY`.
     Verify,
+    /// A C compiler other than gcc (clang needs symbolic links in the
+    /// input root, not built yet).
+    NotGcc,
+    /// Assembler, Objective-C.
+    NotCOrCxx,
+    /// Coverage notes, profiling, split DWARF, profiles read: files
+    /// beside the object, or paths embedded in it.
+    SideFiles,
 }
 
 impl KeptLocal {
@@ -115,6 +127,9 @@ impl KeptLocal {
             KeptLocal::CompilerWrapper => "compiler is not the toolchain's rustc",
             KeptLocal::NotUtf8 => "non-UTF-8 argument or path",
             KeptLocal::Verify => "verify",
+            KeptLocal::NotGcc => "C compiler is not gcc",
+            KeptLocal::NotCOrCxx => "not C or C++",
+            KeptLocal::SideFiles => "coverage, profiling or split DWARF",
         }
     }
 }
@@ -243,6 +258,8 @@ pub struct RemoteExec {
     /// Package directories over the budget (see `action::Budget`): their
     /// compiles run here without walking them again.
     too_large: Mutex<std::collections::HashSet<PathBuf>>,
+    /// Each gcc driver's files.
+    gcc: Mutex<GccToolchains>,
 }
 
 /// A toolchain's sysroot and the target whose standard library is used.
@@ -254,6 +271,7 @@ impl RemoteExec {
             executor,
             toolchains: Mutex::default(),
             too_large: Mutex::default(),
+            gcc: Mutex::default(),
         }
     }
 
@@ -271,6 +289,25 @@ impl RemoteExec {
         if let Ok(mut m) = self.toolchains.lock() {
             m.clear();
         }
+        if let Ok(mut m) = self.gcc.lock() {
+            m.clear();
+        }
+    }
+
+    fn gcc_toolchain(
+        &self,
+        driver: &Path,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> std::io::Result<Arc<GccToolchain>> {
+        if let Some(t) = self.gcc.lock().ok().and_then(|m| m.get(driver).cloned()) {
+            return Ok(t);
+        }
+        let t = Arc::new(GccToolchain::find(driver, cwd, env)?);
+        if let Ok(mut m) = self.gcc.lock() {
+            m.insert(driver.to_path_buf(), t.clone());
+        }
+        Ok(t)
     }
 
     fn toolchain(&self, sysroot: &Path, target: &str) -> std::io::Result<Arc<Vec<Input>>> {
@@ -326,13 +363,77 @@ pub(super) fn run_rust(
     alive: &dyn Fn() -> bool,
 ) -> Option<Ran> {
     let remote = shared.remote.as_ref()?;
+    let mut wanted: Vec<Wanted> = super::rust::kept_outputs(&r.compile, &p.cwd)
+        .into_iter()
+        .map(|o| Wanted {
+            name: root_path(&o.path).unwrap_or_default(),
+            depinfo: o.role == Role::DepInfo,
+            optional: o.optional,
+            dest: Some(o.path),
+        })
+        .collect();
+    if let Some(d) = &r.own_depinfo {
+        wanted.push(Wanted {
+            name: root_path(d).unwrap_or_default(),
+            dest: Some(d.clone()),
+            depinfo: true,
+            optional: false,
+        });
+    }
+    run(shared, p, rust_action(remote, p, r, target), wanted, alive)
+}
+
+/// Runs a gcc miss on the engine and writes its outputs; `None` when the
+/// compile must run here (the reason is counted and logged).
+pub(super) fn run_c(
+    shared: &Shared,
+    p: &Pending,
+    cp: &CPending,
+    alive: &dyn Fn() -> bool,
+) -> Option<Ran> {
+    let remote = shared.remote.as_ref()?;
+    let object = action::clean(&p.cwd, Path::new(&cp.compile.output));
+    let mut wanted = vec![Wanted {
+        name: root_path(&object).unwrap_or_default(),
+        dest: Some(object),
+        depinfo: false,
+        optional: false,
+    }];
+    wanted.push(match c::depfile(p, cp) {
+        Some(d) => Wanted {
+            name: root_path(&d).unwrap_or_default(),
+            dest: Some(d),
+            depinfo: true,
+            optional: false,
+        },
+        None => Wanted {
+            name: c::CHECK_DEPFILE.into(),
+            dest: None,
+            depinfo: true,
+            optional: false,
+        },
+    });
+    let scratch = super::private_temp(shared, "d");
+    let spec = c::c_action(remote, p, cp, &scratch);
+    run(shared, p, spec, wanted, alive)
+}
+
+/// Runs an action and checks and writes what it gives.
+fn run(
+    shared: &Shared,
+    p: &Pending,
+    spec: std::io::Result<ActionSpec>,
+    wanted: Vec<Wanted>,
+    alive: &dyn Fn() -> bool,
+) -> Option<Ran> {
+    let remote = shared.remote.as_ref()?;
     let started = std::time::Instant::now();
     let fall_back = |why: Fallback, detail: &dyn std::fmt::Display| {
         tracing::warn!(unit = %p.unit.unit, reason = why.as_str(), %detail, "remote execution failed; compiling here");
         shared.stats.remote_failed(why.as_str());
         None
     };
-    let spec = match rust_action(remote, p, r, target) {
+    let spec = match spec {
         Ok(s) => s,
         Err(e) => {
             // A toolchain updated in place (`rustup update`) is listed
@@ -350,7 +451,7 @@ pub(super) fn run_rust(
             return fall_back(Fallback::Engine(e.failure()), &e);
         }
     };
-    match finish(remote, p, r, executed, alive) {
+    match finish(remote, p, wanted, executed, alive) {
         Ok((ran, executed)) => {
             shared.stats.remote_done(
                 executed.uploaded,
@@ -363,206 +464,5 @@ pub(super) fn run_rust(
             Some(ran)
         }
         Err((why, detail)) => fall_back(why, &detail),
-    }
-}
-
-/// Checks the engine's result and writes the outputs in place, unless
-/// the wrapper has gone (`alive`).
-fn finish(
-    remote: &RemoteExec,
-    p: &Pending,
-    r: &RustPending,
-    mut executed: Executed,
-    alive: &dyn Fn() -> bool,
-) -> Result<(Ran, Executed), (Fallback, String)> {
-    let root = executed
-        .outputs
-        .remove(ROOT_FILE)
-        .ok_or((Fallback::Outputs, format!("no {ROOT_FILE}")))?;
-    // Text that names the worker's root names this machine's paths once
-    // the root is taken out; any trace of it left is a difference.
-    let strip =
-        |what: &dyn std::fmt::Display, bytes: &[u8]| -> Result<Vec<u8>, (Fallback, String)> {
-            let out = strip_root(bytes, &root);
-            if names_root(&out, &root) {
-                return Err((Fallback::WorkerPath, what.to_string()));
-            }
-            Ok(out)
-        };
-    let stdout = strip(&"stdout", &executed.stdout)?;
-    let stderr = strip(&"stderr", &executed.stderr)?;
-    match executed.exit_code {
-        0 => {}
-        1 => {
-            let text = String::from_utf8_lossy(&stderr);
-            if let Some(sign) = MISSING_INPUT.iter().find(|s| text.contains(*s)) {
-                return Err((Fallback::MissingInput, (*sign).to_string()));
-            }
-        }
-        code => return Err((Fallback::Crashed, format!("exit code {code}"))),
-    }
-    let mut wanted: Vec<(PathBuf, bool, bool)> = super::rust::kept_outputs(&r.compile, &p.cwd)
-        .into_iter()
-        .map(|o| (o.path, o.role == Role::DepInfo, o.optional))
-        .collect();
-    if let Some(d) = &r.own_depinfo {
-        wanted.push((d.clone(), true, false));
-    }
-    let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    let mut depinfo_seen = false;
-    for (path, depinfo, optional) in wanted {
-        let name = root_path(&path).unwrap_or_default();
-        let Some(bytes) = executed.outputs.remove(&name) else {
-            if optional || executed.exit_code != 0 {
-                continue;
-            }
-            return Err((Fallback::Outputs, format!("{} not written", path.display())));
-        };
-        let bytes = if depinfo {
-            same_environment(p, &bytes, &root).map_err(|e| (Fallback::Environment, e))?;
-            depinfo_seen = true;
-            strip(&path.display(), &bytes)?
-        } else if names_root(&bytes, &root) {
-            return Err((Fallback::WorkerPath, path.display().to_string()));
-        } else {
-            bytes
-        };
-        writes.push((path, bytes));
-    }
-    // A compile error is the compiler's own only when rustc got as far as
-    // its dep-info, and that shows the worker read what this machine has.
-    if !depinfo_seen {
-        return Err((Fallback::Unproven, "no dep-info".into()));
-    }
-    if !alive() {
-        return Err((Fallback::WrapperGone, String::new()));
-    }
-    write_outputs(&writes).map_err(|e| (Fallback::Outputs, e.to_string()))?;
-    for (path, bytes) in &writes {
-        remote.executor.remember(path, bytes);
-    }
-    let ran = Ran {
-        exit_code: executed.exit_code,
-        stdout,
-        stderr,
-    };
-    Ok((ran, executed))
-}
-
-/// Whether the worker's compile saw this machine's environment, as its
-/// dep-info tells: every `env!` variable with the value it has here, and
-/// no absolute path outside the input root.
-fn same_environment(p: &Pending, raw: &[u8], root: &[u8]) -> Result<(), String> {
-    let root = String::from_utf8_lossy(root);
-    let stripped = String::from_utf8_lossy(&strip_root(raw, root.as_bytes())).into_owned();
-    let raw = String::from_utf8_lossy(raw);
-    for f in depinfo::parse(&raw).files {
-        if f.starts_with('/') && !root.is_empty() && !f.starts_with(&format!("{root}/")) {
-            return Err(format!("read {f} outside its inputs"));
-        }
-    }
-    for (name, value) in depinfo::parse(&stripped).env {
-        let here =
-            env_value(&p.env, &name).map(|v| depinfo::escape_env_value(&v.to_string_lossy()));
-        if here != value {
-            return Err(format!("{name} differs"));
-        }
-    }
-    Ok(())
-}
-
-/// `bytes` with the worker's root taken out where a path starts (at the
-/// start, after white space, `:`, `=`, `"` or `'`): `ROOT/a` becomes `/a`.
-fn strip_root(bytes: &[u8], root: &[u8]) -> Vec<u8> {
-    if root.is_empty() {
-        return bytes.to_vec();
-    }
-    let mut needle = root.to_vec();
-    needle.push(b'/');
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(at) = memchr::memmem::find(&bytes[i..], &needle) {
-        let at = i + at;
-        let starts_path = at == 0
-            || matches!(
-                bytes[at - 1],
-                b' ' | b'\t' | b'\n' | b':' | b'=' | b'"' | b'\''
-            );
-        out.extend_from_slice(&bytes[i..at]);
-        if starts_path {
-            out.push(b'/');
-        } else {
-            out.extend_from_slice(&needle);
-        }
-        i = at + needle.len();
-    }
-    out.extend_from_slice(&bytes[i..]);
-    out
-}
-
-/// Whether `bytes` still name the worker's root (as is, or with its
-/// spaces escaped as make does).
-fn names_root(bytes: &[u8], root: &[u8]) -> bool {
-    if root.is_empty() {
-        return false;
-    }
-    let escaped: Vec<u8> = root
-        .iter()
-        .flat_map(|&b| {
-            if b == b' ' {
-                vec![b'\\', b' ']
-            } else {
-                vec![b]
-            }
-        })
-        .collect();
-    memchr::memmem::find(bytes, root).is_some() || memchr::memmem::find(bytes, &escaped).is_some()
-}
-
-/// Writes every file beside its destination, then renames them all into
-/// place: an error leaves none of them half done.
-fn write_outputs(writes: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
-    let mut temps = Vec::with_capacity(writes.len());
-    let staged = writes.iter().try_for_each(|(dest, bytes)| {
-        let tmp = temp_beside(dest)?;
-        temps.push(tmp.clone());
-        std::fs::write(&tmp, bytes)
-    });
-    let renamed = staged.and_then(|()| {
-        temps
-            .iter()
-            .zip(writes)
-            .try_for_each(|(tmp, (dest, _))| std::fs::rename(tmp, dest))
-    });
-    if renamed.is_err() {
-        for t in &temps {
-            let _ = std::fs::remove_file(t);
-        }
-    }
-    renamed
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_worker_root_comes_out_where_a_path_starts() {
-        let r = b"/w/a1";
-        assert_eq!(
-            strip_root(b"/w/a1/x/a.rs: /w/a1/x/b.rs\n", r),
-            b"/x/a.rs: /x/b.rs\n"
-        );
-        // The root as a part of a longer path, or of a name, stays.
-        assert_eq!(strip_root(b"/w/a10/x /h/w/a1/y", r), b"/w/a10/x /h/w/a1/y");
-        assert_eq!(
-            strip_root(b"{\"file\":\"/w/a1/src/lib.rs\"}", r),
-            b"{\"file\":\"/src/lib.rs\"}"
-        );
-        assert!(names_root(b"x /h/w/a1/y", r));
-        assert!(names_root(b"/w/my\\ root/x", b"/w/my root"));
-        assert!(!names_root(b"/x/a.rs", r));
-        assert!(!names_root(b"anything", b""));
     }
 }

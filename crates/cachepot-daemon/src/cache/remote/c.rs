@@ -1,0 +1,619 @@
+//! The action of a gcc miss (C and C++ objects).
+//!
+//! | input | what goes up |
+//! |---|---|
+//! | compiler | the driver, at the path it was run by when that lies beside its real file (its name picks gcc's or g++'s messages), else at its real path; `cc1` and `cc1plus` where the driver finds them; the assembler beside them (the driver looks there before `PATH`); `specs` when there is one |
+//! | shared libraries | the ones `ldd` lists for those programs, but glibc's (the worker's own), in `.cachepot-lib`, named by `LD_LIBRARY_PATH` |
+//! | sources | every file the preprocessor read here (`-M`, run once per miss) |
+//! | what `__has_include` asks | every file of each name asked, in every directory of the search list and beside the file that asks: a file that exists here but was not read still answers "yes" there |
+//! | arguments | as given, with the worker's root in front of the source, `-o`, `-I`, `-isystem`, `-iquote`, `-idirafter`, `-include`, `-imacros`, `-MF` and `-L` paths; then `--sysroot=$r` (system headers from the input root, never the worker's) and `-ffile-prefix-map=$r/=/`; a dependency file is always asked for |
+//! | environment | the compile's, without the wrapper's, the jobserver's and the session's variables; `PATH=/usr/bin:/bin`; `LD_LIBRARY_PATH` rooted |
+//! | outputs | the object, and the dependency file (the user's or the cache's) |
+//!
+//! gcc records neither `--sysroot` nor a prefix map in the debug
+//! information, so the object is the bytes a local compile writes (the
+//! e2e tests compare them). Clang compiles here: it finds its resource
+//! directory through its binary's real path, which needs symbolic links
+//! in the input root.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use cachepot_compiler::c::{CCompile, Family, Language};
+use cachepot_compiler::depinfo;
+use cachepot_compiler::key::env_value;
+use cachepot_dist::{ActionSpec, Input};
+
+use super::action::{action_env, clean, input_of, not_utf8, root_path, MARK, ROOT_FILE, SCRIPT};
+use super::{KeptLocal, RemoteExec, ACTION_TIMEOUT};
+use crate::cache::c::CPending;
+use crate::cache::Pending;
+use crate::memo::resolve_program;
+
+/// Where the toolchain's shared libraries go in the input root.
+const LIB_DIR: &str = ".cachepot-lib";
+
+/// The dependency file of a compile that asked for none and is keyed by
+/// its preprocessed text: read for the checks, not kept.
+pub(super) const CHECK_DEPFILE: &str = ".cachepot-deps.d";
+
+/// Variables that add directories gcc searches, or change where it finds
+/// its programs: the worker would read its own.
+const PATH_VARIABLES: &[&str] = &[
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "OBJC_INCLUDE_PATH",
+    "OBJCPLUS_INCLUDE_PATH",
+    "GCC_EXEC_PREFIX",
+    "COMPILER_PATH",
+];
+
+/// glibc's libraries: the worker's own are used, as for `sh`.
+const GLIBC: &[&str] = &[
+    "libc.so",
+    "libm.so",
+    "libmvec.so",
+    "ld-linux",
+    "libpthread.so",
+    "libdl.so",
+    "librt.so",
+    "libutil.so",
+    "libresolv.so",
+    "libanl.so",
+    "libnsl.so",
+    "libthread_db.so",
+];
+
+/// Options whose value names a file or directory: rooted when absolute.
+/// The value follows, or is attached for the ones in [`ATTACHED`].
+const PATH_OPTIONS: &[&str] = &[
+    "-o",
+    "-I",
+    "-isystem",
+    "-iquote",
+    "-idirafter",
+    "-include",
+    "-imacros",
+    "-MF",
+    "-L",
+];
+const ATTACHED: &[&str] = &["-isystem", "-iquote", "-idirafter", "-I", "-MF", "-L", "-o"];
+
+/// Options whose value is text, passed as it is: macro definitions and
+/// the dependency file's target name.
+const TEXT_OPTIONS: &[&str] = &["-D", "-U", "-MT", "-MQ"];
+
+/// Whether a parsed gcc compile may run on the engine.
+pub(in crate::cache) fn kept_local(
+    c: &CCompile,
+    family: Family,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+) -> Option<KeptLocal> {
+    let reason = if family != Family::Gcc {
+        KeptLocal::NotGcc
+    } else if !matches!(c.language, Language::C | Language::Cxx) {
+        KeptLocal::NotCOrCxx
+    } else if !c.native_args.is_empty() {
+        KeptLocal::NativeCpu
+    } else if c.coverage || c.profile_generate || c.split_dwarf || !c.extra_inputs.is_empty() {
+        KeptLocal::SideFiles
+    } else if args.iter().any(|a| a.to_str().is_none()) {
+        KeptLocal::NotUtf8
+    } else if !c.debug_prefix_maps.is_empty()
+        || c.compilation_dir_set
+        || PATH_VARIABLES
+            .iter()
+            .any(|v| env_value(env, v).is_some_and(|x| !x.is_empty()))
+        || root_args(&utf8(args), &c.input).is_none()
+    {
+        KeptLocal::PathOptions
+    } else {
+        return None;
+    };
+    Some(reason)
+}
+
+fn utf8(args: &[OsString]) -> Vec<&str> {
+    args.iter().filter_map(|a| a.to_str()).collect()
+}
+
+fn root_one(v: &str) -> String {
+    if v.starts_with('/') {
+        format!("{MARK}{v}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// The arguments with [`MARK`] in front of the absolute paths gcc reads
+/// or writes; `None` when another argument names an absolute path (a
+/// prefix map, a plugin, `--sysroot`): the compile stays here.
+pub(super) fn root_args(args: &[&str], input: &str) -> Option<Vec<String>> {
+    let mut out = Vec::with_capacity(args.len() + 4);
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        i += 1;
+        if a == input {
+            out.push(root_one(a));
+        } else if PATH_OPTIONS.contains(&a) || TEXT_OPTIONS.contains(&a) {
+            out.push(a.to_string());
+            if let Some(v) = args.get(i) {
+                out.push(if PATH_OPTIONS.contains(&a) {
+                    root_one(v)
+                } else {
+                    v.to_string()
+                });
+                i += 1;
+            }
+        } else if let Some((f, v)) = ATTACHED
+            .iter()
+            .find_map(|f| a.strip_prefix(f).filter(|v| !v.is_empty()).map(|v| (f, v)))
+        {
+            out.push(format!("{f}{}", root_one(v)));
+        } else if TEXT_OPTIONS.iter().any(|f| a.starts_with(f)) || a.starts_with("-Wl,") {
+            out.push(a.to_string());
+        } else if a.starts_with('/') || a.contains("=/") || a.contains(",/") {
+            return None;
+        } else {
+            out.push(a.to_string());
+        }
+    }
+    Some(out)
+}
+
+/// A gcc toolchain's files, and the path the action runs the driver by.
+pub(super) struct GccToolchain {
+    program: PathBuf,
+    inputs: Vec<Input>,
+}
+
+/// Runs `driver ARG` and returns its first line of output.
+fn ask(
+    driver: &Path,
+    arg: &str,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+) -> std::io::Result<String> {
+    let out = Command::new(driver)
+        .arg(arg)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{} {arg} failed",
+            driver.display()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The shared libraries `ldd` lists for `binary`, but glibc's.
+fn libraries(binary: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(" => ").map(|(_, r)| r))
+        .filter_map(|r| r.split(" (").next())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            !GLIBC.iter().any(|g| name.starts_with(g))
+        })
+        .collect())
+}
+
+impl GccToolchain {
+    /// Lists the files of the gcc that `driver` (as found in `PATH`) runs.
+    pub(super) fn find(
+        driver: &Path,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> std::io::Result<GccToolchain> {
+        let real = std::fs::canonicalize(driver)?;
+        // gcc finds its programs relative to its real directory: the name
+        // it was run by is kept only where that directory is the same.
+        let program = if driver.parent() == real.parent() {
+            driver.to_path_buf()
+        } else {
+            real.clone()
+        };
+        let at = |path: &Path, local: &Path| -> std::io::Result<Input> {
+            let mut i = input_of(local)?;
+            i.path = root_path(path).ok_or_else(|| not_utf8(path))?;
+            Ok(i)
+        };
+        let mut inputs = vec![at(&program, &real)?];
+        let mut programs = vec![real];
+        let mut libexec = None;
+        for name in ["cc1", "cc1plus"] {
+            let p = PathBuf::from(ask(driver, &format!("-print-prog-name={name}"), cwd, env)?);
+            if p.is_absolute() && p.is_file() {
+                libexec = p.parent().map(Path::to_path_buf);
+                inputs.push(input_of(&p)?);
+                programs.push(p);
+            }
+        }
+        let libexec = libexec.ok_or_else(|| std::io::Error::other("the driver names no cc1"))?;
+        let assembler = ask(driver, "-print-prog-name=as", cwd, env)?;
+        let assembler = if Path::new(&assembler).is_absolute() {
+            PathBuf::from(assembler)
+        } else {
+            resolve_program(Path::new(&assembler), cwd, env_value(env, "PATH").as_ref())
+                .ok_or_else(|| std::io::Error::other("no assembler in PATH"))?
+        };
+        let assembler = std::fs::canonicalize(assembler)?;
+        inputs.push(at(&libexec.join("as"), &assembler)?);
+        programs.push(assembler);
+        let specs = PathBuf::from(ask(driver, "-print-file-name=specs", cwd, env)?);
+        if specs.is_absolute() && specs.is_file() {
+            inputs.push(input_of(&specs)?);
+        }
+        for p in &programs {
+            for lib in libraries(p)? {
+                let name = lib.file_name().map(|n| n.to_string_lossy().into_owned());
+                let Some(name) = name else { continue };
+                let path = format!("{LIB_DIR}/{name}");
+                if !inputs.iter().any(|i| i.path == path) {
+                    let mut i = input_of(&lib)?;
+                    i.path = path;
+                    inputs.push(i);
+                }
+            }
+        }
+        Ok(GccToolchain { program, inputs })
+    }
+}
+
+/// What the preprocessor read here, and the directories it searched, as
+/// it named them (joined to the working directory, `..` kept).
+struct Read {
+    files: Vec<PathBuf>,
+    search: Vec<PathBuf>,
+}
+
+/// Runs the preprocessor with `-M -v`: the files the compile reads (from
+/// the dependency list) and its search list (from `-v`).
+fn preprocessor_reads(
+    driver: &Path,
+    c: &CCompile,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    depfile: &Path,
+) -> std::io::Result<Read> {
+    let mut args = c.preprocess_args();
+    let input = args.pop().unwrap_or_default();
+    args.pop(); // -E
+    let out = Command::new(driver)
+        .args(&args)
+        .args(["-M", "-v", "-MF"])
+        .arg(depfile)
+        .arg(input)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()?;
+    let text = std::fs::read(depfile);
+    let _ = std::fs::remove_file(depfile);
+    if !out.status.success() {
+        return Err(std::io::Error::other("the preprocessor failed"));
+    }
+    let text = String::from_utf8_lossy(&text?).replace("$$", "$");
+    let files = depinfo::parse(&text)
+        .files
+        .iter()
+        .map(|f| cwd.join(f))
+        .collect();
+    let mut search = Vec::new();
+    let mut listing = false;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        if line.starts_with("#include ") && line.ends_with("search starts here:") {
+            listing = true;
+        } else if line == "End of search list." {
+            listing = false;
+        } else if listing {
+            if let Some(dir) = line.strip_prefix(' ') {
+                search.push(cwd.join(dir));
+            }
+        }
+    }
+    Ok(Read { files, search })
+}
+
+/// A name `__has_include` asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Probe {
+    name: String,
+    /// `"name"` (also looked for beside the asking file) or `<name>`.
+    quoted: bool,
+}
+
+/// The names a file asks `__has_include` (and `__has_include_next`)
+/// for; an error when one is not written out (a macro).
+pub(super) fn probes(text: &[u8]) -> Result<Vec<Probe>, String> {
+    const NEEDLE: &[u8] = b"__has_include";
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(found) = memchr::memmem::find(&text[at..], NEEDLE) {
+        let mut i = at + found + NEEDLE.len();
+        at = i;
+        if text[i..].starts_with(b"_next") {
+            i += 5;
+        }
+        let skip_space = |mut i: usize| {
+            while text.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
+                i += 1;
+            }
+            i
+        };
+        i = skip_space(i);
+        // `#ifdef __has_include`, `defined(__has_include)`, a comment.
+        if text.get(i) != Some(&b'(') {
+            continue;
+        }
+        i = skip_space(i + 1);
+        let close = match text.get(i) {
+            Some(b'<') => b'>',
+            Some(b'"') => b'"',
+            _ => {
+                let end = (i + 40).min(text.len());
+                return Err(format!(
+                    "__has_include({}",
+                    String::from_utf8_lossy(&text[i..end])
+                ));
+            }
+        };
+        let rest = &text[i + 1..];
+        let Some(end) = rest.iter().position(|b| *b == close || *b == b'\n') else {
+            return Err("__has_include without its end".into());
+        };
+        out.push(Probe {
+            name: String::from_utf8_lossy(&rest[..end]).into_owned(),
+            quoted: close == b'"',
+        });
+    }
+    Ok(out)
+}
+
+/// Every local file a probe of `asker` may find on the worker.
+fn probe_hits(asker: &Path, probe: &Probe, search: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    if probe.name.starts_with('/') {
+        return Err(format!(
+            "__has_include of an absolute path ({})",
+            probe.name
+        ));
+    }
+    let beside = asker.parent().filter(|_| probe.quoted);
+    Ok(beside
+        .into_iter()
+        .chain(search.iter().map(PathBuf::as_path))
+        .map(|d| d.join(&probe.name))
+        .filter(|p| p.is_file())
+        .collect())
+}
+
+/// A file the compiler reads through `path`: read here as the system
+/// resolves it, placed where the worker resolves it. The input root has
+/// no symbolic links, so there `dir/link/../x` is `dir/x`.
+fn input_as_named(path: &Path) -> std::io::Result<Input> {
+    let mut i = input_of(path)?;
+    let placed = clean(Path::new("/"), path);
+    i.path = root_path(&placed).ok_or_else(|| not_utf8(path))?;
+    Ok(i)
+}
+
+/// The action for a gcc miss; `depfile` is the local path of the
+/// dependency file it writes (`None`: [`CHECK_DEPFILE`], not kept).
+pub(super) fn c_action(
+    remote: &RemoteExec,
+    p: &Pending,
+    cp: &CPending,
+    scratch: &Path,
+) -> std::io::Result<ActionSpec> {
+    let c = &cp.compile;
+    let cwd = &p.cwd;
+    let toolchain = remote.gcc_toolchain(&cp.compiler, cwd, &p.env)?;
+    let mut inputs = toolchain.inputs.clone();
+    let read = preprocessor_reads(&cp.compiler, c, cwd, &p.env, scratch)?;
+    for f in &read.files {
+        inputs.push(input_as_named(f)?);
+        let text = std::fs::read(f)?;
+        for probe in probes(&text).map_err(std::io::Error::other)? {
+            for hit in probe_hits(f, &probe, &read.search).map_err(std::io::Error::other)? {
+                inputs.push(input_as_named(&hit)?);
+            }
+        }
+    }
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    inputs.dedup_by(|a, b| a.path == b.path);
+    // The compile's own outputs of an earlier build are not its inputs.
+    let object = clean(cwd, Path::new(&c.output));
+    inputs.retain(|i| i.local != object);
+
+    let args: Vec<&str> = cp
+        .args
+        .iter()
+        .chain(p.extra_args.iter())
+        .map(|a| a.to_str().ok_or_else(|| not_utf8(Path::new(a))))
+        .collect::<std::io::Result<_>>()?;
+    let mut rooted = root_args(&args, &c.input).ok_or_else(|| {
+        std::io::Error::other("an argument names an absolute path that is not mapped")
+    })?;
+    rooted.push(format!("--sysroot={MARK}"));
+    rooted.push(format!("-ffile-prefix-map={MARK}/=/"));
+    let mut outputs = vec![root_path(&object).ok_or_else(|| not_utf8(&object))?];
+    match depfile(p, cp) {
+        Some(d) => outputs.push(root_path(&d).ok_or_else(|| not_utf8(&d))?),
+        None => {
+            rooted.extend([
+                "-MD".into(),
+                "-MF".into(),
+                format!("{MARK}/{CHECK_DEPFILE}"),
+            ]);
+            outputs.push(CHECK_DEPFILE.into());
+        }
+    }
+    outputs.push(ROOT_FILE.into());
+    let program = toolchain
+        .program
+        .to_str()
+        .ok_or_else(|| not_utf8(&toolchain.program))?;
+    let mut arguments = vec![
+        "/bin/sh".to_string(),
+        "-c".into(),
+        SCRIPT.into(),
+        "cachepot-remote".into(),
+        root_one(cwd.to_str().ok_or_else(|| not_utf8(cwd))?),
+        root_one(program),
+    ];
+    arguments.extend(rooted);
+    let env = action_env(p, &[("LD_LIBRARY_PATH", &format!("/{LIB_DIR}"))]);
+    Ok(ActionSpec {
+        arguments,
+        env,
+        inputs,
+        dirs: vec![root_path(cwd).ok_or_else(|| not_utf8(cwd))?],
+        outputs,
+        timeout: ACTION_TIMEOUT,
+    })
+}
+
+/// The local path of the dependency file the compile writes: the cache's
+/// own (direct mode) or the user's; `None` when it asked for none.
+pub(super) fn depfile(p: &Pending, cp: &CPending) -> Option<PathBuf> {
+    cp.own_depfile.clone().or_else(|| {
+        cp.compile
+            .depfile
+            .as_ref()
+            .map(|d| clean(&p.cwd, Path::new(d)))
+    })
+}
+
+/// Shares one toolchain listing per driver.
+pub(super) type GccToolchains = std::collections::HashMap<PathBuf, Arc<GccToolchain>>;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_gcc_reads_get_the_mark_and_text_stays() {
+        let m = MARK;
+        let args = [
+            "-O2",
+            "-I",
+            "/src/inc",
+            "-Iinc",
+            "-isystem/usr/x",
+            "-DDIR=\"/etc\"",
+            "-D",
+            "X=/y",
+            "-MT",
+            "/t/a.o",
+            "-o",
+            "/t/a.o",
+            "-c",
+            "/src/a.c",
+            "-Wl,-rpath=/opt",
+        ];
+        let rooted = root_args(&args, "/src/a.c").unwrap();
+        let expected = [
+            "-O2".to_string(),
+            "-I".into(),
+            format!("{m}/src/inc"),
+            "-Iinc".into(),
+            format!("-isystem{m}/usr/x"),
+            "-DDIR=\"/etc\"".into(),
+            "-D".into(),
+            "X=/y".into(),
+            "-MT".into(),
+            "/t/a.o".into(),
+            "-o".into(),
+            format!("{m}/t/a.o"),
+            "-c".into(),
+            format!("{m}/src/a.c"),
+            "-Wl,-rpath=/opt".into(),
+        ];
+        assert_eq!(rooted, expected);
+        for unmapped in [
+            "-ffile-prefix-map=/a=/b",
+            "--sysroot=/s",
+            "-fplugin=/p.so",
+            "-Wa,--debug-prefix-map,/a=/b",
+        ] {
+            assert!(root_args(&[unmapped, "a.c"], "a.c").is_none(), "{unmapped}");
+        }
+    }
+
+    #[test]
+    fn probes_are_read_and_a_macro_argument_is_refused() {
+        let text = b"#ifdef __has_include\n/* __has_include argument */\n\
+            #if __has_include (\"linux/x.h\") && __has_include_next(<stdint.h>)\n\
+            #define T __has_include(<tbb/tbb.h>)\n#endif\n";
+        assert_eq!(
+            probes(text).unwrap(),
+            [
+                Probe {
+                    name: "linux/x.h".into(),
+                    quoted: true
+                },
+                Probe {
+                    name: "stdint.h".into(),
+                    quoted: false
+                },
+                Probe {
+                    name: "tbb/tbb.h".into(),
+                    quoted: false
+                },
+            ]
+        );
+        assert!(probes(b"#define H(x) __has_include(x)\n").is_err());
+        assert!(probes(b"int x;").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_probe_finds_every_file_of_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in ["a/x.h", "b/x.h", "src/x.h", "src/a.c"] {
+            std::fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        let search = [d.join("a"), d.join("b"), d.join("c")];
+        let quoted = Probe {
+            name: "x.h".into(),
+            quoted: true,
+        };
+        let hits = probe_hits(&d.join("src/a.c"), &quoted, &search).unwrap();
+        assert_eq!(hits, [d.join("src/x.h"), d.join("a/x.h"), d.join("b/x.h")]);
+        let angled = Probe {
+            name: "x.h".into(),
+            quoted: false,
+        };
+        let hits = probe_hits(&d.join("src/a.c"), &angled, &search).unwrap();
+        assert_eq!(hits, [d.join("a/x.h"), d.join("b/x.h")]);
+        let absolute = Probe {
+            name: "/etc/x.h".into(),
+            quoted: false,
+        };
+        assert!(probe_hits(&d.join("src/a.c"), &absolute, &search).is_err());
+    }
+}

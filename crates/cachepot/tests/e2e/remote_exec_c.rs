@@ -1,0 +1,165 @@
+//! gcc compiles on the executing BuildGrid of `scripts/services.sh`. Its
+//! sandboxed workers hide the machine's `/usr/include` and
+//! `/usr/lib/gcc`, so an action compiles only with the toolchain and
+//! headers it brought.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::harness::{count, hits_misses, Env, BIN};
+use crate::remote::{server, unique};
+
+fn executing(env: &mut Env, prefix: &str) {
+    env.extra = vec![
+        (
+            "CACHEPOT_REAPI_ENDPOINT".into(),
+            server("CACHEPOT_TEST_REAPI_EXEC"),
+        ),
+        ("CACHEPOT_REAPI_EXECUTE".into(), "1".into()),
+        ("CACHEPOT_REAPI_KEY_PREFIX".into(), prefix.into()),
+    ];
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `cachepot COMPILER ARGS…`, or the compiler itself with `plain`, in `dir`.
+fn compile(env: &Env, dir: &Path, plain: bool, compiler: &str, args: &[&str]) -> Output {
+    let mut c = if plain {
+        env.command(compiler)
+    } else {
+        let mut c = env.command(BIN);
+        c.arg(compiler);
+        c
+    };
+    c.args(args).current_dir(dir).output().unwrap()
+}
+
+/// A C source with system headers, a header through `-I`, `__FILE__`,
+/// and a `__has_include` of a file it never includes; a C++ source with
+/// the standard library (whose `c++config.h` asks `__has_include` too).
+fn project(dir: &Path) {
+    write(&dir.join("include/value.h"), "#define VALUE 41\n");
+    write(&dir.join("include/probed.h"), "#error never included\n");
+    write(
+        &dir.join("src/main.c"),
+        "#include <stdio.h>\n#include <string.h>\n#include \"value.h\"\n\
+         #if __has_include(\"probed.h\")\n#define PROBED 1\n#else\n#define PROBED 0\n#endif\n\
+         int probed(void) { return PROBED; }\n\
+         int value(const char *s) { printf(\"%s %s\\n\", s, __FILE__); return VALUE + (int)strlen(s); }\n",
+    );
+    write(
+        &dir.join("src/join.cpp"),
+        "#include <string>\n#include <vector>\n#include <iostream>\n\
+         std::string join(const std::vector<std::string>& v) {\n\
+         std::string s; for (auto& x : v) s += x; std::cout << s; return s; }\n",
+    );
+}
+
+#[test]
+fn c_and_cxx_objects_compile_on_the_engine_as_they_would_here() {
+    let mut env = Env::new();
+    executing(&mut env, &unique("exec-c"));
+    let dir = env.root.path().join("proj");
+    project(&dir);
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let src = dir.join("src/main.c");
+    let src = src.to_str().unwrap();
+    let compiles: [(&str, Vec<&str>); 2] = [
+        ("gcc", vec!["-g", "-O1", "-Iinclude", "-c", src]),
+        ("g++", vec!["-g", "-O1", "-fPIC", "-c", "src/join.cpp"]),
+    ];
+    for (i, (compiler, args)) in compiles.iter().enumerate() {
+        let mut plain = args.clone();
+        plain.extend(["-o", "out/plain.o"]);
+        let out = compile(&env, &dir, true, compiler, &plain);
+        assert!(out.status.success(), "{out:?}");
+        let mut cached = args.clone();
+        cached.extend(["-o", "out/remote.o"]);
+        let out = compile(&env, &dir, false, compiler, &cached);
+        assert!(out.status.success(), "{out:?}");
+        let s = env.stats();
+        assert_eq!(count(&s, "remote_executions"), i as u64 + 1, "{s}");
+        assert_eq!(count(&s, "remote_execution_failures"), 0, "{s}");
+        assert!(
+            std::fs::read(dir.join("out/plain.o")).unwrap()
+                == std::fs::read(dir.join("out/remote.o")).unwrap(),
+            "{compiler}: the engine's object differs from the local one"
+        );
+    }
+    // The byte-identical C object also shows that the worker's
+    // `__has_include` found the header this machine has (PROBED is 1).
+    // Another object path is a hit from the store.
+    let mut again = compiles[0].1.clone();
+    again.extend(["-o", "out/again.o"]);
+    let out = compile(&env, &dir, false, "gcc", &again);
+    assert!(out.status.success(), "{out:?}");
+    let s = env.stats();
+    assert_eq!(count(&s, "remote_executions"), 2, "{s}");
+    assert_eq!(hits_misses(&s), (1, 2), "{s}");
+}
+
+#[test]
+fn a_c_compile_error_on_the_engine_is_gccs_own_and_clang_stays_here() {
+    let mut env = Env::new();
+    executing(&mut env, &unique("exec-c-error"));
+    let dir = env.root.path().join("proj");
+    write(
+        &dir.join("src/bad.c"),
+        "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", missing); }\n",
+    );
+    let args = ["-c", "src/bad.c", "-o", "bad.o"];
+    let plain = compile(&env, &dir, true, "gcc", &args);
+    let remote = compile(&env, &dir, false, "gcc", &args);
+    assert_eq!(plain.status.code(), Some(1));
+    assert_eq!(remote.status.code(), plain.status.code());
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("missing"));
+    assert_eq!(
+        String::from_utf8_lossy(&remote.stderr),
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let s = env.stats();
+    assert_eq!(count(&s, "remote_executions"), 1, "{s}");
+    assert_eq!(count(&s, "remote_execution_failures"), 0, "{s}");
+    // clang compiles here, counted under its reason.
+    write(&dir.join("src/ok.c"), "int ok(void) { return 1; }\n");
+    let out = compile(
+        &env,
+        &dir,
+        false,
+        "clang",
+        &["-c", "src/ok.c", "-o", "ok.o"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let s = env.stats();
+    assert_eq!(
+        s["remote_execution"]["kept_local"]["C compiler is not gcc"].as_u64(),
+        Some(1),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_cc_crate_compiles_on_the_engine() {
+    let mut env = Env::new();
+    executing(&mut env, &unique("exec-cc"));
+    let co = env.checkout_cc("cc");
+    env.build(&co, &[]);
+    let out = std::process::Command::new(co.target.join("debug/cnative"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
+    let s = env.stats();
+    // The C object and the cc crate's libraries ran there; the build
+    // script and the binary are linked.
+    let rust = s["languages"]["rust"]["misses"].as_u64().unwrap();
+    let linked = s["remote_execution"]["kept_local"]["linked crate"].as_u64();
+    assert_eq!(linked, Some(2), "{s}");
+    assert_eq!(count(&s, "remote_executions"), rust - 2 + 1, "{s}");
+    assert_eq!(count(&s, "remote_execution_failures"), 0, "{s}");
+    assert_eq!(s["languages"]["c"]["misses"], 1, "{s}");
+}
