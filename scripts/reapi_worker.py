@@ -267,13 +267,14 @@ class BlobCache:
 # It is no security boundary: the command still runs as root and sees the
 # machine's /proc and /sys; it only keeps honest commands honest.
 SANDBOX_PREAMBLE = r"""
-import ctypes, os, sys
+import ctypes, glob, os, sys
 import warnings  # os.execvpe imports it, and after chroot the stdlib is gone
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 # The system directories shown (whichever exist), and whether read-only.
 SYSTEM = [("/usr", 1), ("/bin", 1), ("/sbin", 1), ("/lib", 1), ("/lib32", 1), ("/lib64", 1),
           ("/libx32", 1), ("/etc", 1), ("/dev", 0), ("/proc", 0), ("/sys", 0)]
-HIDDEN = ["/usr/include", "/usr/lib/gcc", "/usr/libexec/gcc", "/usr/local/include"]
+HIDDEN = ["/usr/include", "/usr/lib/gcc", "/usr/libexec/gcc", "/usr/local/include"] + \
+    [d + "/lib/clang" for d in sorted(glob.glob("/usr/lib/llvm-*"))]
 report = int(sys.argv[1])
 os.set_inheritable(report, False)
 try:

@@ -50,6 +50,7 @@ pub(super) struct CPending {
     /// The compiler as found in `PATH`, and the arguments as the wrapper
     /// got them (a remote action's command).
     pub(super) compiler: PathBuf,
+    pub(super) family: cachepot_compiler::c::Family,
     pub(super) args: Vec<OsString>,
 }
 
@@ -280,6 +281,7 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
             own_depfile,
             remote,
             compiler,
+            family: toolchain.family,
         })),
         cwd: c.cwd.clone(),
         env: c.env.clone(),

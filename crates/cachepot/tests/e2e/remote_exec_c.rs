@@ -1,6 +1,6 @@
-//! gcc compiles on the executing BuildGrid of `scripts/services.sh`. Its
-//! sandboxed workers hide the machine's `/usr/include` and
-//! `/usr/lib/gcc`, so an action compiles only with the toolchain and
+//! gcc and clang compiles on the executing BuildGrid of `scripts/services.sh`. Its
+//! sandboxed workers hide the machine's `/usr/include`, `/usr/lib/gcc`
+//! and clang's headers, so an action compiles only with the toolchain and
 //! headers it brought.
 
 #![allow(clippy::unwrap_used)]
@@ -69,9 +69,13 @@ fn c_and_cxx_objects_compile_on_the_engine_as_they_would_here() {
     std::fs::create_dir_all(dir.join("out")).unwrap();
     let src = dir.join("src/main.c");
     let src = src.to_str().unwrap();
-    let compiles: [(&str, Vec<&str>); 2] = [
-        ("gcc", vec!["-g", "-O1", "-Iinclude", "-c", src]),
-        ("g++", vec!["-g", "-O1", "-fPIC", "-c", "src/join.cpp"]),
+    let c = vec!["-g", "-O1", "-Iinclude", "-c", src];
+    let cxx = vec!["-g", "-O1", "-fPIC", "-c", "src/join.cpp"];
+    let compiles = [
+        ("gcc", c.clone()),
+        ("g++", cxx.clone()),
+        ("clang", c),
+        ("clang++", cxx),
     ];
     for (i, (compiler, args)) in compiles.iter().enumerate() {
         let mut plain = args.clone();
@@ -91,7 +95,7 @@ fn c_and_cxx_objects_compile_on_the_engine_as_they_would_here() {
             "{compiler}: the engine's object differs from the local one"
         );
     }
-    // The byte-identical C object also shows that the worker's
+    // The byte-identical C objects also show that the worker's
     // `__has_include` found the header this machine has (PROBED is 1).
     // Another object path is a hit from the store.
     let mut again = compiles[0].1.clone();
@@ -99,12 +103,12 @@ fn c_and_cxx_objects_compile_on_the_engine_as_they_would_here() {
     let out = compile(&env, &dir, false, "gcc", &again);
     assert!(out.status.success(), "{out:?}");
     let s = env.stats();
-    assert_eq!(count(&s, "remote_executions"), 2, "{s}");
-    assert_eq!(hits_misses(&s), (1, 2), "{s}");
+    assert_eq!(count(&s, "remote_executions"), 4, "{s}");
+    assert_eq!(hits_misses(&s), (1, 4), "{s}");
 }
 
 #[test]
-fn a_c_compile_error_on_the_engine_is_gccs_own_and_clang_stays_here() {
+fn a_c_compile_error_on_the_engine_is_gccs_own_and_coverage_stays_here() {
     let mut env = Env::new();
     executing(&mut env, &unique("exec-c-error"));
     let dir = env.root.path().join("proj");
@@ -125,19 +129,16 @@ fn a_c_compile_error_on_the_engine_is_gccs_own_and_clang_stays_here() {
     let s = env.stats();
     assert_eq!(count(&s, "remote_executions"), 1, "{s}");
     assert_eq!(count(&s, "remote_execution_failures"), 0, "{s}");
-    // clang compiles here, counted under its reason.
+    // Coverage notes name the object's path: compiled here, counted
+    // under its reason.
     write(&dir.join("src/ok.c"), "int ok(void) { return 1; }\n");
-    let out = compile(
-        &env,
-        &dir,
-        false,
-        "clang",
-        &["-c", "src/ok.c", "-o", "ok.o"],
-    );
+    let args = ["--coverage", "-c", "src/ok.c", "-o", "ok.o"];
+    let out = compile(&env, &dir, false, "gcc", &args);
     assert!(out.status.success(), "{out:?}");
     let s = env.stats();
+    let kept = &s["remote_execution"]["kept_local"];
     assert_eq!(
-        s["remote_execution"]["kept_local"]["C compiler is not gcc"].as_u64(),
+        kept["coverage, profiling or split DWARF"].as_u64(),
         Some(1),
         "{s}"
     );

@@ -1,39 +1,35 @@
-//! The action of a gcc miss (C and C++ objects).
+//! The action of a gcc or clang miss (C and C++ objects).
 //!
 //! | input | what goes up |
 //! |---|---|
-//! | compiler | the driver, at the path it was run by when that lies beside its real file (its name picks gcc's or g++'s messages), else at its real path; `cc1` and `cc1plus` where the driver finds them; the assembler beside them (the driver looks there before `PATH`); `specs` when there is one |
-//! | shared libraries | the ones `ldd` lists for those programs, but glibc's (the worker's own), in `.cachepot-lib`, named by `LD_LIBRARY_PATH` |
-//! | sources | every file the preprocessor read here (`-M`, run once per miss) |
+//! | compiler | see `c_toolchain.rs`: the driver and its programs, their shared libraries but glibc's |
+//! | sources | every file the preprocessor read here (`-M -v`, run once per miss) |
 //! | what `__has_include` asks | every file of each name asked, in every directory of the search list and beside the file that asks: a file that exists here but was not read still answers "yes" there |
-//! | arguments | as given, with the worker's root in front of the source, `-o`, `-I`, `-isystem`, `-iquote`, `-idirafter`, `-include`, `-imacros`, `-MF` and `-L` paths; then `--sysroot=$r` (system headers from the input root, never the worker's) and `-ffile-prefix-map=$r/=/`; a dependency file is always asked for |
+//! | clang's GCC installation | its `crtbegin.o`, by which clang recognises it (it gives the C++ standard library's headers) |
+//! | arguments | as given, with the worker's root in front of the source, `-o`, `-I`, `-isystem`, `-iquote`, `-idirafter`, `-include`, `-imacros`, `-MF` and `-L` paths; then `--sysroot=$r` (system headers from the input root, never the worker's), `-ffile-prefix-map=$r/=/`, and for clang `-resource-dir` and `--gcc-toolchain` as found here, rooted; a dependency file is always asked for |
 //! | environment | the compile's, without the wrapper's, the jobserver's and the session's variables; `PATH=/usr/bin:/bin`; `LD_LIBRARY_PATH` rooted |
 //! | outputs | the object, and the dependency file (the user's or the cache's) |
 //!
-//! gcc records neither `--sysroot` nor a prefix map in the debug
-//! information, so the object is the bytes a local compile writes (the
-//! e2e tests compare them). Clang compiles here: it finds its resource
-//! directory through its binary's real path, which needs symbolic links
-//! in the input root.
+//! Neither compiler records `--sysroot`, a prefix map, clang's resource
+//! directory or GCC installation in the object, so the object is the bytes
+//! a local compile writes (the e2e tests compare them). Paths are spelled
+//! on the worker as here (`/usr/bin/../lib/gcc/…` stays so), since debug
+//! information names headers as the compiler spelled them.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use cachepot_compiler::c::{CCompile, Family, Language};
 use cachepot_compiler::depinfo;
 use cachepot_compiler::key::env_value;
 use cachepot_dist::{ActionSpec, Input};
 
-use super::action::{action_env, clean, input_of, not_utf8, root_path, MARK, ROOT_FILE, SCRIPT};
+use super::action::{action_env, clean, not_utf8, root_path, MARK, ROOT_FILE, SCRIPT};
+use super::c_toolchain::LIB_DIR;
 use super::{KeptLocal, RemoteExec, ACTION_TIMEOUT};
 use crate::cache::c::CPending;
 use crate::cache::Pending;
-use crate::memo::resolve_program;
-
-/// Where the toolchain's shared libraries go in the input root.
-const LIB_DIR: &str = ".cachepot-lib";
 
 /// The dependency file of a compile that asked for none and is keyed by
 /// its preprocessed text: read for the checks, not kept.
@@ -49,22 +45,6 @@ const PATH_VARIABLES: &[&str] = &[
     "OBJCPLUS_INCLUDE_PATH",
     "GCC_EXEC_PREFIX",
     "COMPILER_PATH",
-];
-
-/// glibc's libraries: the worker's own are used, as for `sh`.
-const GLIBC: &[&str] = &[
-    "libc.so",
-    "libm.so",
-    "libmvec.so",
-    "ld-linux",
-    "libpthread.so",
-    "libdl.so",
-    "librt.so",
-    "libutil.so",
-    "libresolv.so",
-    "libanl.so",
-    "libnsl.so",
-    "libthread_db.so",
 ];
 
 /// Options whose value names a file or directory: rooted when absolute.
@@ -86,16 +66,14 @@ const ATTACHED: &[&str] = &["-isystem", "-iquote", "-idirafter", "-I", "-MF", "-
 /// the dependency file's target name.
 const TEXT_OPTIONS: &[&str] = &["-D", "-U", "-MT", "-MQ"];
 
-/// Whether a parsed gcc compile may run on the engine.
+/// Whether a parsed gcc or clang compile may run on the engine.
 pub(in crate::cache) fn kept_local(
     c: &CCompile,
     family: Family,
     args: &[OsString],
     env: &[(OsString, OsString)],
 ) -> Option<KeptLocal> {
-    let reason = if family != Family::Gcc {
-        KeptLocal::NotGcc
-    } else if !matches!(c.language, Language::C | Language::Cxx) {
+    let reason = if !matches!(c.language, Language::C | Language::Cxx) {
         KeptLocal::NotCOrCxx
     } else if !c.native_args.is_empty() {
         KeptLocal::NativeCpu
@@ -103,6 +81,12 @@ pub(in crate::cache) fn kept_local(
         KeptLocal::SideFiles
     } else if args.iter().any(|a| a.to_str().is_none()) {
         KeptLocal::NotUtf8
+    } else if family == Family::Clang
+        && args
+            .iter()
+            .any(|a| a == "-fno-integrated-as" || a == "-no-integrated-as")
+    {
+        KeptLocal::ExternalAssembler
     } else if !c.debug_prefix_maps.is_empty()
         || c.compilation_dir_set
         || PATH_VARIABLES
@@ -166,125 +150,13 @@ pub(super) fn root_args(args: &[&str], input: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// A gcc toolchain's files, and the path the action runs the driver by.
-pub(super) struct GccToolchain {
-    program: PathBuf,
-    inputs: Vec<Input>,
-}
-
-/// Runs `driver ARG` and returns its first line of output.
-fn ask(
-    driver: &Path,
-    arg: &str,
-    cwd: &Path,
-    env: &[(OsString, OsString)],
-) -> std::io::Result<String> {
-    let out = Command::new(driver)
-        .arg(arg)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .output()?;
-    if !out.status.success() {
-        return Err(std::io::Error::other(format!(
-            "{} {arg} failed",
-            driver.display()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// The shared libraries `ldd` lists for `binary`, but glibc's.
-fn libraries(binary: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(binary)
-        .stdin(Stdio::null())
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once(" => ").map(|(_, r)| r))
-        .filter_map(|r| r.split(" (").next())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            !GLIBC.iter().any(|g| name.starts_with(g))
-        })
-        .collect())
-}
-
-impl GccToolchain {
-    /// Lists the files of the gcc that `driver` (as found in `PATH`) runs.
-    pub(super) fn find(
-        driver: &Path,
-        cwd: &Path,
-        env: &[(OsString, OsString)],
-    ) -> std::io::Result<GccToolchain> {
-        let real = std::fs::canonicalize(driver)?;
-        // gcc finds its programs relative to its real directory: the name
-        // it was run by is kept only where that directory is the same.
-        let program = if driver.parent() == real.parent() {
-            driver.to_path_buf()
-        } else {
-            real.clone()
-        };
-        let at = |path: &Path, local: &Path| -> std::io::Result<Input> {
-            let mut i = input_of(local)?;
-            i.path = root_path(path).ok_or_else(|| not_utf8(path))?;
-            Ok(i)
-        };
-        let mut inputs = vec![at(&program, &real)?];
-        let mut programs = vec![real];
-        let mut libexec = None;
-        for name in ["cc1", "cc1plus"] {
-            let p = PathBuf::from(ask(driver, &format!("-print-prog-name={name}"), cwd, env)?);
-            if p.is_absolute() && p.is_file() {
-                libexec = p.parent().map(Path::to_path_buf);
-                inputs.push(input_of(&p)?);
-                programs.push(p);
-            }
-        }
-        let libexec = libexec.ok_or_else(|| std::io::Error::other("the driver names no cc1"))?;
-        let assembler = ask(driver, "-print-prog-name=as", cwd, env)?;
-        let assembler = if Path::new(&assembler).is_absolute() {
-            PathBuf::from(assembler)
-        } else {
-            resolve_program(Path::new(&assembler), cwd, env_value(env, "PATH").as_ref())
-                .ok_or_else(|| std::io::Error::other("no assembler in PATH"))?
-        };
-        let assembler = std::fs::canonicalize(assembler)?;
-        inputs.push(at(&libexec.join("as"), &assembler)?);
-        programs.push(assembler);
-        let specs = PathBuf::from(ask(driver, "-print-file-name=specs", cwd, env)?);
-        if specs.is_absolute() && specs.is_file() {
-            inputs.push(input_of(&specs)?);
-        }
-        for p in &programs {
-            for lib in libraries(p)? {
-                let name = lib.file_name().map(|n| n.to_string_lossy().into_owned());
-                let Some(name) = name else { continue };
-                let path = format!("{LIB_DIR}/{name}");
-                if !inputs.iter().any(|i| i.path == path) {
-                    let mut i = input_of(&lib)?;
-                    i.path = path;
-                    inputs.push(i);
-                }
-            }
-        }
-        Ok(GccToolchain { program, inputs })
-    }
-}
-
 /// What the preprocessor read here, and the directories it searched, as
 /// it named them (joined to the working directory, `..` kept).
 struct Read {
     files: Vec<PathBuf>,
     search: Vec<PathBuf>,
+    /// clang's GCC installation (`Selected GCC installation:`).
+    gcc_installation: Option<PathBuf>,
 }
 
 /// Runs the preprocessor with `-M -v`: the files the compile reads (from
@@ -322,9 +194,12 @@ fn preprocessor_reads(
         .map(|f| cwd.join(f))
         .collect();
     let mut search = Vec::new();
+    let mut gcc_installation = None;
     let mut listing = false;
     for line in String::from_utf8_lossy(&out.stderr).lines() {
-        if line.starts_with("#include ") && line.ends_with("search starts here:") {
+        if let Some(dir) = line.strip_prefix("Selected GCC installation: ") {
+            gcc_installation = Some(PathBuf::from(dir));
+        } else if line.starts_with("#include ") && line.ends_with("search starts here:") {
             listing = true;
         } else if line == "End of search list." {
             listing = false;
@@ -334,7 +209,11 @@ fn preprocessor_reads(
             }
         }
     }
-    Ok(Read { files, search })
+    Ok(Read {
+        files,
+        search,
+        gcc_installation,
+    })
 }
 
 /// A name `__has_include` asks for.
@@ -413,14 +292,43 @@ fn probe_hits(asker: &Path, probe: &Probe, search: &[PathBuf]) -> Result<Vec<Pat
 /// resolves it, placed where the worker resolves it. The input root has
 /// no symbolic links, so there `dir/link/../x` is `dir/x`.
 fn input_as_named(path: &Path) -> std::io::Result<Input> {
-    let mut i = input_of(path)?;
+    use std::os::unix::fs::PermissionsExt;
     let placed = clean(Path::new("/"), path);
-    i.path = root_path(&placed).ok_or_else(|| not_utf8(path))?;
-    Ok(i)
+    let meta = std::fs::metadata(path)?;
+    Ok(Input {
+        path: root_path(&placed).ok_or_else(|| not_utf8(path))?,
+        local: path.to_path_buf(),
+        executable: meta.permissions().mode() & 0o111 != 0,
+    })
 }
 
-/// The action for a gcc miss; `depfile` is the local path of the
-/// dependency file it writes (`None`: [`CHECK_DEPFILE`], not kept).
+/// The directories a path spelled with `..` goes through (`/a/b/../c`:
+/// `a/b`): they must exist in the input root for the worker to walk it.
+fn dirs_before_dotdot(path: &Path, out: &mut Vec<String>) {
+    let mut walked = PathBuf::new();
+    for c in path.components() {
+        if c == Component::ParentDir {
+            if let Some(d) = root_path(&clean(Path::new("/"), &walked)).filter(|d| !d.is_empty()) {
+                out.push(d);
+            }
+        }
+        walked.push(c);
+    }
+}
+
+/// `path` without its last `n` components, as spelled.
+fn up(path: &Path, n: usize) -> Option<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..n {
+        if !p.pop() {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+/// The action for a gcc or clang miss; `scratch` is a private path for
+/// the local `-M` run's dependency list.
 pub(super) fn c_action(
     remote: &RemoteExec,
     p: &Pending,
@@ -429,20 +337,42 @@ pub(super) fn c_action(
 ) -> std::io::Result<ActionSpec> {
     let c = &cp.compile;
     let cwd = &p.cwd;
-    let toolchain = remote.gcc_toolchain(&cp.compiler, cwd, &p.env)?;
+    let toolchain = remote.c_compiler(cp.family, &cp.compiler, cwd, &p.env)?;
     let mut inputs = toolchain.inputs.clone();
     let read = preprocessor_reads(&cp.compiler, c, cwd, &p.env, scratch)?;
+    let mut dirs = vec![root_path(cwd).ok_or_else(|| not_utf8(cwd))?];
+    dirs_before_dotdot(&toolchain.program, &mut dirs);
     for f in &read.files {
         inputs.push(input_as_named(f)?);
+        dirs_before_dotdot(f, &mut dirs);
         let text = std::fs::read(f)?;
         for probe in probes(&text).map_err(std::io::Error::other)? {
             for hit in probe_hits(f, &probe, &read.search).map_err(std::io::Error::other)? {
                 inputs.push(input_as_named(&hit)?);
+                dirs_before_dotdot(&hit, &mut dirs);
             }
         }
     }
+    // clang: its GCC installation, found by `crtbegin.o` in
+    // `<prefix>/lib/gcc/<triple>/<version>`, and named by its prefix.
+    let mut extra = Vec::new();
+    if let Some(dir) = &toolchain.resource_dir {
+        extra.push(format!("-resource-dir={MARK}{}", dir.display()));
+    }
+    if let (Family::Clang, Some(gcc)) = (cp.family, &read.gcc_installation) {
+        let prefix = up(gcc, 4).filter(|p| p.is_absolute());
+        let prefix = prefix.ok_or_else(|| std::io::Error::other("GCC installation unknown"))?;
+        let crt = gcc.join("crtbegin.o");
+        if crt.is_file() {
+            inputs.push(input_as_named(&crt)?);
+        }
+        dirs_before_dotdot(&gcc.join("x"), &mut dirs);
+        extra.push(format!("--gcc-toolchain={MARK}{}", prefix.display()));
+    }
     inputs.sort_by(|a, b| a.path.cmp(&b.path));
     inputs.dedup_by(|a, b| a.path == b.path);
+    dirs.sort();
+    dirs.dedup();
     // The compile's own outputs of an earlier build are not its inputs.
     let object = clean(cwd, Path::new(&c.output));
     inputs.retain(|i| i.local != object);
@@ -458,6 +388,7 @@ pub(super) fn c_action(
     })?;
     rooted.push(format!("--sysroot={MARK}"));
     rooted.push(format!("-ffile-prefix-map={MARK}/=/"));
+    rooted.extend(extra);
     let mut outputs = vec![root_path(&object).ok_or_else(|| not_utf8(&object))?];
     match depfile(p, cp) {
         Some(d) => outputs.push(root_path(&d).ok_or_else(|| not_utf8(&d))?),
@@ -489,7 +420,7 @@ pub(super) fn c_action(
         arguments,
         env,
         inputs,
-        dirs: vec![root_path(cwd).ok_or_else(|| not_utf8(cwd))?],
+        dirs,
         outputs,
         timeout: ACTION_TIMEOUT,
     })
@@ -505,9 +436,6 @@ pub(super) fn depfile(p: &Pending, cp: &CPending) -> Option<PathBuf> {
             .map(|d| clean(&p.cwd, Path::new(d)))
     })
 }
-
-/// Shares one toolchain listing per driver.
-pub(super) type GccToolchains = std::collections::HashMap<PathBuf, Arc<GccToolchain>>;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -26,6 +26,7 @@
 
 mod action;
 mod c;
+mod c_toolchain;
 mod finish;
 
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ use super::Pending;
 use crate::Shared;
 use action::{input_of, root_args, root_path, rust_action, walk, Budget};
 pub(in crate::cache) use c::kept_local as kept_local_c;
-use c::{GccToolchain, GccToolchains};
+use c_toolchain::{CompilerFiles, CompilerFilesByDriver};
 use finish::{finish, Wanted};
 
 /// Added to every compile that may run remotely: a mapping of every
@@ -68,6 +69,7 @@ const MISSING_INPUT: &[&str] = &[
     "E0786",
     "could not find native static library",
     "No such file or directory",
+    "file not found",
 ];
 
 /// Why a compile runs here although remote execution is on (statistics
@@ -98,9 +100,9 @@ pub(super) enum KeptLocal {
     NotUtf8,
     /// A hit compiled again under `CACHEPOT_VERIFY`.
     Verify,
-    /// A C compiler other than gcc (clang needs symbolic links in the
-    /// input root, not built yet).
-    NotGcc,
+    /// clang with `-fno-integrated-as`: the assembler would come from
+    /// the worker's `PATH`.
+    ExternalAssembler,
     /// Assembler, Objective-C.
     NotCOrCxx,
     /// Coverage notes, profiling, split DWARF, profiles read: files
@@ -127,7 +129,7 @@ impl KeptLocal {
             KeptLocal::CompilerWrapper => "compiler is not the toolchain's rustc",
             KeptLocal::NotUtf8 => "non-UTF-8 argument or path",
             KeptLocal::Verify => "verify",
-            KeptLocal::NotGcc => "C compiler is not gcc",
+            KeptLocal::ExternalAssembler => "external assembler",
             KeptLocal::NotCOrCxx => "not C or C++",
             KeptLocal::SideFiles => "coverage, profiling or split DWARF",
         }
@@ -258,8 +260,8 @@ pub struct RemoteExec {
     /// Package directories over the budget (see `action::Budget`): their
     /// compiles run here without walking them again.
     too_large: Mutex<std::collections::HashSet<PathBuf>>,
-    /// Each gcc driver's files.
-    gcc: Mutex<GccToolchains>,
+    /// Each C driver's files.
+    c_compilers: Mutex<CompilerFilesByDriver>,
 }
 
 /// A toolchain's sysroot and the target whose standard library is used.
@@ -271,7 +273,7 @@ impl RemoteExec {
             executor,
             toolchains: Mutex::default(),
             too_large: Mutex::default(),
-            gcc: Mutex::default(),
+            c_compilers: Mutex::default(),
         }
     }
 
@@ -289,22 +291,24 @@ impl RemoteExec {
         if let Ok(mut m) = self.toolchains.lock() {
             m.clear();
         }
-        if let Ok(mut m) = self.gcc.lock() {
+        if let Ok(mut m) = self.c_compilers.lock() {
             m.clear();
         }
     }
 
-    fn gcc_toolchain(
+    fn c_compiler(
         &self,
+        family: cachepot_compiler::c::Family,
         driver: &Path,
         cwd: &Path,
         env: &[(OsString, OsString)],
-    ) -> std::io::Result<Arc<GccToolchain>> {
-        if let Some(t) = self.gcc.lock().ok().and_then(|m| m.get(driver).cloned()) {
+    ) -> std::io::Result<Arc<CompilerFiles>> {
+        let known = self.c_compilers.lock().ok();
+        if let Some(t) = known.and_then(|m| m.get(driver).cloned()) {
             return Ok(t);
         }
-        let t = Arc::new(GccToolchain::find(driver, cwd, env)?);
-        if let Ok(mut m) = self.gcc.lock() {
+        let t = Arc::new(CompilerFiles::find(family, driver, cwd, env)?);
+        if let Ok(mut m) = self.c_compilers.lock() {
             m.insert(driver.to_path_buf(), t.clone());
         }
         Ok(t)
