@@ -492,6 +492,26 @@ mod tests {
     }
 
     #[test]
+    fn paths_spelled_with_dotdot_keep_their_directories() {
+        let mut dirs = Vec::new();
+        let header = Path::new("/usr/bin/../lib/gcc/x/12/../../../../include/c++/12/vector");
+        dirs_before_dotdot(header, &mut dirs);
+        assert_eq!(
+            dirs,
+            [
+                "usr/bin",
+                "usr/lib/gcc/x/12",
+                "usr/lib/gcc/x",
+                "usr/lib/gcc",
+                "usr/lib"
+            ]
+        );
+        let installation = Path::new("/usr/bin/../lib/gcc/x86_64-linux-gnu/12");
+        assert_eq!(up(installation, 4).unwrap(), Path::new("/usr/bin/.."));
+        assert!(up(Path::new("/a"), 4).is_none());
+    }
+
+    #[test]
     fn probes_are_read_and_a_macro_argument_is_refused() {
         let text = b"#ifdef __has_include\n/* __has_include argument */\n\
             #if __has_include (\"linux/x.h\") && __has_include_next(<stdint.h>)\n\
