@@ -221,7 +221,12 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
     let mode = if direct {
         Mode::Direct { key_a }
     } else {
-        let (text, inputs) = match preprocess(&compiler, &compile, c) {
+        // With remote execution on, cargo runs many compiles at once:
+        // the preprocessor waits for a core (see `slots`).
+        let slot = shared.local_slots.as_ref().map(|s| s.take());
+        let preprocessed = preprocess(&compiler, &compile, c);
+        drop(slot);
+        let (text, inputs) = match preprocessed {
             Ok(t) => t,
             Err(e) => return uncacheable(Some(lang), "preprocessor failed", e.to_string()),
         };

@@ -418,7 +418,12 @@ pub(super) fn run_c(
         },
     });
     let scratch = super::private_temp(shared, "d");
-    let spec = c::c_action(remote, p, cp, &scratch);
+    let spec = {
+        // The local `-M` run preprocesses as a compile would: it waits for
+        // a core like one (see `slots`).
+        let _slot = shared.local_slots.as_ref().map(|s| s.take());
+        c::c_action(remote, p, cp, &scratch)
+    };
     run(shared, p, spec, wanted, alive)
 }
 
