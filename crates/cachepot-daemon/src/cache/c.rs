@@ -269,7 +269,7 @@ pub(super) fn lookup(shared: &Arc<Shared>, c: &Compile) -> Lookup {
         inputs: a_inputs,
     };
     let remote = shared.remote.as_ref().map(|_| {
-        match kept_local_c(&compile, toolchain.family, &c.args, &c.env) {
+        match kept_local_c(&compile, toolchain.family, &c.args, &c.cwd, &c.env) {
             Some(why) => Err(why),
             None => Ok(()),
         }

@@ -29,6 +29,17 @@ fn write(path: &Path, text: &str) {
 
 /// `cachepot COMPILER ARGS…`, or the compiler itself with `plain`, in `dir`.
 fn compile(env: &Env, dir: &Path, plain: bool, compiler: &str, args: &[&str]) -> Output {
+    compile_with(env, dir, plain, compiler, args, &[])
+}
+
+fn compile_with(
+    env: &Env,
+    dir: &Path,
+    plain: bool,
+    compiler: &str,
+    args: &[&str],
+    vars: &[(&str, &Path)],
+) -> Output {
     let mut c = if plain {
         env.command(compiler)
     } else {
@@ -36,7 +47,27 @@ fn compile(env: &Env, dir: &Path, plain: bool, compiler: &str, args: &[&str]) ->
         c.arg(compiler);
         c
     };
+    for (k, v) in vars {
+        c.env(k, v);
+    }
     c.args(args).current_dir(dir).output().unwrap()
+}
+
+/// Compiles `source` in `dir` plainly and through cachepot (with `vars`),
+/// and asserts both objects are the same bytes.
+fn same_object(env: &Env, dir: &Path, args: &[&str], vars: &[(&str, &Path)]) {
+    let mut plain = args.to_vec();
+    plain.extend(["-o", "plain.o"]);
+    let out = compile_with(env, dir, true, "gcc", &plain, vars);
+    assert!(out.status.success(), "{out:?}");
+    let mut cached = args.to_vec();
+    cached.extend(["-o", "cached.o"]);
+    let out = compile_with(env, dir, false, "gcc", &cached, vars);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::read(dir.join("plain.o")).unwrap() == std::fs::read(dir.join("cached.o")).unwrap(),
+        "{args:?}: objects differ"
+    );
 }
 
 /// A C source with system headers, a header through `-I`, `__FILE__`,
@@ -108,7 +139,7 @@ fn c_and_cxx_objects_compile_on_the_engine_as_they_would_here() {
 }
 
 #[test]
-fn a_c_compile_error_on_the_engine_is_gccs_own_and_coverage_stays_here() {
+fn a_c_compile_error_is_this_machines_and_coverage_stays_here() {
     let mut env = Env::new();
     executing(&mut env, &unique("exec-c-error"));
     let dir = env.root.path().join("proj");
@@ -127,8 +158,15 @@ fn a_c_compile_error_on_the_engine_is_gccs_own_and_coverage_stays_here() {
         String::from_utf8_lossy(&plain.stderr)
     );
     let s = env.stats();
-    assert_eq!(count(&s, "remote_executions"), 1, "{s}");
-    assert_eq!(count(&s, "remote_execution_failures"), 0, "{s}");
+    // gcc runs several programs, and a failure of the worker's own (its
+    // assembler, its disk) would look the same: the error is this
+    // machine's.
+    assert_eq!(count(&s, "remote_execution_failures"), 1, "{s}");
+    assert_eq!(
+        s["remote_execution"]["failure_reasons"]["C compile error, compiled here"].as_u64(),
+        Some(1),
+        "{s}"
+    );
     // Coverage notes name the object's path: compiled here, counted
     // under its reason.
     write(&dir.join("src/ok.c"), "int ok(void) { return 1; }\n");
@@ -163,4 +201,64 @@ fn the_cc_crate_compiles_on_the_engine() {
     assert_eq!(count(&s, "remote_executions"), rust - 2 + 1, "{s}");
     assert_eq!(count(&s, "remote_execution_failures"), 0, "{s}");
     assert_eq!(s["languages"]["c"]["misses"], 1, "{s}");
+}
+
+#[test]
+fn what_the_worker_cannot_match_compiles_here_and_right() {
+    let mut env = Env::new();
+    executing(&mut env, &unique("exec-c-here"));
+    let dir = env.root.path().join("proj");
+    // `inc/sub` is a link: `inc/sub/../config.h` is `other/config.h`, not
+    // `inc/config.h`, which is read too.
+    write(&dir.join("inc/config.h"), "#define A 1\n");
+    write(&dir.join("other/include/x.h"), "");
+    write(&dir.join("other/config.h"), "#define B 2\n");
+    std::os::unix::fs::symlink(dir.join("other/include"), dir.join("inc/sub")).unwrap();
+    write(
+        &dir.join("link.c"),
+        "#include \"inc/config.h\"\n#include \"inc/sub/../config.h\"\nint ab = A + B;\n",
+    );
+    // `__has_include` as a macro's value: what it asks is unknown.
+    write(&dir.join("probe.h"), "");
+    write(
+        &dir.join("alias.c"),
+        "#define HAS __has_include\n#if HAS(\"probe.h\")\nint p = 1;\n#else\nint p = 0;\n#endif\n",
+    );
+    // `__TIMESTAMP__` is the file's time, which the worker's copy lacks.
+    write(&dir.join("stamp.c"), "const char *t = __TIMESTAMP__;\n");
+    for source in ["link.c", "alias.c", "stamp.c"] {
+        same_object(&env, &dir, &["-c", source], &[]);
+    }
+    let s = env.stats();
+    assert_eq!(count(&s, "remote_executions"), 0, "{s}");
+    assert_eq!(
+        s["remote_execution"]["failure_reasons"]["reads what the worker cannot match"].as_u64(),
+        Some(3),
+        "{s}"
+    );
+    // Debug information records `$PWD` when it names the directory
+    // through a link; a locale the worker may lack changes messages.
+    write(&dir.join("real/dbg.c"), "int dbg(void) { return 3; }\n");
+    std::os::unix::fs::symlink(dir.join("real"), dir.join("via")).unwrap();
+    same_object(
+        &env,
+        &dir.join("real"),
+        &["-g", "-c", "dbg.c"],
+        &[("PWD", &dir.join("via"))],
+    );
+    let de = Path::new("de_DE.UTF-8");
+    same_object(&env, &dir.join("real"), &["-c", "dbg.c"], &[("LANG", de)]);
+    let s = env.stats();
+    let kept = &s["remote_execution"]["kept_local"];
+    assert_eq!(
+        kept["working directory named through a link"].as_u64(),
+        Some(1),
+        "{s}"
+    );
+    assert_eq!(
+        kept["locale other than C or English UTF-8"].as_u64(),
+        Some(1),
+        "{s}"
+    );
+    assert_eq!(count(&s, "remote_executions"), 0, "{s}");
 }

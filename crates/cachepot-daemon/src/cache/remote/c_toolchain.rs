@@ -50,6 +50,22 @@ pub(super) struct CompilerFiles {
     /// clang's resource directory (its own headers), named on the
     /// worker's command line: clang would look beside its real path.
     pub resource_dir: Option<PathBuf>,
+    /// clang 16 or later: it reads configuration files by default, and
+    /// `--no-default-config` keeps the worker's out.
+    pub no_default_config: bool,
+    /// The real binary's identity when listed: another one (an
+    /// `update-alternatives`, an upgrade in place) is listed again.
+    pub stamp: Option<Stamp>,
+}
+
+/// A file's identity: device, inode, size and modification time.
+pub(super) type Stamp = (u64, u64, u64, i64, i64);
+
+/// The stamp of the binary `driver` runs.
+pub(super) fn stamp(driver: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(driver).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
 }
 
 /// Runs `driver ARG` and returns its output, trimmed.
@@ -122,6 +138,8 @@ impl CompilerFiles {
         let mut inputs = vec![placed(&program, &real)?];
         let mut programs = vec![real];
         let mut resource_dir = None;
+        let mut no_default_config = false;
+        let listed = stamp(driver);
         match family {
             Family::Gcc => {
                 let mut libexec = None;
@@ -157,6 +175,12 @@ impl CompilerFiles {
                     return Err(std::io::Error::other("no resource directory"));
                 }
                 resource_dir = Some(dir);
+                let version = ask(driver, "-dumpversion", cwd, env)?;
+                let major = version
+                    .split('.')
+                    .next()
+                    .and_then(|m| m.parse::<u32>().ok());
+                no_default_config = major.is_some_and(|m| m >= 16);
             }
         }
         for p in &programs {
@@ -176,6 +200,8 @@ impl CompilerFiles {
             program,
             inputs,
             resource_dir,
+            no_default_config,
+            stamp: listed,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! What comes back from the engine: checked, cleaned of the worker's
 //! root, and written in place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cachepot_compiler::depinfo;
 use cachepot_compiler::key::env_value;
@@ -24,12 +24,27 @@ pub(super) struct Wanted {
     pub optional: bool,
 }
 
+/// Which failed compiles on the worker are the compiler's own answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Errors {
+    /// rustc's exit code 1 with a located diagnostic (`--> file:line`),
+    /// no sign of a missing input, and the dep-info (checked below): one
+    /// process, which writes dep-info once it read every input.
+    Located,
+    /// None: gcc's and clang's drivers run several programs (`cc1`
+    /// writes the dependency file before the assembler runs), so an exit
+    /// code that is not 0 may be the worker's own trouble. The compile
+    /// runs here and its error is this machine's.
+    CompiledHere,
+}
+
 /// Checks the engine's result and writes the outputs in place, unless
 /// the wrapper has gone (`alive`).
 pub(super) fn finish(
     remote: &RemoteExec,
     p: &Pending,
     wanted: Vec<Wanted>,
+    errors: Errors,
     mut executed: Executed,
     alive: &dyn Fn() -> bool,
 ) -> Result<(Ran, Executed), (Fallback, String)> {
@@ -49,15 +64,23 @@ pub(super) fn finish(
         };
     let stdout = strip(&"stdout", &executed.stdout)?;
     let stderr = strip(&"stderr", &executed.stderr)?;
-    match executed.exit_code {
-        0 => {}
-        1 => {
+    match (executed.exit_code, errors) {
+        (0, _) => {}
+        (1, Errors::Located) => {
             let text = String::from_utf8_lossy(&stderr);
             if let Some(sign) = MISSING_INPUT.iter().find(|s| text.contains(*s)) {
                 return Err((Fallback::MissingInput, (*sign).to_string()));
             }
+            // `--> file:line` as text (also colored), or a span in
+            // cargo's JSON diagnostics.
+            if !text.contains("-->") && !text.contains("\"spans\":[{") {
+                return Err((Fallback::Unproven, "no located diagnostic".into()));
+            }
         }
-        code => return Err((Fallback::Crashed, format!("exit code {code}"))),
+        (code, Errors::CompiledHere) => {
+            return Err((Fallback::CompileError, format!("exit code {code}")))
+        }
+        (code, _) => return Err((Fallback::Crashed, format!("exit code {code}"))),
     }
     let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut depinfo_seen = false;
@@ -108,8 +131,16 @@ fn same_environment(p: &Pending, raw: &[u8], root: &[u8]) -> Result<(), String> 
     let root = String::from_utf8_lossy(root);
     let stripped = String::from_utf8_lossy(&strip_root(raw, root.as_bytes())).into_owned();
     let raw = String::from_utf8_lossy(raw);
+    // The worker's working directory; a relative path with enough `..`
+    // leaves the root (the input root holds no links: `..` is lexical).
+    let root_dir = Path::new(root.as_ref());
+    let worker_cwd = root_dir.join(p.cwd.strip_prefix("/").unwrap_or(&p.cwd));
     for f in depinfo::parse(&raw).files {
-        if f.starts_with('/') && !root.is_empty() && !f.starts_with(&format!("{root}/")) {
+        if root.is_empty() {
+            break;
+        }
+        let read = super::action::clean(&worker_cwd, Path::new(&f));
+        if !read.starts_with(root_dir) || read == root_dir {
             return Err(format!("read {f} outside its inputs"));
         }
     }

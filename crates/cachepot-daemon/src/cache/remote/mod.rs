@@ -28,6 +28,7 @@ mod action;
 mod c;
 mod c_toolchain;
 mod finish;
+mod probes;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -46,7 +47,7 @@ use crate::Shared;
 use action::{input_of, root_args, root_path, rust_action, walk, Budget};
 pub(in crate::cache) use c::kept_local as kept_local_c;
 use c_toolchain::{CompilerFiles, CompilerFilesByDriver};
-use finish::{finish, Wanted};
+use finish::{finish, Errors, Wanted};
 
 /// Added to every compile that may run remotely: a mapping of every
 /// absolute path to itself, which rustc marks as remapped, as it marks
@@ -103,6 +104,14 @@ pub(super) enum KeptLocal {
     /// clang with `-fno-integrated-as`: the assembler would come from
     /// the worker's `PATH`.
     ExternalAssembler,
+    /// A `-D` value with `__has_include`: what it asks is not known
+    /// before the compile.
+    ProbeInArguments,
+    /// A locale whose messages or character set the worker may not have.
+    Locale,
+    /// `$PWD` names the working directory through a link, and the debug
+    /// information records it.
+    LinkedCwd,
     /// Assembler, Objective-C.
     NotCOrCxx,
     /// Coverage notes, profiling, split DWARF, profiles read: files
@@ -130,6 +139,9 @@ impl KeptLocal {
             KeptLocal::NotUtf8 => "non-UTF-8 argument or path",
             KeptLocal::Verify => "verify",
             KeptLocal::ExternalAssembler => "external assembler",
+            KeptLocal::ProbeInArguments => "__has_include in an argument",
+            KeptLocal::Locale => "locale other than C or English UTF-8",
+            KeptLocal::LinkedCwd => "working directory named through a link",
             KeptLocal::NotCOrCxx => "not C or C++",
             KeptLocal::SideFiles => "coverage, profiling or split DWARF",
         }
@@ -157,6 +169,13 @@ enum Fallback {
     /// A compile error without the dep-info that would show it is the
     /// compiler's own.
     Unproven,
+    /// A C compile that failed on the worker: compiled here, whose error
+    /// is certainly this machine's.
+    CompileError,
+    /// The compile reads what the worker cannot match: a time macro, a
+    /// file through `.incbin`, `__has_include` of a macro, a path that
+    /// names two files.
+    NotPortable,
     /// The wrapper went away while the engine compiled.
     WrapperGone,
 }
@@ -172,6 +191,8 @@ impl Fallback {
             Fallback::Outputs => "outputs unusable",
             Fallback::Environment => "environment differs on worker",
             Fallback::Unproven => "error without dep-info",
+            Fallback::CompileError => "C compile error, compiled here",
+            Fallback::NotPortable => "reads what the worker cannot match",
             Fallback::WrapperGone => "wrapper gone",
         }
     }
@@ -304,7 +325,8 @@ impl RemoteExec {
         env: &[(OsString, OsString)],
     ) -> std::io::Result<Arc<CompilerFiles>> {
         let known = self.c_compilers.lock().ok();
-        if let Some(t) = known.and_then(|m| m.get(driver).cloned()) {
+        let listed = known.and_then(|m| m.get(driver).cloned());
+        if let Some(t) = listed.filter(|t| t.stamp == c_toolchain::stamp(driver)) {
             return Ok(t);
         }
         let t = Arc::new(CompilerFiles::find(family, driver, cwd, env)?);
@@ -384,7 +406,8 @@ pub(super) fn run_rust(
             optional: false,
         });
     }
-    run(shared, p, rust_action(remote, p, r, target), wanted, alive)
+    let spec = rust_action(remote, p, r, target);
+    run(shared, p, spec, wanted, Errors::Located, alive)
 }
 
 /// Runs a gcc miss on the engine and writes its outputs; `None` when the
@@ -424,7 +447,7 @@ pub(super) fn run_c(
         let _slot = shared.local_slots.as_ref().map(|s| s.take());
         c::c_action(remote, p, cp, &scratch)
     };
-    run(shared, p, spec, wanted, alive)
+    run(shared, p, spec, wanted, Errors::CompiledHere, alive)
 }
 
 /// Runs an action and checks and writes what it gives.
@@ -433,6 +456,7 @@ fn run(
     p: &Pending,
     spec: std::io::Result<ActionSpec>,
     wanted: Vec<Wanted>,
+    errors: Errors,
     alive: &dyn Fn() -> bool,
 ) -> Option<Ran> {
     let remote = shared.remote.as_ref()?;
@@ -444,6 +468,9 @@ fn run(
     };
     let spec = match spec {
         Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            return fall_back(Fallback::NotPortable, &e);
+        }
         Err(e) => {
             // A toolchain updated in place (`rustup update`) is listed
             // again next time.
@@ -460,7 +487,7 @@ fn run(
             return fall_back(Fallback::Engine(e.failure()), &e);
         }
     };
-    match finish(remote, p, wanted, executed, alive) {
+    match finish(remote, p, wanted, errors, executed, alive) {
         Ok((ran, executed)) => {
             shared.stats.remote_done(
                 executed.uploaded,
