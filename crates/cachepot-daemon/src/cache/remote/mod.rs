@@ -26,6 +26,7 @@
 
 mod action;
 mod c;
+mod c_args;
 mod c_toolchain;
 mod finish;
 mod probes;
@@ -45,7 +46,7 @@ use super::rust::RustPending;
 use super::Pending;
 use crate::Shared;
 use action::{input_of, root_args, root_path, rust_action, walk, Budget};
-pub(in crate::cache) use c::kept_local as kept_local_c;
+pub(in crate::cache) use c_args::kept_local as kept_local_c;
 use c_toolchain::{CompilerFiles, CompilerFilesByDriver};
 use finish::{finish, Errors, Wanted};
 
