@@ -28,7 +28,7 @@ use cachepot_dist::{ActionSpec, Input};
 use super::action::{action_env, clean, not_utf8, root_path, MARK, ROOT_FILE, SCRIPT};
 use super::c_args::{root_args, root_one, worker_locale};
 use super::c_toolchain::LIB_DIR;
-use super::probes::{probes, Probe};
+use super::probes::{probes, Probe, PROBE_NAMES};
 use super::{RemoteExec, ACTION_TIMEOUT};
 use crate::cache::c::CPending;
 use crate::cache::Pending;
@@ -131,6 +131,34 @@ fn probe_hits(
         .collect())
 }
 
+/// Every probe the files read make, through the built-in names and the
+/// aliases any of them defines (an alias of an alias too, a few deep).
+fn all_probes(texts: &[Vec<u8>]) -> std::io::Result<Vec<Probe>> {
+    let mut names: Vec<String> = PROBE_NAMES.iter().map(|n| n.to_string()).collect();
+    let mut scanned = 0;
+    let mut found = Vec::new();
+    for _ in 0..4 {
+        let new = names[scanned..].to_vec();
+        scanned = names.len();
+        if new.is_empty() {
+            return Ok(found);
+        }
+        for text in texts {
+            let scan = probes(text, &new).map_err(not_portable)?;
+            found.extend(scan.probes);
+            for a in scan.aliases {
+                if !names.contains(&a) {
+                    names.push(a);
+                }
+            }
+        }
+    }
+    if names.len() > scanned {
+        return Err(not_portable("__has_include aliases too deep"));
+    }
+    Ok(found)
+}
+
 /// An error that keeps the compile here: the worker cannot match what it
 /// reads.
 fn not_portable(why: impl Into<String>) -> std::io::Error {
@@ -205,6 +233,7 @@ pub(super) fn c_action(
         .iter()
         .filter_map(|f| f.parent().map(Path::to_path_buf))
         .collect();
+    let mut texts = Vec::with_capacity(read.files.len());
     for f in &read.files {
         inputs.push(input_as_named(f)?);
         dirs_before_dotdot(f, &mut dirs);
@@ -218,11 +247,12 @@ pub(super) fn c_action(
                 f.display()
             )));
         }
-        for probe in probes(&text).map_err(not_portable)? {
-            for hit in probe_hits(&probe, &beside, &read.search)? {
-                inputs.push(input_as_named(&hit)?);
-                dirs_before_dotdot(&hit, &mut dirs);
-            }
+        texts.push(text);
+    }
+    for probe in all_probes(&texts)? {
+        for hit in probe_hits(&probe, &beside, &read.search)? {
+            inputs.push(input_as_named(&hit)?);
+            dirs_before_dotdot(&hit, &mut dirs);
         }
     }
     // Every directory searched exists there too (`-Wmissing-include-dirs`

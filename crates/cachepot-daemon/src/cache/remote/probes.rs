@@ -2,8 +2,9 @@
 //! `__has_include("name")` is true on the worker only if the file is
 //! there, and no dependency list names the files it asked about. The
 //! scanner reads the text as the preprocessor tokenizes it (comments and
-//! line continuations out) and refuses every form it cannot answer: a
-//! probe of a macro, `__has_include` used as a macro's value, and
+//! line continuations out), follows object-like aliases
+//! (`#define XXH_HAS_INCLUDE __has_include`), and refuses every form it
+//! cannot answer: a probe of a macro, a function-like wrapper, and
 //! `__has_embed` and `#embed`, which read files the dependency list may
 //! not name.
 
@@ -68,9 +69,9 @@ fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// Whether the identifier ending at `end` in `line` is `defined`, or the
-/// line is `#ifdef`/`#ifndef`: a test of whether the compiler has
-/// `__has_include`, not a probe.
+/// Whether the identifier at `start` in `line` follows `defined`, or the
+/// line is `#ifdef`/`#ifndef`: a test of whether the name exists, not a
+/// probe.
 fn tests_presence(line: &[u8], start: usize) -> bool {
     let before = String::from_utf8_lossy(&line[..start]);
     let before = before.trim_end().trim_end_matches('(').trim_end();
@@ -78,16 +79,52 @@ fn tests_presence(line: &[u8], start: usize) -> bool {
     before.ends_with("defined") || directive == "#ifdef" || directive == "#ifndef"
 }
 
-/// The names a file asks `__has_include` and `__has_include_next` for;
-/// an error for a form whose answer cannot be known here.
-pub(super) fn probes(text: &[u8]) -> Result<Vec<Probe>, String> {
-    if memchr::memmem::find(text, b"__has_").is_none()
-        && memchr::memmem::find(text, b"embed").is_none()
-    {
-        return Ok(Vec::new());
+/// Whether the identifier at `start` is the name a `#define` or `#undef`
+/// line defines (`#define XXH_HAS_INCLUDE(x) 0`): not a use.
+fn is_defined_here(line: &[u8], start: usize) -> bool {
+    let before: Vec<u8> = line[..start]
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    before == b"#define" || before == b"#undef"
+}
+
+/// `#define ALIAS NAME`, exactly: the alias, if `line` is one.
+fn alias_of(line: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(line);
+    let rest = text.trim_start().strip_prefix('#')?.trim_start();
+    let rest = rest.strip_prefix("define")?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    match words.as_slice() {
+        [alias, _] if alias.bytes().all(is_ident) => Some(alias.to_string()),
+        _ => None,
+    }
+}
+
+/// What a file asks through the probe names it was scanned for.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    pub probes: Vec<Probe>,
+    /// Object-like macros that stand for a probe name (xxHash's
+    /// `#define XXH_HAS_INCLUDE __has_include`): their calls are probes
+    /// too, in any file.
+    pub aliases: Vec<String>,
+}
+
+/// The built-in probe names.
+pub(super) const PROBE_NAMES: [&str; 2] = ["__has_include", "__has_include_next"];
+
+/// The names a file asks through `names` (the built-in ones, or aliases
+/// found in earlier scans); an error for a form whose answer cannot be
+/// known here.
+pub(super) fn probes(text: &[u8], names: &[String]) -> Result<Scan, String> {
+    let mentions = |n: &[u8]| memchr::memmem::find(text, n).is_some();
+    if !mentions(b"embed") && !names.iter().any(|n| mentions(n.as_bytes())) {
+        return Ok(Scan::default());
     }
     let text = tokens_text(text);
-    let mut out = Vec::new();
+    let mut scan = Scan::default();
     for line in text.split(|b| *b == b'\n') {
         let directive: Vec<u8> = line
             .iter()
@@ -97,64 +134,81 @@ pub(super) fn probes(text: &[u8]) -> Result<Vec<Probe>, String> {
         if directive.starts_with(b"#embed") {
             return Err("#embed".into());
         }
-        let mut at = 0;
-        while let Some(found) = memchr::memmem::find(&line[at..], b"__has_") {
-            let start = at + found;
-            let mut end = start;
-            while end < line.len() && is_ident(line[end]) {
-                end += 1;
-            }
-            at = end;
-            if start > 0 && is_ident(line[start - 1]) {
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if b == b'"' || b == b'\'' {
+                // A literal: skip it whole.
+                i += 1;
+                while i < line.len() && line[i] != b {
+                    i += if line[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
                 continue;
             }
-            let name = &line[start..end];
+            if !(b.is_ascii_alphabetic() || b == b'_') || (i > 0 && is_ident(line[i - 1])) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < line.len() && is_ident(line[i]) {
+                i += 1;
+            }
+            let name = &line[start..i];
             if name == b"__has_embed" {
                 return Err("__has_embed".into());
             }
-            if name != b"__has_include" && name != b"__has_include_next" {
+            if !names.iter().any(|n| n.as_bytes() == name) || is_defined_here(line, start) {
                 continue;
             }
-            let mut i = end;
-            let skip = |mut i: usize| {
-                while line.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
-                    i += 1;
-                }
-                i
-            };
-            i = skip(i);
-            if line.get(i) != Some(&b'(') {
-                if tests_presence(line, start) {
-                    continue;
-                }
+            if let Some(probe) = call(line, start, i)? {
+                scan.probes.push(probe);
+            } else if tests_presence(line, start) {
+            } else if let Some(alias) = alias_of(line) {
+                scan.aliases.push(alias);
+            } else {
                 return Err(format!(
                     "{} used other than as a call",
                     String::from_utf8_lossy(name)
                 ));
             }
-            i = skip(i + 1);
-            let close = match line.get(i) {
-                Some(b'<') => b'>',
-                Some(b'"') => b'"',
-                _ => {
-                    return Err(format!(
-                        "{} of a macro: {}",
-                        String::from_utf8_lossy(name),
-                        String::from_utf8_lossy(&line[start..line.len().min(start + 60)])
-                    ))
-                }
-            };
-            let rest = &line[i + 1..];
-            let Some(len) = rest.iter().position(|b| *b == close) else {
-                return Err("__has_include without its end".into());
-            };
-            out.push(Probe {
-                name: String::from_utf8_lossy(&rest[..len]).into_owned(),
-                quoted: close == b'"',
-            });
         }
     }
-    Ok(out)
+    Ok(scan)
+}
+
+/// The probe of a call of the name at `start..end`: `None` when no `(`
+/// follows; an error when its argument is not written out.
+fn call(line: &[u8], start: usize, end: usize) -> Result<Option<Probe>, String> {
+    let skip = |mut i: usize| {
+        while line.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
+            i += 1;
+        }
+        i
+    };
+    let i = skip(end);
+    if line.get(i) != Some(&b'(') {
+        return Ok(None);
+    }
+    let i = skip(i + 1);
+    let close = match line.get(i) {
+        Some(b'<') => b'>',
+        Some(b'"') => b'"',
+        _ => {
+            return Err(format!(
+                "a probe of a macro: {}",
+                String::from_utf8_lossy(&line[start..line.len().min(start + 60)])
+            ))
+        }
+    };
+    let rest = &line[i + 1..];
+    let Some(len) = rest.iter().position(|b| *b == close) else {
+        return Err("a probe without its end".into());
+    };
+    Ok(Some(Probe {
+        name: String::from_utf8_lossy(&rest[..len]).into_owned(),
+        quoted: close == b'"',
+    }))
 }
 
 #[cfg(test)]
@@ -169,6 +223,10 @@ mod tests {
         }
     }
 
+    fn builtin() -> Vec<String> {
+        PROBE_NAMES.iter().map(|n| n.to_string()).collect()
+    }
+
     #[test]
     fn probes_are_read_as_the_preprocessor_reads_them() {
         let text = b"#ifdef __has_include\n/* __has_include argument */\n\
@@ -176,9 +234,10 @@ mod tests {
             #define T __has_include(<tbb/tbb.h>)\n#endif\n\
             #if __has_include /* c */ (<a.h>)\n#endif\n\
             #if __has_include \\\n(<b.h>)\n#endif\n\
-            const char *s = \"/* not a comment\"; // __has_include(x)\n";
+            const char *s = \"/* __has_include(x)\"; // __has_include(x)\n";
+        let scan = probes(text, &builtin()).unwrap();
         assert_eq!(
-            probes(text).unwrap(),
+            scan.probes,
             [
                 probe("linux/x.h", true),
                 probe("stdint.h", false),
@@ -187,22 +246,41 @@ mod tests {
                 probe("b.h", false),
             ]
         );
-        assert!(probes(b"int x;").unwrap().is_empty());
-        assert!(probes(b"#ifndef __has_include\n#endif\n")
-            .unwrap()
-            .is_empty());
+        assert!(scan.aliases.is_empty());
+        assert!(probes(b"int x;", &builtin()).unwrap().probes.is_empty());
+        let presence = probes(b"#ifndef __has_include\n#endif\n", &builtin()).unwrap();
+        assert!(presence.probes.is_empty());
+    }
+
+    #[test]
+    fn an_alias_is_followed_in_any_file() {
+        // xxHash's form.
+        let header = b"#ifndef XXH_HAS_INCLUDE\n#  ifdef __has_include\n\
+            #    define XXH_HAS_INCLUDE __has_include\n#  else\n\
+            #    define XXH_HAS_INCLUDE(x) 0\n#  endif\n#endif\n";
+        let scan = probes(header, &builtin()).unwrap();
+        assert_eq!(scan.aliases, ["XXH_HAS_INCLUDE"]);
+        let user = b"#if defined(X) && XXH_HAS_INCLUDE(<arm_neon.h>)\n#endif\n";
+        let alias = ["XXH_HAS_INCLUDE".to_string()];
+        let scan = probes(user, &alias).unwrap();
+        assert_eq!(scan.probes, [probe("arm_neon.h", false)]);
+        // The header itself, scanned for the alias: its definitions are
+        // not uses.
+        let scan = probes(header, &alias).unwrap();
+        assert!(scan.probes.is_empty());
     }
 
     #[test]
     fn forms_that_cannot_be_answered_here_are_refused() {
         for text in [
             "#define H(x) __has_include(x)\n",
-            "#define XXH_HAS_INCLUDE __has_include\n",
+            "#define H __has_include __extension__\n",
+            "int h = __has_include;\n",
             "#if __has_embed(\"x.bin\")\n#endif\n",
             "static const char d[] = {\n#embed \"x.bin\"\n};\n",
             "#  embed <x.bin>\n",
         ] {
-            assert!(probes(text.as_bytes()).is_err(), "{text}");
+            assert!(probes(text.as_bytes(), &builtin()).is_err(), "{text}");
         }
     }
 }
