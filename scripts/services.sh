@@ -64,6 +64,12 @@ PYTHON313=${CACHEPOT_PYTHON313:-$HOME/.pyenv/versions/3.13.0/bin/python}
 # PG_PORT), and the actions run on REAPI_WORKERS bots, scripts/reapi_worker.py.
 REAPI_EXEC_PORT=18981
 REAPI_WORKERS=2
+# A CAS and Action Cache that offers zstd compressed blobs and refuses
+# uncompressed transfers (scripts/reapi_zstd_cas.py, on the BuildGrid venv
+# with `zstandard` from PyPI): no engine installable here offers a
+# compressor, BuildGrid included.
+REAPI_ZSTD_PORT=18983
+ZSTANDARD_VERSION=0.23.0
 PG_PORT=15432
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -111,6 +117,7 @@ install() {
     cargo_install dufs dufs@0.47.0
     install_garage
     install_buildgrid
+    install_zstandard
     if [[ ! -x $TOOLS/npm/node_modules/.bin/azurite-blob ]]; then
         log "installing azurite (npm)"
         npm install --silent --prefix "$TOOLS/npm" azurite@3.35.0 >&2
@@ -133,6 +140,12 @@ install_buildgrid() {
     rm -rf "$TOOLS/buildgrid-venv"
     "$PYTHON313" -m venv "$TOOLS/buildgrid-venv"
     "$TOOLS/buildgrid-venv/bin/pip" install --quiet "buildgrid==$BUILDGRID_VERSION" >&2
+}
+
+install_zstandard() {
+    "$TOOLS/buildgrid-venv/bin/python" -c "import zstandard" 2>/dev/null && return 0
+    log "installing zstandard $ZSTANDARD_VERSION (PyPI) into the BuildGrid venv"
+    "$TOOLS/buildgrid-venv/bin/pip" install --quiet "zstandard==$ZSTANDARD_VERSION" >&2
 }
 
 # BuildGrid's CAS in memory (LRU, of size $1) and its Action Cache on it,
@@ -404,6 +417,8 @@ start() {
     spawn_buildgrid
     spawn_postgres
     spawn_buildgrid_exec
+    spawn reapi-zstd "$TOOLS/buildgrid-venv/bin/python" "$SCRIPTS/reapi_zstd_cas.py" \
+        --port "$REAPI_ZSTD_PORT" --require-zstd
     wait_port redis "$REDIS_PORT"
     redis-cli -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" \
         ACL SETUSER "$REDIS_USER" on ">$REDIS_USER_PASSWORD" '~*' '+@all' >"$RUN/redis-acl.log" 2>&1 ||
@@ -425,6 +440,7 @@ start() {
     wait_port buildgrid "$REAPI_PORT"
     wait_port buildgrid "$REAPI_TLS_PORT"
     wait_port buildgrid-exec "$REAPI_EXEC_PORT"
+    wait_port reapi-zstd "$REAPI_ZSTD_PORT"
     spawn_reapi_workers
     create_azure_container cachepot-test
     log "all servers listening (logs in $RUN)"
@@ -521,6 +537,7 @@ CACHEPOT_TEST_GARAGE_REGION=$GARAGE_REGION
 CACHEPOT_TEST_REAPI=grpc://127.0.0.1:$REAPI_PORT
 CACHEPOT_TEST_REAPI_TLS=grpcs://127.0.0.1:$REAPI_TLS_PORT
 CACHEPOT_TEST_REAPI_EXEC=grpc://127.0.0.1:$REAPI_EXEC_PORT
+CACHEPOT_TEST_REAPI_ZSTD=grpc://127.0.0.1:$REAPI_ZSTD_PORT
 VARS
 }
 

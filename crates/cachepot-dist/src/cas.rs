@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 
+use crate::compress::decode;
 use crate::execute::ExecError;
 use crate::reapi::{digest_of, Reapi};
 
@@ -88,6 +89,7 @@ impl Reapi {
         blobs: Vec<(re::Digest, Blob)>,
     ) -> Result<u64, ExecError> {
         let limit = self.batch_limit().await;
+        let compression = self.compression().await;
         let mut sent = 0u64;
         let mut batch: Vec<re::batch_update_blobs_request::Request> = Vec::new();
         let mut batch_size = 0u64;
@@ -118,6 +120,8 @@ impl Reapi {
                 .await?;
                 continue;
             }
+            let (data, compressor) = compression.for_batch(data).map_err(ExecError::Result)?;
+            let size = data.len() as u64;
             if batch_size + size > limit {
                 self.batch_update(std::mem::take(&mut batch)).await?;
                 batch_size = 0;
@@ -126,7 +130,7 @@ impl Reapi {
             batch.push(re::batch_update_blobs_request::Request {
                 digest: Some(digest),
                 data,
-                ..Default::default()
+                compressor,
             });
         }
         self.batch_update(batch).await?;
@@ -222,6 +226,7 @@ impl Reapi {
         let req = re::BatchReadBlobsRequest {
             instance_name: self.settings.instance.clone(),
             digests,
+            acceptable_compressors: self.compression().await.acceptable(),
             ..Default::default()
         };
         let resp = self
@@ -246,13 +251,8 @@ impl Reapi {
             if r.status.is_some_and(|s| s.code != 0) {
                 return Err(missing(&d));
             }
-            if digest_of(&r.data) != d {
-                return Err(ExecError::Result(format!(
-                    "blob {} came back with other content",
-                    d.hash
-                )));
-            }
-            out.insert(d.hash, r.data);
+            let data = decode(r.data, r.compressor, &d).map_err(ExecError::Result)?;
+            out.insert(d.hash, data);
         }
         Ok(())
     }
@@ -263,5 +263,60 @@ fn missing(d: &re::Digest) -> ExecError {
         call: "BatchReadBlobs",
         code: tonic::Code::NotFound,
         message: format!("blob {}/{} is not in the CAS", d.hash, d.size_bytes),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ReapiSettings;
+
+    /// The zstd test CAS of `scripts/services.sh` refuses every blob moved
+    /// uncompressed: batch and ByteStream, up and down, must compress.
+    #[test]
+    fn blobs_move_compressed_where_the_server_offers_it() {
+        let endpoint = std::env::var("CACHEPOT_TEST_REAPI_ZSTD").unwrap_or_else(|_| {
+            panic!("CACHEPOT_TEST_REAPI_ZSTD is not set: run `scripts/services.sh start` and export `scripts/services.sh env`")
+        });
+        let settings = ReapiSettings {
+            endpoint,
+            instance: String::new(),
+            key_prefix: String::new(),
+            headers: Vec::new(),
+            platform: Vec::new(),
+            ca_file: None,
+            read_only: false,
+        };
+        let reapi = Reapi::new(settings, Duration::from_secs(30)).unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let small = format!("small {nanos}\n").repeat(100).into_bytes();
+        // Over the 4 MiB batch limit: ByteStream.
+        let big: Vec<u8> = (0..9_000_000u32)
+            .map(|i| (i / 7 + nanos as u32) as u8)
+            .collect();
+        let blobs = [small, big, Vec::new()];
+        let digests: Vec<re::Digest> = blobs.iter().map(|b| digest_of(b)).collect();
+        reapi.rt.block_on(async {
+            assert_eq!(reapi.find_missing(digests.clone()).await.unwrap().len(), 2);
+            let upload = digests
+                .iter()
+                .cloned()
+                .zip(blobs.iter().map(|b| Blob::Bytes(b.clone())))
+                .collect();
+            reapi.upload_many(upload).await.unwrap();
+            assert!(reapi
+                .find_missing(digests.clone())
+                .await
+                .unwrap()
+                .is_empty());
+            let back = reapi.read_many(&digests).await.unwrap();
+            for (d, b) in digests.iter().zip(&blobs) {
+                assert!(back[&d.hash] == *b, "blob {} differs", d.size_bytes);
+            }
+        });
     }
 }

@@ -9,6 +9,7 @@
 //! run there, and how their paths map, is the daemon's business.
 
 mod cas;
+mod compress;
 mod error;
 mod exec;
 mod execute;

@@ -24,6 +24,8 @@ use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use crate::compress::{compress, decode, Compression, ZSTD_BLOBS};
+
 /// The backend's name in statistics and errors.
 const KIND: &str = "reapi";
 
@@ -86,6 +88,13 @@ pub enum ReapiError {
     Runtime(std::io::Error),
 }
 
+/// What the server's capabilities tell the client.
+#[derive(Clone, Copy, Debug)]
+struct Caps {
+    batch_limit: u64,
+    compression: Compression,
+}
+
 /// The headers sent with every call.
 #[derive(Clone)]
 pub(crate) struct Headers(Arc<Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)>>);
@@ -110,7 +119,8 @@ pub struct Reapi {
     pub(crate) rt: tokio::runtime::Runtime,
     pub(crate) timeout: Duration,
     /// The largest blob sent or read in one batch call, asked once.
-    batch_limit: OnceLock<u64>,
+    /// What the server's capabilities say, asked once.
+    caps: OnceLock<Caps>,
 }
 
 /// A digest in REAPI's form.
@@ -192,7 +202,7 @@ impl Reapi {
             headers: Headers(Arc::new(headers)),
             rt,
             timeout,
-            batch_limit: OnceLock::new(),
+            caps: OnceLock::new(),
         })
     }
 
@@ -302,8 +312,17 @@ impl Reapi {
     /// The largest blob moved in one batch call: the server's limit (asked
     /// once) less a margin for the message.
     pub(crate) async fn batch_limit(&self) -> u64 {
-        if let Some(l) = self.batch_limit.get() {
-            return *l;
+        self.caps().await.batch_limit
+    }
+
+    /// What the server compresses (asked once).
+    pub(crate) async fn compression(&self) -> Compression {
+        self.caps().await.compression
+    }
+
+    async fn caps(&self) -> Caps {
+        if let Some(c) = self.caps.get() {
+            return *c;
         }
         let asked = self
             .capabilities_client()
@@ -311,18 +330,24 @@ impl Reapi {
                 instance_name: self.settings.instance.clone(),
             })
             .await;
-        let limit = match asked {
-            Ok(caps) => caps
-                .into_inner()
-                .cache_capabilities
-                .map(|c| c.max_batch_total_size_bytes)
-                .filter(|l| *l > 0)
-                .map_or(DEFAULT_BATCH_LIMIT, |l| l as u64),
+        let cache = match asked {
+            Ok(caps) => caps.into_inner().cache_capabilities.unwrap_or_default(),
             // Not remembered: the next call asks again.
-            Err(_) => return DEFAULT_BATCH_LIMIT.saturating_sub(BATCH_MARGIN),
+            Err(_) => {
+                return Caps {
+                    batch_limit: DEFAULT_BATCH_LIMIT.saturating_sub(BATCH_MARGIN),
+                    compression: Compression::default(),
+                }
+            }
         };
-        let limit = limit.min(DEFAULT_BATCH_LIMIT).saturating_sub(BATCH_MARGIN);
-        *self.batch_limit.get_or_init(|| limit)
+        let limit = Some(cache.max_batch_total_size_bytes)
+            .filter(|l| *l > 0)
+            .map_or(DEFAULT_BATCH_LIMIT, |l| l as u64);
+        let caps = Caps {
+            batch_limit: limit.min(DEFAULT_BATCH_LIMIT).saturating_sub(BATCH_MARGIN),
+            compression: Compression::of(&cache),
+        };
+        *self.caps.get_or_init(|| caps)
     }
 
     /// The ActionResult stored for an action, if any.
@@ -347,12 +372,19 @@ impl Reapi {
         digest: &re::Digest,
     ) -> Result<Option<Vec<u8>>, StorageError> {
         let size = u64::try_from(digest.size_bytes).unwrap_or(0);
+        let compression = self.compression().await;
+        let corrupt = |message: String| StorageError::Remote {
+            backend: KIND,
+            op: "get",
+            message,
+        };
         if size <= self.batch_limit().await {
             let resp = self
                 .cas()
                 .batch_read_blobs(re::BatchReadBlobsRequest {
                     instance_name: self.settings.instance.clone(),
                     digests: vec![digest.clone()],
+                    acceptable_compressors: compression.acceptable(),
                     ..Default::default()
                 })
                 .await
@@ -368,10 +400,17 @@ impl Reapi {
                     op: "get",
                     message: st.message,
                 }),
-                _ => Ok(Some(r.data)),
+                _ => decode(r.data, r.compressor, digest)
+                    .map(Some)
+                    .map_err(corrupt),
             };
         }
-        let resource = self.resource("blobs", digest, None);
+        let kind = if compression.stream {
+            ZSTD_BLOBS
+        } else {
+            "blobs"
+        };
+        let resource = self.resource(kind, digest, None);
         let mut stream = match self
             .byte_stream()
             .read(bs::ReadRequest {
@@ -394,11 +433,19 @@ impl Reapi {
                 Err(s) => return Err(Self::failed("get", &s)),
             }
         }
-        Ok(Some(data))
+        let compressor = if compression.stream {
+            re::compressor::Value::Zstd
+        } else {
+            re::compressor::Value::Identity
+        };
+        decode(data, compressor as i32, digest)
+            .map(Some)
+            .map_err(corrupt)
     }
 
-    /// A ByteStream resource name: `[instance/]blobs/HASH/SIZE`, or for
-    /// writes `[instance/]uploads/UUID/blobs/HASH/SIZE`.
+    /// A ByteStream resource name: `[instance/]KIND/HASH/SIZE`, or for
+    /// writes `[instance/]uploads/UUID/KIND/HASH/SIZE`; `KIND` is `blobs`
+    /// or `compressed-blobs/zstd` (the size is the uncompressed one).
     pub(crate) fn resource(&self, kind: &str, digest: &re::Digest, upload: Option<&str>) -> String {
         let mut name = String::new();
         if !self.settings.instance.is_empty() {
@@ -417,15 +464,22 @@ impl Reapi {
         digest: &re::Digest,
         value: &[u8],
     ) -> Result<(), StorageError> {
+        let compression = self.compression().await;
+        let unencodable = |message: String| StorageError::Remote {
+            backend: KIND,
+            op: "put",
+            message,
+        };
         if (value.len() as u64) <= self.batch_limit().await {
+            let (data, compressor) = compression.for_batch(value.to_vec()).map_err(unencodable)?;
             let resp = self
                 .cas()
                 .batch_update_blobs(re::BatchUpdateBlobsRequest {
                     instance_name: self.settings.instance.clone(),
                     requests: vec![re::batch_update_blobs_request::Request {
                         digest: Some(digest.clone()),
-                        data: value.to_vec(),
-                        ..Default::default()
+                        data,
+                        compressor,
                     }],
                     ..Default::default()
                 })
@@ -449,7 +503,14 @@ impl Reapi {
                 std::time::SystemTime::now()
             ))
         );
-        let resource = self.resource("blobs", digest, Some(&upload[..32]));
+        let compressed;
+        let (kind, value) = if compression.stream {
+            compressed = compress(value).map_err(unencodable)?;
+            (ZSTD_BLOBS, compressed.as_slice())
+        } else {
+            ("blobs", value)
+        };
+        let resource = self.resource(kind, digest, Some(&upload[..32]));
         let mut requests = Vec::with_capacity(value.len() / CHUNK + 1);
         let mut offset = 0usize;
         while offset < value.len() || requests.is_empty() {
