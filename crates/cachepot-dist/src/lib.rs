@@ -8,6 +8,7 @@
 //! the engine lacks, the result and its outputs fetched). Which compiles
 //! run there, and how their paths map, is the daemon's business.
 
+mod blobs;
 mod cas;
 mod compress;
 mod error;

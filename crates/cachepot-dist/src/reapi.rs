@@ -24,10 +24,10 @@ use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::compress::{compress, decode, Compression, ZSTD_BLOBS};
+use crate::compress::Compression;
 
 /// The backend's name in statistics and errors.
-const KIND: &str = "reapi";
+pub(crate) const KIND: &str = "reapi";
 
 /// The output file that holds a stored value.
 const VALUE_FILE: &str = "value";
@@ -36,7 +36,7 @@ const VALUE_FILE: &str = "value";
 const ACTION_PREFIX: &str = "cachepot-store/1 ";
 
 /// ByteStream pieces.
-const CHUNK: usize = 1024 * 1024;
+pub(crate) const CHUNK: usize = 1024 * 1024;
 
 /// Room for a batch message's framing, under the server's batch limit.
 const BATCH_MARGIN: u64 = 64 * 1024;
@@ -206,7 +206,7 @@ impl Reapi {
         })
     }
 
-    fn failed(op: &'static str, status: &tonic::Status) -> StorageError {
+    pub(crate) fn failed(op: &'static str, status: &tonic::Status) -> StorageError {
         StorageError::Remote {
             backend: KIND,
             op,
@@ -365,173 +365,6 @@ impl Reapi {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(Self::failed("get", &s)),
         }
-    }
-
-    pub(crate) async fn read_blob(
-        &self,
-        digest: &re::Digest,
-    ) -> Result<Option<Vec<u8>>, StorageError> {
-        let size = u64::try_from(digest.size_bytes).unwrap_or(0);
-        let compression = self.compression().await;
-        let corrupt = |message: String| StorageError::Remote {
-            backend: KIND,
-            op: "get",
-            message,
-        };
-        if size <= self.batch_limit().await {
-            let resp = self
-                .cas()
-                .batch_read_blobs(re::BatchReadBlobsRequest {
-                    instance_name: self.settings.instance.clone(),
-                    digests: vec![digest.clone()],
-                    acceptable_compressors: compression.acceptable(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|s| Self::failed("get", &s))?
-                .into_inner();
-            let Some(r) = resp.responses.into_iter().next() else {
-                return Ok(None);
-            };
-            return match r.status {
-                Some(st) if st.code == tonic::Code::NotFound as i32 => Ok(None),
-                Some(st) if st.code != 0 => Err(StorageError::Remote {
-                    backend: KIND,
-                    op: "get",
-                    message: st.message,
-                }),
-                _ => decode(r.data, r.compressor, digest)
-                    .map(Some)
-                    .map_err(corrupt),
-            };
-        }
-        let kind = if compression.stream {
-            ZSTD_BLOBS
-        } else {
-            "blobs"
-        };
-        let resource = self.resource(kind, digest, None);
-        let mut stream = match self
-            .byte_stream()
-            .read(bs::ReadRequest {
-                resource_name: resource,
-                read_offset: 0,
-                read_limit: 0,
-            })
-            .await
-        {
-            Ok(s) => s.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
-            Err(s) => return Err(Self::failed("get", &s)),
-        };
-        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        loop {
-            match stream.message().await {
-                Ok(Some(piece)) => data.extend_from_slice(&piece.data),
-                Ok(None) => break,
-                Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
-                Err(s) => return Err(Self::failed("get", &s)),
-            }
-        }
-        let compressor = if compression.stream {
-            re::compressor::Value::Zstd
-        } else {
-            re::compressor::Value::Identity
-        };
-        decode(data, compressor as i32, digest)
-            .map(Some)
-            .map_err(corrupt)
-    }
-
-    /// A ByteStream resource name: `[instance/]KIND/HASH/SIZE`, or for
-    /// writes `[instance/]uploads/UUID/KIND/HASH/SIZE`; `KIND` is `blobs`
-    /// or `compressed-blobs/zstd` (the size is the uncompressed one).
-    pub(crate) fn resource(&self, kind: &str, digest: &re::Digest, upload: Option<&str>) -> String {
-        let mut name = String::new();
-        if !self.settings.instance.is_empty() {
-            name.push_str(&self.settings.instance);
-            name.push('/');
-        }
-        if let Some(id) = upload {
-            name.push_str(&format!("uploads/{id}/"));
-        }
-        name.push_str(&format!("{kind}/{}/{}", digest.hash, digest.size_bytes));
-        name
-    }
-
-    pub(crate) async fn write_blob(
-        &self,
-        digest: &re::Digest,
-        value: &[u8],
-    ) -> Result<(), StorageError> {
-        let compression = self.compression().await;
-        let unencodable = |message: String| StorageError::Remote {
-            backend: KIND,
-            op: "put",
-            message,
-        };
-        if (value.len() as u64) <= self.batch_limit().await {
-            let (data, compressor) = compression.for_batch(value.to_vec()).map_err(unencodable)?;
-            let resp = self
-                .cas()
-                .batch_update_blobs(re::BatchUpdateBlobsRequest {
-                    instance_name: self.settings.instance.clone(),
-                    requests: vec![re::batch_update_blobs_request::Request {
-                        digest: Some(digest.clone()),
-                        data,
-                        compressor,
-                    }],
-                    ..Default::default()
-                })
-                .await
-                .map_err(|s| Self::failed("put", &s))?
-                .into_inner();
-            return match resp.responses.into_iter().next().and_then(|r| r.status) {
-                Some(st) if st.code != 0 => Err(StorageError::Remote {
-                    backend: KIND,
-                    op: "put",
-                    message: st.message,
-                }),
-                _ => Ok(()),
-            };
-        }
-        let upload = format!(
-            "{:x}",
-            Sha256::digest(format!(
-                "{}-{:?}",
-                std::process::id(),
-                std::time::SystemTime::now()
-            ))
-        );
-        let compressed;
-        let (kind, value) = if compression.stream {
-            compressed = compress(value).map_err(unencodable)?;
-            (ZSTD_BLOBS, compressed.as_slice())
-        } else {
-            ("blobs", value)
-        };
-        let resource = self.resource(kind, digest, Some(&upload[..32]));
-        let mut requests = Vec::with_capacity(value.len() / CHUNK + 1);
-        let mut offset = 0usize;
-        while offset < value.len() || requests.is_empty() {
-            let end = (offset + CHUNK).min(value.len());
-            requests.push(bs::WriteRequest {
-                resource_name: if offset == 0 {
-                    resource.clone()
-                } else {
-                    String::new()
-                },
-                write_offset: offset as i64,
-                finish_write: end == value.len(),
-                data: value[offset..end].to_vec(),
-            });
-            offset = end;
-        }
-        self.byte_stream()
-            .write(futures_util::stream::iter(requests))
-            .await
-            .map_err(|s| Self::failed("put", &s))?;
-        Ok(())
     }
 
     async fn update(&self, key: &StorageKey, result: re::ActionResult) -> Result<(), StorageError> {
