@@ -281,12 +281,7 @@ mod tests {
         });
         let settings = ReapiSettings {
             endpoint,
-            instance: String::new(),
-            key_prefix: String::new(),
-            headers: Vec::new(),
-            platform: Vec::new(),
-            ca_file: None,
-            read_only: false,
+            ..ReapiSettings::default()
         };
         let reapi = Reapi::new(settings, Duration::from_secs(30)).unwrap();
         let nanos = std::time::SystemTime::now()

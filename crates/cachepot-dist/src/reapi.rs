@@ -49,7 +49,7 @@ const DEFAULT_BATCH_LIMIT: u64 = 4 * 1024 * 1024;
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Where and how to reach the engine.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ReapiSettings {
     /// `grpc://host:port` (plain) as given by the user.
     pub endpoint: String,

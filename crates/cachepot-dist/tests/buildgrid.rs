@@ -68,12 +68,7 @@ fn an_unknown_instance_or_a_dead_engine_is_an_error_not_a_hang() {
     let dead = Reapi::new(
         ReapiSettings {
             endpoint: "grpc://127.0.0.1:1".into(),
-            instance: String::new(),
-            key_prefix: String::new(),
-            headers: Vec::new(),
-            platform: Vec::new(),
-            ca_file: None,
-            read_only: false,
+            ..ReapiSettings::default()
         },
         Duration::from_secs(5),
     )

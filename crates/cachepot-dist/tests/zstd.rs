@@ -22,12 +22,8 @@ fn values_move_compressed_both_ways_where_the_server_offers_it() {
     let store = Reapi::new(
         ReapiSettings {
             endpoint,
-            instance: String::new(),
             key_prefix: format!("z{nanos}-"),
-            headers: Vec::new(),
-            platform: Vec::new(),
-            ca_file: None,
-            read_only: false,
+            ..ReapiSettings::default()
         },
         Duration::from_secs(30),
     )

@@ -3,6 +3,7 @@
 //! root goes), its environment and its outputs (see the table in
 //! `remote/mod.rs`).
 
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use cachepot_compiler::key::env_value;
@@ -215,6 +216,44 @@ const PATH_OPTIONS: &[&str] = &["-o", "--out-dir", "-L", "--extern", "--emit"];
 /// paths are passed as they are.
 const LINKER_ONLY: &[&str] = &["link-arg", "link-args", "linker", "link-self-contained"];
 
+/// `v` with [`MARK`] in front when it is an absolute path.
+pub(super) fn root_one(v: &str) -> String {
+    if v.starts_with('/') {
+        format!("{MARK}{v}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// The command of an action: `/bin/sh -c` [`SCRIPT`] with the working
+/// directory and the program, rooted, then `args`.
+pub(super) fn command(
+    cwd: &Path,
+    program: &Path,
+    args: Vec<String>,
+) -> std::io::Result<Vec<String>> {
+    let rooted = |p: &Path| p.to_str().map(root_one).ok_or_else(|| not_utf8(p));
+    let mut out = vec![
+        "/bin/sh".to_string(),
+        "-c".into(),
+        SCRIPT.into(),
+        "cachepot-remote".into(),
+        rooted(cwd)?,
+        rooted(program)?,
+    ];
+    out.extend(args);
+    Ok(out)
+}
+
+/// A compile's arguments as the wrapper got them and those the cache
+/// adds, as UTF-8.
+pub(super) fn utf8_args<'a>(args: &'a [OsString], p: &'a Pending) -> std::io::Result<Vec<&'a str>> {
+    args.iter()
+        .chain(p.extra_args.iter())
+        .map(|a| a.to_str().ok_or_else(|| not_utf8(Path::new(a))))
+        .collect()
+}
+
 /// A path option's value with [`MARK`] in front of its absolute paths:
 /// `/p`, `kind=/p` (`-L`), `name=/p` (`--extern`), `k=/p,k=/q` (`--emit`).
 fn root_value(value: &str) -> String {
@@ -341,40 +380,17 @@ pub(super) fn rust_action(
     // The compile's own outputs of an earlier build are not its inputs.
     let own = crate::cache::rust::kept_outputs(c, cwd);
     inputs.retain(|i| !own.iter().any(|o| o.path == i.local));
-    let mut outputs: Vec<String> = own
-        .iter()
-        .map(|o| root_path(&o.path).ok_or_else(|| not_utf8(&o.path)))
-        .collect::<std::io::Result<_>>()?;
-    if let Some(d) = &r.own_depinfo {
-        outputs.push(root_path(d).ok_or_else(|| not_utf8(d))?);
-    }
-    outputs.push(ROOT_FILE.into());
-    let rustc = r.sysroot.join("bin/rustc");
-    let mut arguments = vec![
-        "/bin/sh".to_string(),
-        "-c".into(),
-        SCRIPT.into(),
-        "cachepot-remote".into(),
-        root_value(cwd.to_str().ok_or_else(|| not_utf8(cwd))?),
-        root_value(rustc.to_str().ok_or_else(|| not_utf8(&rustc))?),
-    ];
-    let args: Vec<&str> = r
-        .args
-        .iter()
-        .chain(p.extra_args.iter())
-        .map(|a| a.to_str().ok_or_else(|| not_utf8(Path::new(a))))
-        .collect::<std::io::Result<_>>()?;
-    arguments.extend(root_args(&args, &c.input).ok_or_else(|| {
+    let args = utf8_args(&r.args, p)?;
+    let rooted = root_args(&args, &c.input).ok_or_else(|| {
         std::io::Error::other("an argument names an absolute path that is not mapped")
-    })?);
-    let env = action_env(p, &[]);
-    let dirs = vec![root_path(cwd).ok_or_else(|| not_utf8(cwd))?];
+    })?;
     Ok(ActionSpec {
-        arguments,
-        env,
+        arguments: command(cwd, &r.sysroot.join("bin/rustc"), rooted)?,
+        env: action_env(p, &[]),
         inputs,
-        dirs,
-        outputs,
+        dirs: vec![root_path(cwd).ok_or_else(|| not_utf8(cwd))?],
+        // The wanted outputs (see `remote::run`).
+        outputs: Vec::new(),
         timeout: ACTION_TIMEOUT,
     })
 }

@@ -25,11 +25,11 @@ use cachepot_compiler::c::{CCompile, ContentFlags, Family};
 use cachepot_compiler::depinfo;
 use cachepot_dist::{ActionSpec, Input};
 
-use super::action::{action_env, clean, not_utf8, root_path, MARK, ROOT_FILE, SCRIPT};
-use super::c_args::{root_args, root_one, worker_locale};
+use super::action::{action_env, clean, command, not_utf8, root_path, utf8_args, MARK};
+use super::c_args::{root_args, worker_locale};
 use super::c_toolchain::LIB_DIR;
 use super::probes::{probes, Probe, PROBE_NAMES};
-use super::{RemoteExec, ACTION_TIMEOUT};
+use super::{RemoteExec, Unsent, ACTION_TIMEOUT};
 use crate::cache::c::CPending;
 use crate::cache::Pending;
 
@@ -116,7 +116,7 @@ fn probe_hits(
     probe: &Probe,
     beside: &[PathBuf],
     search: &[PathBuf],
-) -> std::io::Result<Vec<PathBuf>> {
+) -> Result<Vec<PathBuf>, Unsent> {
     if probe.name.starts_with('/') {
         return Err(not_portable(format!(
             "__has_include of an absolute path ({})",
@@ -133,7 +133,7 @@ fn probe_hits(
 
 /// Every probe the files read make, through the built-in names and the
 /// aliases any of them defines (an alias of an alias too, a few deep).
-fn all_probes(texts: &[Vec<u8>]) -> std::io::Result<Vec<Probe>> {
+fn all_probes(texts: &[Vec<u8>]) -> Result<Vec<Probe>, Unsent> {
     let mut names: Vec<String> = PROBE_NAMES.iter().map(|n| n.to_string()).collect();
     let mut scanned = 0;
     let mut found = Vec::new();
@@ -161,14 +161,14 @@ fn all_probes(texts: &[Vec<u8>]) -> std::io::Result<Vec<Probe>> {
 
 /// An error that keeps the compile here: the worker cannot match what it
 /// reads.
-fn not_portable(why: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::Unsupported, why.into())
+fn not_portable(why: impl Into<String>) -> Unsent {
+    Unsent::NotPortable(why.into())
 }
 
 /// A file the compiler reads through `path`: read here as the system
 /// resolves it, placed where the worker resolves it. The input root has
 /// no symbolic links, so there `dir/link/../x` is `dir/x`.
-fn input_as_named(path: &Path) -> std::io::Result<Input> {
+fn input_as_named(path: &Path) -> Result<Input, Unsent> {
     use std::os::unix::fs::PermissionsExt;
     let placed = clean(Path::new("/"), path);
     // `dir/link/../x` is another file than `dir/x` when `link` points
@@ -220,7 +220,7 @@ pub(super) fn c_action(
     p: &Pending,
     cp: &CPending,
     scratch: &Path,
-) -> std::io::Result<ActionSpec> {
+) -> Result<ActionSpec, Unsent> {
     let c = &cp.compile;
     let cwd = &p.cwd;
     let toolchain = remote.c_compiler(cp.family, &cp.compiler, cwd, &p.env)?;
@@ -300,12 +300,7 @@ pub(super) fn c_action(
     let object = clean(cwd, Path::new(&c.output));
     inputs.retain(|i| i.local != object);
 
-    let args: Vec<&str> = cp
-        .args
-        .iter()
-        .chain(p.extra_args.iter())
-        .map(|a| a.to_str().ok_or_else(|| not_utf8(Path::new(a))))
-        .collect::<std::io::Result<_>>()?;
+    let args = utf8_args(&cp.args, p)?;
     let mut rooted = root_args(&args, &c.input).ok_or_else(|| {
         std::io::Error::other("an argument names an absolute path that is not mapped")
     })?;
@@ -317,32 +312,13 @@ pub(super) fn c_action(
         // `/etc` and from beside the binary.
         rooted.push("--no-default-config".into());
     }
-    let mut outputs = vec![root_path(&object).ok_or_else(|| not_utf8(&object))?];
-    match depfile(p, cp) {
-        Some(d) => outputs.push(root_path(&d).ok_or_else(|| not_utf8(&d))?),
-        None => {
-            rooted.extend([
-                "-MD".into(),
-                "-MF".into(),
-                format!("{MARK}/{CHECK_DEPFILE}"),
-            ]);
-            outputs.push(CHECK_DEPFILE.into());
-        }
+    if depfile(p, cp).is_none() {
+        rooted.extend([
+            "-MD".into(),
+            "-MF".into(),
+            format!("{MARK}/{CHECK_DEPFILE}"),
+        ]);
     }
-    outputs.push(ROOT_FILE.into());
-    let program = toolchain
-        .program
-        .to_str()
-        .ok_or_else(|| not_utf8(&toolchain.program))?;
-    let mut arguments = vec![
-        "/bin/sh".to_string(),
-        "-c".into(),
-        SCRIPT.into(),
-        "cachepot-remote".into(),
-        root_one(cwd.to_str().ok_or_else(|| not_utf8(cwd))?),
-        root_one(program),
-    ];
-    arguments.extend(rooted);
     let locale = worker_locale(&p.env).ok_or_else(|| not_portable("locale"))?;
     let mut env = action_env(
         p,
@@ -355,11 +331,12 @@ pub(super) fn c_action(
         !matches!(k.as_str(), "LANG" | "LANGUAGE") && !k.starts_with("LC_") || k == "LC_ALL"
     });
     Ok(ActionSpec {
-        arguments,
+        arguments: command(cwd, &toolchain.program, rooted)?,
         env,
         inputs,
         dirs,
-        outputs,
+        // The wanted outputs (see `remote::run`).
+        outputs: Vec::new(),
         timeout: ACTION_TIMEOUT,
     })
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use cachepot_compiler::c::{CCompile, Family, Language};
 use cachepot_compiler::key::env_value;
 
-use super::action::MARK;
+use super::action::root_one;
 use super::KeptLocal;
 
 /// Variables that add directories the compiler searches, change where it
@@ -154,14 +154,6 @@ fn utf8(args: &[OsString]) -> Vec<&str> {
     args.iter().filter_map(|a| a.to_str()).collect()
 }
 
-pub(super) fn root_one(v: &str) -> String {
-    if v.starts_with('/') {
-        format!("{MARK}{v}")
-    } else {
-        v.to_string()
-    }
-}
-
 /// The arguments with [`MARK`] in front of the absolute paths gcc reads
 /// or writes; `None` when another argument names a path (a prefix map, a
 /// plugin, `--sysroot`): the compile stays here.
@@ -204,6 +196,7 @@ pub(super) fn root_args(args: &[&str], input: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::action::MARK;
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@ use cachepot_compiler::depinfo;
 use cachepot_compiler::key::env_value;
 use cachepot_dist::Executed;
 
-use super::action::ROOT_FILE;
+use super::action::{not_utf8, root_path, ROOT_FILE};
 use super::{Fallback, Ran, RemoteExec, MISSING_INPUT};
 use crate::cache::restore::temp_beside;
 use crate::cache::Pending;
@@ -22,6 +22,18 @@ pub(super) struct Wanted {
     pub depinfo: bool,
     /// The compile may not write it.
     pub optional: bool,
+}
+
+impl Wanted {
+    /// An output that goes to `dest`, at its own path in the root.
+    pub(super) fn file(dest: PathBuf, depinfo: bool, optional: bool) -> std::io::Result<Wanted> {
+        Ok(Wanted {
+            name: root_path(&dest).ok_or_else(|| not_utf8(&dest))?,
+            dest: Some(dest),
+            depinfo,
+            optional,
+        })
+    }
 }
 
 /// Which failed compiles on the worker are the compiler's own answer.

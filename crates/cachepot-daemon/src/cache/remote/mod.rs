@@ -45,7 +45,7 @@ use super::c::CPending;
 use super::rust::RustPending;
 use super::Pending;
 use crate::Shared;
-use action::{input_of, root_args, root_path, rust_action, walk, Budget};
+use action::{input_of, root_args, rust_action, walk, Budget};
 pub(in crate::cache) use c_args::kept_local as kept_local_c;
 use c_toolchain::{CompilerFiles, CompilerFilesByDriver};
 use finish::{finish, Errors, Wanted};
@@ -380,6 +380,18 @@ pub struct Ran {
     pub stderr: Vec<u8>,
 }
 
+/// Why an action could not be built: the compile runs here.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unsent {
+    /// An input could not be named or read.
+    #[error(transparent)]
+    Inputs(#[from] std::io::Error),
+    /// The compile reads what the worker cannot match (see
+    /// [`Fallback::NotPortable`]).
+    #[error("{0}")]
+    NotPortable(String),
+}
+
 /// Runs a rustc miss on the engine and writes its outputs; `None` when
 /// the compile must run here (the reason is counted and logged).
 pub(super) fn run_rust(
@@ -390,29 +402,21 @@ pub(super) fn run_rust(
     alive: &dyn Fn() -> bool,
 ) -> Option<Ran> {
     let remote = shared.remote.as_ref()?;
-    let mut wanted: Vec<Wanted> = super::rust::kept_outputs(&r.compile, &p.cwd)
-        .into_iter()
-        .map(|o| Wanted {
-            name: root_path(&o.path).unwrap_or_default(),
-            depinfo: o.role == Role::DepInfo,
-            optional: o.optional,
-            dest: Some(o.path),
-        })
-        .collect();
-    if let Some(d) = &r.own_depinfo {
-        wanted.push(Wanted {
-            name: root_path(d).unwrap_or_default(),
-            dest: Some(d.clone()),
-            depinfo: true,
-            optional: false,
-        });
-    }
-    let spec = rust_action(remote, p, r, target);
-    run(shared, p, spec, wanted, Errors::Located, alive)
+    let action = || -> Result<(ActionSpec, Vec<Wanted>), Unsent> {
+        let mut wanted = super::rust::kept_outputs(&r.compile, &p.cwd)
+            .into_iter()
+            .map(|o| Wanted::file(o.path, o.role == Role::DepInfo, o.optional))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        if let Some(d) = &r.own_depinfo {
+            wanted.push(Wanted::file(d.clone(), true, false)?);
+        }
+        Ok((rust_action(remote, p, r, target)?, wanted))
+    };
+    run(shared, p, action(), Errors::Located, alive)
 }
 
-/// Runs a gcc miss on the engine and writes its outputs; `None` when the
-/// compile must run here (the reason is counted and logged).
+/// Runs a gcc or clang miss on the engine and writes its outputs; `None`
+/// when the compile must run here (the reason is counted and logged).
 pub(super) fn run_c(
     shared: &Shared,
     p: &Pending,
@@ -420,43 +424,33 @@ pub(super) fn run_c(
     alive: &dyn Fn() -> bool,
 ) -> Option<Ran> {
     let remote = shared.remote.as_ref()?;
-    let object = action::clean(&p.cwd, Path::new(&cp.compile.output));
-    let mut wanted = vec![Wanted {
-        name: root_path(&object).unwrap_or_default(),
-        dest: Some(object),
-        depinfo: false,
-        optional: false,
-    }];
-    wanted.push(match c::depfile(p, cp) {
-        Some(d) => Wanted {
-            name: root_path(&d).unwrap_or_default(),
-            dest: Some(d),
-            depinfo: true,
-            optional: false,
-        },
-        None => Wanted {
-            name: c::CHECK_DEPFILE.into(),
-            dest: None,
-            depinfo: true,
-            optional: false,
-        },
-    });
-    let scratch = super::private_temp(shared, "d");
-    let spec = {
-        // The local `-M` run preprocesses as a compile would: it waits for
-        // a core like one (see `slots`).
+    let action = || -> Result<(ActionSpec, Vec<Wanted>), Unsent> {
+        let object = action::clean(&p.cwd, Path::new(&cp.compile.output));
+        let depfile = match c::depfile(p, cp) {
+            Some(d) => Wanted::file(d, true, false)?,
+            None => Wanted {
+                name: c::CHECK_DEPFILE.into(),
+                dest: None,
+                depinfo: true,
+                optional: false,
+            },
+        };
+        let wanted = vec![Wanted::file(object, false, false)?, depfile];
+        let scratch = super::private_temp(shared, "d");
+        // The local `-M` run preprocesses as a compile would: it waits
+        // for a core like one (see `slots`).
         let _slot = shared.local_slots.as_ref().map(|s| s.take());
-        c::c_action(remote, p, cp, &scratch)
+        Ok((c::c_action(remote, p, cp, &scratch)?, wanted))
     };
-    run(shared, p, spec, wanted, Errors::CompiledHere, alive)
+    run(shared, p, action(), Errors::CompiledHere, alive)
 }
 
 /// Runs an action and checks and writes what it gives.
+/// The action's outputs are the wanted files and [`action::ROOT_FILE`].
 fn run(
     shared: &Shared,
     p: &Pending,
-    spec: std::io::Result<ActionSpec>,
-    wanted: Vec<Wanted>,
+    action: Result<(ActionSpec, Vec<Wanted>), Unsent>,
     errors: Errors,
     alive: &dyn Fn() -> bool,
 ) -> Option<Ran> {
@@ -467,18 +461,21 @@ fn run(
         shared.stats.remote_failed(why.as_str());
         None
     };
-    let spec = match spec {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-            return fall_back(Fallback::NotPortable, &e);
-        }
-        Err(e) => {
+    let (mut spec, wanted) = match action {
+        Ok(a) => a,
+        Err(Unsent::NotPortable(why)) => return fall_back(Fallback::NotPortable, &why),
+        Err(Unsent::Inputs(e)) => {
             // A toolchain updated in place (`rustup update`) is listed
             // again next time.
             remote.forget_toolchains();
             return fall_back(Fallback::Inputs, &e);
         }
     };
+    spec.outputs = wanted
+        .iter()
+        .map(|w| w.name.clone())
+        .chain([action::ROOT_FILE.to_string()])
+        .collect();
     let executed = match remote.executor.run(&spec) {
         Ok(e) => e,
         Err(e) => {
