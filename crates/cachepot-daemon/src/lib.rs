@@ -67,6 +67,10 @@ pub struct DaemonConfig {
     /// Whether build scripts run through the cache, and for which packages
     /// not (`CACHEPOT_BUILD_SCRIPTS`, `build_scripts`).
     pub build_scripts: BuildScripts,
+    /// The scratch tier's directory, if there is one: removed when the
+    /// daemon stops, before it releases its lock (`--stop-server` waits
+    /// for the lock).
+    pub scratch: Option<PathBuf>,
 }
 
 /// Build-script caching settings.

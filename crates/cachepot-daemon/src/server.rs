@@ -185,6 +185,17 @@ fn sweep_spool(spool: &Path) {
 }
 
 /// Takes the daemon lock, waiting a little for a daemon that is exiting.
+/// A directory removed when the daemon's `run` returns.
+struct RemovedOnExit(Option<PathBuf>);
+
+impl Drop for RemovedOnExit {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 fn take_lock(path: &Path) -> Result<File, DaemonError> {
     let file = File::options()
         .create(true)
@@ -217,6 +228,9 @@ pub fn run(
     on_ready: impl FnOnce(),
 ) -> Result<(), DaemonError> {
     let _lock = take_lock(&config.lock)?;
+    // Dropped before the lock: whoever sees the lock free finds the
+    // scratch tier gone.
+    let _scratch = RemovedOnExit(config.scratch.clone());
     sweep_private_temps(&config.socket);
     sweep_spool(&config.spool);
     let socket = config.socket.clone();

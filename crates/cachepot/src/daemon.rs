@@ -16,8 +16,14 @@ use crate::config::Config;
 use crate::logging;
 use crate::runtime::{build_id, Paths};
 
-fn daemon_config(config: &Config, paths: &Paths, log_file: bool) -> DaemonConfig {
+fn daemon_config(
+    config: &Config,
+    paths: &Paths,
+    log_file: bool,
+    scratch: Option<std::path::PathBuf>,
+) -> DaemonConfig {
     DaemonConfig {
+        scratch,
         socket: paths.socket.clone(),
         lock: paths.lock.clone(),
         idle_timeout: config.idle_timeout,
@@ -145,16 +151,12 @@ fn serve(config: &Config, paths: &Paths, log_file: bool, on_ready: impl FnOnce()
         }
         _ => None,
     };
-    let result = cachepot_daemon::run(
-        daemon_config(config, paths, log_file),
+    cachepot_daemon::run(
+        daemon_config(config, paths, log_file, scratch_dir),
         storage,
         executor,
         on_ready,
-    );
-    if let Some(dir) = scratch_dir {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    result?;
+    )?;
     Ok(())
 }
 
